@@ -1,0 +1,408 @@
+//! The Linux-policy builder.
+//!
+//! Structure follows the kernel's early mapping path, one function per Linux level:
+//! `map` walks the pgd entries, then p4d → pud → pmd → pte. A folded level has no table
+//! of its own: its "entry" *is* the parent entry (the kernel's `pXX_offset` of a folded
+//! level returns the pointer it was given), so [`Builder::descend`] passes the parent
+//! entry straight through and never asks for a folded level's fixmap slot.
+//!
+//! Policy (what the kernel does, restated):
+//! * a new table is taken from the pool, mapped through its level's fixmap slot,
+//!   cleared, followed by `dsb ishst`, and only then linked into its parent with
+//!   UXNTable (and PXNTable when NO_EXEC_MAPPINGS);
+//! * a level-2 block when `addr`, `next` and `phys` are all block aligned, a level-1
+//!   block likewise but only with 4K pages; never with NO_BLOCK_MAPPINGS;
+//! * the contiguous bit on every entry of a run whose `addr`, `next` and `phys` are all
+//!   aligned to the run, unless NO_CONT_MAPPINGS;
+//! * a live entry may only change as `pgattr_change_is_safe` allows; a block is never
+//!   split and never replaces a table. Violations end the plan with a [`BugRecord`].
+
+use ptcheck_shared::abi::{
+    AllocRecord, BugKind, BugRecord, Event, EventKind, MapFlags, MapOp, Plan, RunResult, Status,
+};
+use ptcheck_shared::descriptor::DescriptorKind;
+use ptcheck_shared::{Descriptor, Level, LinuxLevel, Prot, TranslationConfig};
+
+use crate::memory::{TableMemory, TablePtr};
+use crate::mutation;
+use crate::pool::TablePool;
+
+/// Operation index recorded before the first operation (root creation).
+pub const NO_OP: u32 = u32::MAX;
+/// `BugRecord::level` when no table entry is involved.
+pub const NO_LEVEL: i32 = 4;
+
+type Outcome = Result<(), BugRecord>;
+
+/// Run every operation of `plan`, writing what happened into `result`.
+///
+/// Never panics on bad input: a malformed plan ends with `Status::BadPlan`, a refused
+/// operation with `Status::Bug` and the [`BugRecord`].
+pub fn run_plan<M: TableMemory>(plan: &Plan, mem: &mut M, result: &mut RunResult) {
+    run_plan_with::<M, { mutation::NONE }>(plan, mem, result)
+}
+
+pub(crate) fn run_plan_with<M: TableMemory, const MUTATION: u32>(
+    plan: &Plan,
+    mem: &mut M,
+    result: &mut RunResult,
+) {
+    result.reset(plan.plan_id);
+    let cfg = match plan.config() {
+        Some(cfg) if plan.is_well_formed() => cfg,
+        _ => {
+            result.status = Status::BadPlan as u32;
+            return;
+        }
+    };
+    let mut b = Builder::<M, MUTATION> {
+        cfg,
+        mem,
+        pool: TablePool::new(plan.pool(), cfg.page_size()),
+        result,
+        op: NO_OP,
+        flags: 0,
+        prot: Prot(0),
+        slot_pa: [0; 5],
+    };
+    let outcome = b.create_root().and_then(|root| {
+        for (i, op) in plan.ops().iter().enumerate() {
+            b.op = i as u32;
+            b.map(root, op)?;
+            b.result.ops_done = i as u32 + 1;
+        }
+        Ok(())
+    });
+    match outcome {
+        Ok(()) => b.result.status = Status::Done as u32,
+        Err(bug) => {
+            b.result.bug = bug;
+            b.result.status = Status::Bug as u32;
+        }
+    }
+}
+
+/// An entry of some table, reached through a fixmap slot.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    ptr: TablePtr,
+    index: usize,
+    /// Architectural level of the table holding the entry.
+    level: Level,
+    /// Slot the table is mapped through.
+    slot: LinuxLevel,
+}
+
+/// What a level does with one of its entries: `(entry, addr, next, phys, contiguous)`.
+type EntryFn<B> = fn(&mut B, Entry, u64, u64, u64, bool) -> Outcome;
+
+struct Builder<'a, M: TableMemory, const MUTATION: u32> {
+    cfg: TranslationConfig,
+    mem: &'a mut M,
+    pool: TablePool<'a>,
+    result: &'a mut RunResult,
+    op: u32,
+    flags: u64,
+    prot: Prot,
+    /// What each fixmap slot maps now, for the trace.
+    slot_pa: [u64; 5],
+}
+
+/// `pXX_addr_end`: the end of the entry (of size `span`) holding `addr`, or `end` if
+/// sooner. Written so that a range ending at the top of the address space (end == 0)
+/// works.
+fn addr_end(addr: u64, end: u64, span: u64) -> u64 {
+    let boundary = (addr & !(span - 1)).wrapping_add(span);
+    if boundary.wrapping_sub(1) < end.wrapping_sub(1) {
+        boundary
+    } else {
+        end
+    }
+}
+
+fn aligned(x: u64, size: u64) -> bool {
+    x & (size - 1) == 0
+}
+
+/// The kernel's `pgattr_change_is_safe`: may a live entry `old` become `new`?
+fn pgattr_change_is_safe(old: u64, new: u64) -> bool {
+    // Creating or taking down a mapping is always safe.
+    if old & Descriptor::VALID == 0 || new & Descriptor::VALID == 0 {
+        return true;
+    }
+    // Live contiguous runs may not be touched at all.
+    if (old | new) & Descriptor::CONT != 0 {
+        return false;
+    }
+    // nG -> global would leave stale non-global TLB entries.
+    if old & !new & Prot::NG != 0 {
+        return false;
+    }
+    let mut may_change = Prot::PXN | Prot::RDONLY | Prot::WRITE | Prot::NG;
+    let normal = |d: u64| matches!(Prot(d).attr_index(), Prot::MT_NORMAL | Prot::MT_NORMAL_TAGGED);
+    if normal(old) && normal(new) {
+        may_change |= Prot::ATTR_INDX_MASK;
+    }
+    (old ^ new) & !may_change == 0
+}
+
+impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
+    fn event(&mut self, kind: EventKind, slot: LinuxLevel, pa: u64, value: u64) {
+        let op = self.op;
+        self.result.push_event(Event { kind: kind as u16, slot: slot as u16, op, pa, value });
+    }
+
+    fn bug(&self, kind: BugKind, level: i32, va: u64, old: u64, new: u64) -> BugRecord {
+        BugRecord { kind: kind as u32, op: self.op, level, reserved: 0, va, old, new }
+    }
+
+    fn set_fixmap(&mut self, slot: LinuxLevel, pa: u64) -> TablePtr {
+        self.slot_pa[slot as usize] = pa;
+        self.event(EventKind::FixmapSet, slot, pa, 0);
+        self.mem.set_fixmap(slot, pa)
+    }
+
+    fn clear_fixmap(&mut self, slot: LinuxLevel) {
+        self.event(EventKind::FixmapClear, slot, self.slot_pa[slot as usize], 0);
+        self.mem.clear_fixmap(slot);
+    }
+
+    fn read(&mut self, e: Entry) -> u64 {
+        self.mem.read(e.ptr, e.index)
+    }
+
+    /// `__pXX_populate`: link a table into entry `e`.
+    fn link(&mut self, e: Entry, desc: Descriptor) {
+        let entry_pa = self.slot_pa[e.slot as usize] + (e.index as u64) * 8;
+        self.event(EventKind::Link, e.slot, entry_pa, desc.0);
+        self.mem.write(e.ptr, e.index, desc.0);
+    }
+
+    /// `init_clear_pgtable`: clear the table, then make the zeroes visible to walks.
+    fn init_clear_pgtable(&mut self, slot: LinuxLevel, ptr: TablePtr) {
+        let bytes = self.cfg.page_size();
+        self.mem.clear(ptr, bytes as usize);
+        self.event(EventKind::Zero, slot, self.slot_pa[slot as usize], bytes);
+        self.mem.dsb_ishst();
+        self.event(EventKind::Barrier, slot, 0, 0);
+    }
+
+    /// `pgtable_alloc(type)`: one page from the pool.
+    fn alloc(&mut self, ll: LinuxLevel, level: Level, va: u64) -> Result<u64, BugRecord> {
+        let exhausted = self.bug(BugKind::PoolExhausted, level.0 as i32, va, 0, 0);
+        let pa = self.pool.alloc().ok_or(exhausted)?;
+        if !self.result.push_alloc(AllocRecord { pa, op: self.op, linux_level: ll as u32 }) {
+            return Err(exhausted);
+        }
+        self.event(EventKind::Alloc, ll, pa, level.0 as u64);
+        Ok(pa)
+    }
+
+    fn create_root(&mut self) -> Result<u64, BugRecord> {
+        let root = self.alloc(LinuxLevel::Pgd, self.cfg.root_level(), 0)?;
+        let ptr = self.set_fixmap(LinuxLevel::Pgd, root);
+        self.init_clear_pgtable(LinuxLevel::Pgd, ptr);
+        self.clear_fixmap(LinuxLevel::Pgd);
+        self.result.root_pa = root;
+        Ok(root)
+    }
+
+    /// `__create_pgd_mapping`: validate, then walk the pgd entries of the range.
+    fn map(&mut self, root: u64, op: &MapOp) -> Outcome {
+        let cfg = self.cfg;
+        let page = cfg.page_size();
+        let refuse = |b: &Self, kind| Err(b.bug(kind, NO_LEVEL, op.va, 0, 0));
+        if op.size == 0 || !aligned(op.va | op.pa | op.size, page) {
+            return refuse(self, BugKind::Misaligned);
+        }
+        if !Prot(op.prot).is_valid() || op.flags & !MapFlags::ALL != 0 {
+            return refuse(self, BugKind::BadProt);
+        }
+        let end = op.va.wrapping_add(op.size);
+        let pa_end = op.pa.checked_add(op.size);
+        if op.va < cfg.va_start()
+            || (end != 0 && end <= op.va)
+            || pa_end.is_none_or(|e| e > 1u64 << cfg.pa_bits())
+        {
+            return refuse(self, BugKind::OutOfRange);
+        }
+        self.flags = op.flags;
+        self.prot = Prot(op.prot);
+
+        let level = cfg.root_level();
+        let pgd = self.set_fixmap(LinuxLevel::Pgd, root);
+        let (mut addr, mut phys) = (op.va, op.pa);
+        loop {
+            let next = addr_end(addr, end, cfg.entry_span(level));
+            let e = Entry { ptr: pgd, index: cfg.index(level, addr), level, slot: LinuxLevel::Pgd };
+            self.p4d_entry(e, addr, next, phys, false)?;
+            phys = phys.wrapping_add(next.wrapping_sub(addr));
+            addr = next;
+            if addr == end {
+                break;
+            }
+        }
+        self.clear_fixmap(LinuxLevel::Pgd);
+        Ok(())
+    }
+
+    /// Visit the entries of Linux level `ll` covering `[addr, end)` below `parent`.
+    ///
+    /// Folded level: the parent entry is this level's entry, visited once for the
+    /// whole range. Otherwise the level's table (allocated if the parent is empty) is
+    /// mapped through the level's fixmap slot and its entries visited, grouped into
+    /// contiguous runs where the level has them.
+    fn descend(&mut self, ll: LinuxLevel, parent: Entry, addr: u64, end: u64, phys: u64, body: EntryFn<Self>) -> Outcome {
+        let cfg = self.cfg;
+        let Some(level) = cfg.hw_level(ll) else {
+            if MUTATION == mutation::FOLDED_FIXMAP {
+                // "pgtable folding hell": reach the folded level through its own
+                // fixmap accessor, which the kernel defines as NULL.
+                let table = Descriptor(self.read(parent)).address(&cfg);
+                let ptr = self.set_fixmap(ll, table);
+                let e = Entry { ptr, index: cfg.index(parent.level, addr), level: parent.level, slot: ll };
+                let r = body(self, e, addr, end, phys, false);
+                self.clear_fixmap(ll);
+                return r;
+            }
+            return body(self, parent, addr, end, phys, false);
+        };
+        let ptr = self.table_for(parent, ll, level, addr)?;
+        let span = cfg.entry_span(level);
+        let no_cont = self.flags & MapFlags::NO_CONT_MAPPINGS != 0;
+        let (mut addr, mut phys) = (addr, phys);
+        loop {
+            // One contiguous-run chunk (the whole range where the level has no runs).
+            let run_end = match cfg.cont_span(level) {
+                Some(run) => addr_end(addr, end, run),
+                None => end,
+            };
+            let cont = !no_cont && cfg.cont_span(level).is_some_and(|run| aligned(addr | run_end | phys, run));
+            loop {
+                let next = addr_end(addr, run_end, span);
+                let e = Entry { ptr, index: cfg.index(level, addr), level, slot: ll };
+                body(self, e, addr, next, phys, cont)?;
+                phys = phys.wrapping_add(next.wrapping_sub(addr));
+                addr = next;
+                if addr == run_end {
+                    break;
+                }
+            }
+            if addr == end {
+                break;
+            }
+        }
+        self.clear_fixmap(ll);
+        Ok(())
+    }
+
+    /// The table below `parent` for Linux level `ll` (at architectural `level`):
+    /// the existing one, or a new, cleared one linked into `parent`.
+    fn table_for(&mut self, parent: Entry, ll: LinuxLevel, level: Level, addr: u64) -> Result<TablePtr, BugRecord> {
+        let cfg = self.cfg;
+        let entry_va = addr & !(cfg.entry_span(parent.level) - 1);
+        let old = self.read(parent);
+        if old == 0 {
+            let pa = self.alloc(ll, level, entry_va)?;
+            let ptr = self.set_fixmap(ll, pa);
+            let mut attrs = Descriptor::UXN_TABLE;
+            if self.flags & MapFlags::NO_EXEC_MAPPINGS != 0 {
+                attrs |= Descriptor::PXN_TABLE;
+            }
+            let desc = Descriptor::table(&cfg, pa, attrs);
+            match MUTATION {
+                mutation::SKIP_ZERO => self.link(parent, desc),
+                mutation::ZERO_AFTER_LINK => {
+                    self.link(parent, desc);
+                    self.init_clear_pgtable(ll, ptr);
+                }
+                _ => {
+                    self.init_clear_pgtable(ll, ptr);
+                    self.link(parent, desc);
+                }
+            }
+            return Ok(ptr);
+        }
+        let desc = Descriptor(old);
+        match desc.kind(&cfg, parent.level) {
+            DescriptorKind::Table => Ok(self.set_fixmap(ll, desc.address(&cfg))),
+            DescriptorKind::Block => Err(self.bug(BugKind::SplitBlock, parent.level.0 as i32, entry_va, old, 0)),
+            _ => Err(self.bug(BugKind::BadEntry, parent.level.0 as i32, entry_va, old, 0)),
+        }
+    }
+
+    /// Write a block or page into `e`, if the change is safe.
+    fn set_leaf(&mut self, e: Entry, addr: u64, phys: u64, cont: bool) -> Outcome {
+        let new = Descriptor::leaf(&self.cfg, e.level, phys, self.prot, cont).0;
+        let old = self.read(e);
+        let level = e.level.0 as i32;
+        if Descriptor(old).kind(&self.cfg, e.level) == DescriptorKind::Table {
+            return Err(self.bug(BugKind::ReplaceTable, level, addr, old, new));
+        }
+        if !pgattr_change_is_safe(old, new) {
+            return Err(self.bug(BugKind::UnsafeChange, level, addr, old, new));
+        }
+        self.mem.write(e.ptr, e.index, new);
+        Ok(())
+    }
+
+    fn block_allowed(&self, addr: u64, next: u64, phys: u64, size: Option<u64>) -> bool {
+        self.flags & MapFlags::NO_BLOCK_MAPPINGS == 0 && size.is_some_and(|s| aligned(addr | next | phys, s))
+    }
+
+    /// A pgd entry: its p4d entries.
+    fn p4d_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
+        self.descend(LinuxLevel::P4d, e, addr, next, phys, Self::pud_table)
+    }
+
+    /// A p4d entry: its pud entries.
+    fn pud_table(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
+        self.descend(LinuxLevel::Pud, e, addr, next, phys, Self::pud_entry)
+    }
+
+    /// A pud entry: a 1G block (4K only, `pud_sect_supported`) or a pmd table.
+    fn pud_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
+        if self.block_allowed(addr, next, phys, self.cfg.kernel_block_size(Level(1))) {
+            return self.set_leaf(e, addr, phys, false);
+        }
+        self.descend(LinuxLevel::Pmd, e, addr, next, phys, Self::pmd_entry)
+    }
+
+    /// A pmd entry: a block (contiguous when its run is aligned) or a pte table.
+    fn pmd_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, cont: bool) -> Outcome {
+        if self.block_allowed(addr, next, phys, self.cfg.kernel_block_size(Level(2))) {
+            return self.set_leaf(e, addr, phys, cont);
+        }
+        self.descend(LinuxLevel::Pte, e, addr, next, phys, Self::pte_entry)
+    }
+
+    /// A pte entry: a page.
+    fn pte_entry(&mut self, e: Entry, addr: u64, _next: u64, phys: u64, cont: bool) -> Outcome {
+        self.set_leaf(e, addr, phys, cont)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_end_handles_the_top_of_the_address_space() {
+        assert_eq!(addr_end(0xffff_ffff_ffe0_0000, 0, 1 << 21), 0);
+        assert_eq!(addr_end(0xffff_ffff_ffc0_0000, 0, 1 << 21), 0xffff_ffff_ffe0_0000);
+        assert_eq!(addr_end(0x1000, 0x3000, 1 << 21), 0x3000);
+    }
+
+    #[test]
+    fn attribute_change_rule() {
+        let page = |p: Prot| Descriptor::leaf(&TranslationConfig::parse("4k-48").unwrap(), Level(3), 0x4000_0000, p, false).0;
+        assert!(pgattr_change_is_safe(0, page(Prot::KERNEL)));
+        assert!(pgattr_change_is_safe(page(Prot::KERNEL), page(Prot::KERNEL_RO)));
+        assert!(pgattr_change_is_safe(page(Prot::KERNEL), page(Prot::KERNEL_TAGGED)));
+        assert!(!pgattr_change_is_safe(page(Prot::KERNEL), page(Prot::DEVICE)));
+        assert!(!pgattr_change_is_safe(page(Prot::KERNEL), page(Prot::KERNEL) + 0x1000), "OA change");
+        assert!(!pgattr_change_is_safe(page(Prot::KERNEL) | Descriptor::CONT, page(Prot::KERNEL) | Descriptor::CONT));
+        assert!(!pgattr_change_is_safe(page(Prot(Prot::KERNEL.0 | Prot::NG)), page(Prot::KERNEL)), "nG -> global");
+        assert!(pgattr_change_is_safe(page(Prot::KERNEL), page(Prot(Prot::KERNEL.0 | Prot::NG))));
+    }
+}
