@@ -1,0 +1,34 @@
+//! Backends: where a plan is run. Each returns the same view: the guest's
+//! [`RunResult`] and read access to its physical memory, so the verifier never knows
+//! which one ran.
+
+pub mod native;
+
+use ptcheck_shared::abi::{Plan, RunResult};
+
+/// Read access to the physical memory a plan ran in.
+pub trait PhysMemory {
+    /// The 64-bit word at `pa`, or `None` when `pa` is not backed by memory.
+    fn read_u64(&self, pa: u64) -> Option<u64>;
+}
+
+/// What a run leaves behind for the verifier.
+pub struct RunView<'a> {
+    /// The result record as the builder wrote it.
+    pub result: &'a RunResult,
+    /// The memory the tables are in.
+    pub ram: &'a dyn PhysMemory,
+}
+
+/// A place to run plans: in-process, QEMU or KVM.
+pub trait Backend {
+    /// Name used in reports ("native", "qemu", "kvm").
+    fn name(&self) -> &'static str;
+
+    /// Run one plan. The pool must already be poisoned by the backend.
+    ///
+    /// # Errors
+    /// Infrastructure failures only (VM could not start, hung, died); a builder that
+    /// refuses an operation or a guest exception is a normal result.
+    fn run(&mut self, plan: &Plan) -> anyhow::Result<RunView<'_>>;
+}

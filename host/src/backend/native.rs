@@ -1,0 +1,179 @@
+//! The native backend: the builder runs in-process over simulated RAM. Fastest, and
+//! the reference the VM backends must agree with; it has no MMU, so no hardware probes.
+
+use bytemuck::Zeroable;
+use ptcheck_guest::{TableMemory, TablePtr};
+use ptcheck_shared::abi::{Event, EventKind, ExceptionRecord, Plan, PoolRange, RunResult, Status};
+use ptcheck_shared::{LinuxLevel, TranslationConfig};
+
+use super::{Backend, PhysMemory, RunView};
+use crate::POISON;
+
+/// Sparse simulated physical memory: a list of backed ranges.
+#[derive(Default)]
+pub struct SimRam {
+    regions: Vec<(u64, Vec<u64>)>,
+}
+
+impl SimRam {
+    /// Back every pool range of `plan`, filled with [`POISON`].
+    pub fn for_pool(pool: &[PoolRange]) -> SimRam {
+        let regions = pool.iter().map(|r| (r.base, vec![POISON; (r.size / 8) as usize])).collect();
+        SimRam { regions }
+    }
+
+    fn word(&mut self, pa: u64) -> Option<&mut u64> {
+        self.regions.iter_mut().find_map(|(base, words)| {
+            let off = pa.checked_sub(*base)?;
+            words.get_mut((off / 8) as usize)
+        })
+    }
+}
+
+impl PhysMemory for SimRam {
+    fn read_u64(&self, pa: u64) -> Option<u64> {
+        self.regions.iter().find_map(|(base, words)| {
+            let off = pa.checked_sub(*base)?;
+            words.get((off / 8) as usize).copied()
+        })
+    }
+}
+
+/// Fixmap slots over [`SimRam`]. Slot pointers are opaque handles; the null pointer of
+/// a folded level faults like it does in the guest (recorded, access dropped).
+pub struct NativeMemory<'r> {
+    cfg: TranslationConfig,
+    ram: &'r mut SimRam,
+    slots: [Option<u64>; 5],
+    /// Faulting accesses: (slot pointer + offset, slot level).
+    pub faults: Vec<(u64, LinuxLevel)>,
+}
+
+const SLOT_BASE: usize = 0xf1c0_0000;
+const SLOT_STRIDE: usize = 0x10_0000;
+
+impl<'r> NativeMemory<'r> {
+    /// Fixmap slots for regime `cfg` over `ram`.
+    pub fn new(cfg: TranslationConfig, ram: &'r mut SimRam) -> Self {
+        NativeMemory { cfg, ram, slots: [None; 5], faults: Vec::new() }
+    }
+
+    fn resolve(&mut self, ptr: TablePtr, offset: u64) -> Option<u64> {
+        let slot = ptr.0.checked_sub(SLOT_BASE).map(|d| d / SLOT_STRIDE).filter(|&s| s < 5);
+        let pa = slot.and_then(|s| self.slots[s]).filter(|_| offset < self.cfg.page_size());
+        match pa {
+            Some(pa) => Some(pa + offset),
+            None => {
+                let level = slot.and_then(|s| LinuxLevel::from_u8(s as u8)).unwrap_or(LinuxLevel::Pgd);
+                self.faults.push((ptr.0 as u64 + offset, level));
+                None
+            }
+        }
+    }
+}
+
+impl TableMemory for NativeMemory<'_> {
+    fn set_fixmap(&mut self, slot: LinuxLevel, pa: u64) -> TablePtr {
+        if self.cfg.is_folded(slot) {
+            return TablePtr::NULL;
+        }
+        self.slots[slot as usize] = Some(pa);
+        TablePtr(SLOT_BASE + slot as usize * SLOT_STRIDE)
+    }
+
+    fn clear_fixmap(&mut self, slot: LinuxLevel) {
+        self.slots[slot as usize] = None;
+    }
+
+    fn read(&mut self, ptr: TablePtr, index: usize) -> u64 {
+        match self.resolve(ptr, index as u64 * 8) {
+            Some(pa) => self.ram.read_u64(pa).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    fn write(&mut self, ptr: TablePtr, index: usize, value: u64) {
+        if let Some(pa) = self.resolve(ptr, index as u64 * 8) {
+            if let Some(w) = self.ram.word(pa) {
+                *w = value;
+            }
+        }
+    }
+
+    fn clear(&mut self, ptr: TablePtr, bytes: usize) {
+        for off in (0..bytes as u64).step_by(8) {
+            if let Some(pa) = self.resolve(ptr, off) {
+                if let Some(w) = self.ram.word(pa) {
+                    *w = 0;
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn dsb_ishst(&mut self) {}
+}
+
+/// A builder entry point: the clean [`ptcheck_guest::run_plan`], or a mutant in tests.
+pub type BuildFn = for<'a> fn(&Plan, &mut NativeMemory<'a>, &mut RunResult);
+
+/// ESR_EL1 of a data abort at the current EL (EC 0x25, IL) with a level-3
+/// translation fault (DFSC 0b000111): what the guest would take for a NULL fixmap.
+pub const ESR_DABT_TRANSLATION_L3: u64 = (0x25 << 26) | (1 << 25) | 0b000111;
+
+fn clean_builder(plan: &Plan, mem: &mut NativeMemory<'_>, result: &mut RunResult) {
+    ptcheck_guest::run_plan(plan, mem, result)
+}
+
+/// Runs plans in-process.
+pub struct NativeBackend {
+    build: BuildFn,
+    ram: SimRam,
+    result: Box<RunResult>,
+}
+
+impl NativeBackend {
+    /// The backend with the clean builder.
+    pub fn new() -> Self {
+        Self::with_builder(clean_builder)
+    }
+
+    /// The backend with a specific builder (tests use this to plant bugs).
+    pub fn with_builder(build: BuildFn) -> Self {
+        NativeBackend { build, ram: SimRam::default(), result: bytemuck::zeroed_box() }
+    }
+}
+
+impl Default for NativeBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn run(&mut self, plan: &Plan) -> anyhow::Result<RunView<'_>> {
+        let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("plan header is not a valid ptcheck plan"))?;
+        self.ram = SimRam::for_pool(plan.pool());
+        let mut mem = NativeMemory::new(cfg, &mut self.ram);
+        (self.build)(plan, &mut mem, &mut self.result);
+        // A fault is what the guest would take as a synchronous exception: report it
+        // the same way, with every faulting access in the trace.
+        if let Some(&(far, _)) = mem.faults.first() {
+            let faults = std::mem::take(&mut mem.faults);
+            // The memory layer cannot tell which operation was running: u32::MAX.
+            for (va, slot) in faults {
+                let ev = Event { kind: EventKind::Fault as u16, slot: slot as u16, op: u32::MAX, pa: va, value: 0 };
+                self.result.push_event(ev);
+            }
+            self.result.status = Status::Exception as u32;
+            self.result.exception =
+                ExceptionRecord { esr: ESR_DABT_TRANSLATION_L3, far, op: u32::MAX, phase: 1, ..ExceptionRecord::zeroed() };
+        }
+        Ok(RunView { result: &self.result, ram: &self.ram })
+    }
+}

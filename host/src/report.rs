@@ -1,0 +1,69 @@
+//! Per-config summaries and the JSON report.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::verify::{Verdict, CHECKS};
+
+/// One config's line of the report.
+#[derive(Debug, Serialize)]
+pub struct ConfigReport {
+    /// Regime name ("4k-52@48" for a folded-down variant).
+    pub name: String,
+    /// Plans run.
+    pub plans: usize,
+    /// Plans whose every check passed.
+    pub passed: usize,
+    /// Plans with at least one failed check.
+    pub failed: usize,
+    /// Check name -> plans that passed it.
+    pub checks: BTreeMap<String, usize>,
+    /// Pages whose translation was checked by the MMU (0 when no MMU ran).
+    pub hw_probes: u64,
+    /// True when the CPU could not run this regime, so only memory was checked.
+    pub hw_unsupported: bool,
+    /// "plan: [check] message" for each failure.
+    pub failures: Vec<String>,
+}
+
+impl ConfigReport {
+    /// An empty line for `name`.
+    pub fn new(name: String) -> Self {
+        let checks = CHECKS.iter().map(|c| (c.to_string(), 0)).collect();
+        ConfigReport { name, plans: 0, passed: 0, failed: 0, checks, hw_probes: 0, hw_unsupported: false, failures: vec![] }
+    }
+
+    /// Count one plan's verdict.
+    pub fn add(&mut self, plan_name: &str, v: &Verdict) {
+        self.plans += 1;
+        if v.passed() {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(format!("{plan_name}:\n{}", v.describe_failures().trim_end()));
+        }
+        for c in &v.checks {
+            let n = self.checks.entry(c.name.to_string()).or_insert(0);
+            if c.passed() {
+                *n += 1;
+            }
+        }
+    }
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Backend that ran the plans.
+    pub backend: String,
+    /// One entry per regime.
+    pub configs: Vec<ConfigReport>,
+}
+
+impl Report {
+    /// Plans that failed, over every config.
+    pub fn failed(&self) -> usize {
+        self.configs.iter().map(|c| c.failed).sum()
+    }
+}
