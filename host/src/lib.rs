@@ -9,8 +9,10 @@ pub mod backend;
 pub mod esr;
 pub mod expect;
 pub mod plans;
+pub mod probes;
 pub mod report;
 pub mod repro;
+pub mod run;
 pub mod verify;
 pub mod walker;
 

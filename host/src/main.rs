@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use ptcheck_host::backend::native::NativeBackend;
+use ptcheck_host::backend::qemu::{find_in_path, QemuBackend, QemuMode, QemuOptions};
 use ptcheck_host::backend::Backend;
 use ptcheck_host::report::{ConfigReport, Report};
-use ptcheck_host::{plans, repro, verify};
+use ptcheck_host::{plans, repro, run};
 use ptcheck_shared::TranslationConfig;
 
 #[derive(Parser)]
@@ -33,6 +34,16 @@ enum BackendChoice {
     Auto,
     /// In-process, simulated RAM, no MMU.
     Native,
+    /// qemu-system-aarch64 software emulation, real (emulated) MMU.
+    Qemu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeChoice {
+    /// One QEMU boot serves every plan through the mailbox.
+    Persistent,
+    /// A fresh QEMU for each plan.
+    BootPerPlan,
 }
 
 #[derive(clap::Args)]
@@ -46,6 +57,35 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     report: Option<PathBuf>,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[derive(clap::Args)]
+struct VmArgs {
+    /// The guest image (default: $PTCHECK_GUEST_IMAGE, else the xtask build output).
+    #[arg(long)]
+    guest: Option<PathBuf>,
+    /// QEMU: persistent guest or one boot per plan.
+    #[arg(long, value_enum, default_value = "persistent")]
+    qemu_mode: ModeChoice,
+    /// QEMU `-cpu` model.
+    #[arg(long, default_value = "max")]
+    cpu: String,
+    /// Seconds one plan may take before the guest counts as hung.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+fn guest_image(arg: &Option<PathBuf>) -> PathBuf {
+    if let Some(p) = arg {
+        return p.clone();
+    }
+    if let Some(p) = std::env::var_os("PTCHECK_GUEST_IMAGE") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    target.join("aarch64-unknown-none").join("release").join("ptcheck-guest-image")
 }
 
 fn configs(sel: &str) -> anyhow::Result<Vec<TranslationConfig>> {
@@ -59,28 +99,54 @@ fn configs(sel: &str) -> anyhow::Result<Vec<TranslationConfig>> {
     Ok(vec![cfg])
 }
 
-fn open_backend(choice: BackendChoice) -> anyhow::Result<Box<dyn Backend>> {
+fn qemu(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
+    let mut opts = QemuOptions::new(guest_image(&vm.guest));
+    opts.cpu = vm.cpu.clone();
+    opts.plan_timeout = std::time::Duration::from_secs(vm.timeout);
+    opts.mode = match vm.qemu_mode {
+        ModeChoice::Persistent => QemuMode::Persistent,
+        ModeChoice::BootPerPlan => QemuMode::BootPerPlan,
+    };
+    Ok(Box::new(QemuBackend::new(opts)?))
+}
+
+/// The backend, and why it was chosen.
+fn open_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result<(Box<dyn Backend>, String)> {
     match choice {
-        BackendChoice::Native => Ok(Box::new(NativeBackend::new())),
-        BackendChoice::Auto => bail!(
-            "no VM backend is available yet in this build: use --backend native (the QEMU and KVM backends are tracked in their own issues)"
-        ),
+        BackendChoice::Native => Ok((Box::new(NativeBackend::new()), "requested".into())),
+        BackendChoice::Qemu => Ok((qemu(vm)?, "requested".into())),
+        BackendChoice::Auto => {
+            let kvm = if std::path::Path::new("/dev/kvm").exists() {
+                if cfg!(target_arch = "aarch64") {
+                    "/dev/kvm exists but this build has no KVM backend yet"
+                } else {
+                    "/dev/kvm is this host's KVM, which cannot run an arm64 guest"
+                }
+            } else {
+                "no /dev/kvm"
+            };
+            if find_in_path("qemu-system-aarch64").is_none() {
+                bail!("no backend can run the arm64 guest ({kvm}; qemu-system-aarch64 not found): install QEMU with `apt-get install qemu-system-arm`, or use --backend native");
+            }
+            Ok((qemu(vm)?, format!("auto: {kvm}, using QEMU software emulation")))
+        }
     }
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let cfgs = configs(&args.config)?;
-    let mut backend = open_backend(args.backend)?;
-    println!("backend: {}", backend.name());
-    println!("{:<11} {:>6} {:>7} {:>7}  failed checks", "config", "plans", "passed", "failed");
+    let (mut backend, why) = open_backend(args.backend, &args.vm)?;
+    println!("backend: {} ({why})", backend.name());
+    println!("{:<11} {:>6} {:>7} {:>7} {:>10}  failed checks", "config", "plans", "passed", "failed", "hw_probes");
     let mut report = Report { backend: backend.name().into(), configs: vec![] };
     for cfg in cfgs {
         let mut line = ConfigReport::new(cfg.to_string());
         let mut failed_checks = std::collections::BTreeSet::new();
-        for np in plans::builtin(cfg) {
-            let view = backend.run(&np.plan).with_context(|| format!("{cfg} plan {}", np.name))?;
-            let verdict = verify::verify(&np.plan, &view);
-            line.add(&np.name, &verdict);
+        for mut np in plans::builtin(cfg) {
+            let seed = np.plan.plan_id;
+            let outcome = run::run_and_verify(backend.as_mut(), &mut np.plan, seed);
+            line.add(&np.name, &outcome);
+            let verdict = &outcome.verdict;
             if !verdict.passed() {
                 failed_checks.extend(verdict.failed());
                 let notes = format!("{cfg} plan {} on {}\n{}", np.name, backend.name(), verdict.describe_failures());
@@ -89,7 +155,14 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
             }
         }
         let fc: Vec<_> = failed_checks.into_iter().collect();
-        println!("{:<11} {:>6} {:>7} {:>7}  {}", line.name, line.plans, line.passed, line.failed, fc.join(","));
+        let hw = if line.hw_unsupported {
+            "unsupported".to_string()
+        } else if backend.has_mmu() {
+            line.hw_probes.to_string()
+        } else {
+            "no MMU".to_string()
+        };
+        println!("{:<11} {:>6} {:>7} {:>7} {:>10}  {}", line.name, line.plans, line.passed, line.failed, hw, fc.join(","));
         report.configs.push(line);
     }
     let total: usize = report.configs.iter().map(|c| c.plans).sum();

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::verify::{Verdict, CHECKS};
+use crate::run::Outcome;
+use crate::verify::CHECKS;
 
 /// One config's line of the report.
 #[derive(Debug, Serialize)]
@@ -34,9 +35,12 @@ impl ConfigReport {
         ConfigReport { name, plans: 0, passed: 0, failed: 0, checks, hw_probes: 0, hw_unsupported: false, failures: vec![] }
     }
 
-    /// Count one plan's verdict.
-    pub fn add(&mut self, plan_name: &str, v: &Verdict) {
+    /// Count one plan's outcome.
+    pub fn add(&mut self, plan_name: &str, o: &Outcome) {
+        let v = &o.verdict;
         self.plans += 1;
+        self.hw_probes += o.hw_probes;
+        self.hw_unsupported |= o.hw_unsupported;
         if v.passed() {
             self.passed += 1;
         } else {

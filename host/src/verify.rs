@@ -9,6 +9,7 @@
 //! | `zeroing`    | every entry not expected to be valid is exactly 0; unallocated pool pages still hold poison |
 //! | `ordering`   | every table: allocated once from the pool, zeroed, barrier, then linked once at one level; no folded level's fixmap used |
 //! | `table_bits` | UXNTable on every table descriptor, PXNTable exactly with NO_EXEC_MAPPINGS |
+//! | `hw_probe`   | (VM backends) the MMU's `AT` result and the word loaded through each probed page agree with the plan and the walker |
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -40,11 +41,13 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str) -> Self {
+    /// A passing check called `name`.
+    pub fn new(name: &'static str) -> Self {
         Check { name, failures: Vec::new(), more: 0 }
     }
 
-    fn fail(&mut self, msg: impl Into<String>) {
+    /// Record a failure.
+    pub fn fail(&mut self, msg: impl Into<String>) {
         if self.failures.len() < MAX_MESSAGES {
             self.failures.push(msg.into());
         } else {
@@ -147,6 +150,9 @@ pub fn verify(plan: &Plan, view: &RunView<'_>) -> Verdict {
     check_zeroing(&cfg, plan, &exp, &w, r, view.ram, &in_bug, zeroing);
     check_ordering(&cfg, plan, &w, r, ordering);
     check_table_bits(&exp, &w, table_bits);
+    if plan.n_probes > 0 {
+        checks.push(crate::probes::check(&cfg, plan, &exp, &w, r));
+    }
     Verdict { checks }
 }
 

@@ -3,6 +3,8 @@
 //! backend). Each record starts with a magic and [`ABI_VERSION`]; bump the version
 //! whenever a layout changes.
 
+pub mod layout;
+pub mod mailbox;
 mod plan;
 mod result;
 

@@ -2,7 +2,10 @@
 //! [`RunResult`] and read access to its physical memory, so the verifier never knows
 //! which one ran.
 
+pub mod guest_ram;
+pub mod mailbox;
 pub mod native;
+pub mod qemu;
 
 use ptcheck_shared::abi::{Plan, RunResult};
 
@@ -25,10 +28,24 @@ pub trait Backend {
     /// Name used in reports ("native", "qemu", "kvm").
     fn name(&self) -> &'static str;
 
-    /// Run one plan. The pool must already be poisoned by the backend.
+    /// Whether plans run under a real (or emulated) MMU, so probes mean something.
+    fn has_mmu(&self) -> bool {
+        false
+    }
+
+    /// Run one plan: poison its pool, write `tag_pages` (PAs whose first word must hold
+    /// `layout::tag(pa)`), build, probe.
     ///
     /// # Errors
     /// Infrastructure failures only (VM could not start, hung, died); a builder that
     /// refuses an operation or a guest exception is a normal result.
-    fn run(&mut self, plan: &Plan) -> anyhow::Result<RunView<'_>>;
+    fn run_tagged(&mut self, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<RunView<'_>>;
+
+    /// Run one plan with no tagged pages.
+    ///
+    /// # Errors
+    /// As [`Backend::run_tagged`].
+    fn run(&mut self, plan: &Plan) -> anyhow::Result<RunView<'_>> {
+        self.run_tagged(plan, &[])
+    }
 }

@@ -156,7 +156,7 @@ impl Backend for NativeBackend {
         "native"
     }
 
-    fn run(&mut self, plan: &Plan) -> anyhow::Result<RunView<'_>> {
+    fn run_tagged(&mut self, plan: &Plan, _tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {
         let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("plan header is not a valid ptcheck plan"))?;
         self.ram = SimRam::for_pool(plan.pool());
         let mut mem = NativeMemory::new(cfg, &mut self.ram);

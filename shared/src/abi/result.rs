@@ -190,8 +190,10 @@ pub struct ExceptionRecord {
 pub struct ProbeRecord {
     /// The VA probed.
     pub va: u64,
-    /// PAR_EL1 after `AT S1E1R`.
+    /// PAR_EL1 after `AT S1E1R` (read permission at EL1).
     pub par: u64,
+    /// PAR_EL1 after `AT S1E1W` (write permission at EL1).
+    pub par_w: u64,
     /// The word loaded through the mapping (if `flags & LOADED`).
     pub loaded: u64,
     /// [`ProbeRecord::LOADED`].

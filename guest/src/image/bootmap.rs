@@ -1,0 +1,99 @@
+//! The boot identity map (TTBR0, 4K granule, 39-bit, start level 1) and the fixmap.
+//!
+//! Mapped: the UART (2 MiB device block), the image and the host<->guest area (2 MiB
+//! blocks from RAM base to `SHARED_END`), and one level-3 table of fixmap slots. Not
+//! mapped: the table pools, the tag region, and VA 0 (so a NULL fixmap faults).
+//!
+//! Descriptors carry no shareability bits: with TCR_EL1.DS=1 (LPA2 plans) bits [9:8]
+//! are address bits, with DS=0 they are SH. Zero is right in both formats, so one boot
+//! map serves every plan; shareability then comes from TCR.SH0 (DS=1) or is
+//! non-shareable (DS=0, single CPU; under KVM stage 2 makes it inner shareable).
+
+use core::arch::asm;
+use core::ptr::addr_of_mut;
+
+use ptcheck_shared::abi::layout::{FIXMAP_SLOT, FIXMAP_VA, RAM_BASE, SHARED_END};
+
+const PAGE: u64 = 4096;
+const BLOCK_2M: u64 = 2 << 20;
+const TABLE: u64 = 0b11;
+const BLOCK: u64 = 0b01;
+const AF: u64 = 1 << 10;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+const ATTR_NORMAL: u64 = 0 << 2;
+const ATTR_DEVICE: u64 = 4 << 2;
+const UART_BASE: u64 = 0x0900_0000;
+
+/// MAIR_EL1 (the kernel's MT_* indices).
+pub const MAIR: u64 = ptcheck_shared::abi::layout::MAIR_EL1;
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+static mut L1: Table = Table([0; 512]);
+static mut L2_LOW: Table = Table([0; 512]);
+static mut L2_RAM: Table = Table([0; 512]);
+static mut L3_FIXMAP: Table = Table([0; 512]);
+
+/// Physical (= virtual, identity) address of the TTBR0 root.
+pub fn root() -> u64 {
+    addr_of_mut!(L1) as u64
+}
+
+/// Fill the boot tables. Runs with the MMU off, before anything else touches them.
+///
+/// # Safety
+/// Call once, with the MMU off and no other user of the tables.
+pub unsafe fn build() {
+    // SAFETY: single caller before the MMU is on (contract above); the statics are
+    // only reached through these raw pointers.
+    unsafe {
+        let (l1, low, ram) = (&mut *addr_of_mut!(L1), &mut *addr_of_mut!(L2_LOW), &mut *addr_of_mut!(L2_RAM));
+        l1.0[0] = addr_of_mut!(L2_LOW) as u64 | TABLE;
+        l1.0[(RAM_BASE >> 30) as usize] = addr_of_mut!(L2_RAM) as u64 | TABLE;
+        low.0[(UART_BASE / BLOCK_2M) as usize] = UART_BASE | BLOCK | AF | ATTR_DEVICE | PXN | UXN;
+        let mut pa = RAM_BASE;
+        while pa < SHARED_END {
+            ram.0[((pa >> 21) & 511) as usize] = pa | BLOCK | AF | ATTR_NORMAL | UXN;
+            pa += BLOCK_2M;
+        }
+        ram.0[((FIXMAP_VA >> 21) & 511) as usize] = addr_of_mut!(L3_FIXMAP) as u64 | TABLE;
+        // Written with caches off: push the lines out so cacheable walks see them.
+        for t in [root(), addr_of_mut!(L2_LOW) as u64, addr_of_mut!(L2_RAM) as u64, addr_of_mut!(L3_FIXMAP) as u64] {
+            let mut a = t;
+            while a < t + PAGE {
+                asm!("dc civac, {a}", a = in(reg) a);
+                a += 64;
+            }
+        }
+        asm!("dsb sy");
+    }
+}
+
+/// The VA of fixmap slot `slot`.
+pub fn slot_va(slot: usize) -> u64 {
+    FIXMAP_VA + slot as u64 * FIXMAP_SLOT
+}
+
+/// Point fixmap slot `slot` at `bytes` bytes of physical memory from `pa` (or unmap it
+/// with `bytes == 0`), then invalidate the slot's TLB entries.
+pub fn set_slot(slot: usize, pa: u64, bytes: u64) {
+    let per_slot = (FIXMAP_SLOT / PAGE) as usize;
+    let pages = (bytes / PAGE) as usize;
+    for i in 0..per_slot {
+        let pte = if i < pages { (pa + i as u64 * PAGE) | TABLE | AF | ATTR_NORMAL | PXN | UXN } else { 0 };
+        // SAFETY: the index is inside L3_FIXMAP (slot < 5, 16 PTEs per slot); only this
+        // CPU writes the boot tables.
+        unsafe { core::ptr::write_volatile(addr_of_mut!(L3_FIXMAP.0[slot * per_slot + i]), pte) };
+    }
+    // SAFETY: TLB maintenance for the slot's pages; barriers order it against the PTE
+    // writes above and the accesses that follow.
+    unsafe {
+        asm!("dsb ishst");
+        for i in 0..per_slot {
+            asm!("tlbi vae1, {x}", x = in(reg) (slot_va(slot) + i as u64 * PAGE) >> 12);
+        }
+        asm!("dsb ish", "isb");
+    }
+}

@@ -1,0 +1,55 @@
+//! [`TableMemory`] under a real MMU: tables are reached only through fixmap slots,
+//! exactly like the kernel's early path.
+
+use ptcheck_guest::{TableMemory, TablePtr};
+use ptcheck_shared::{LinuxLevel, TranslationConfig};
+
+use crate::bootmap;
+
+/// Fixmap slots for one plan's regime.
+pub struct FixmapMemory {
+    pub cfg: TranslationConfig,
+}
+
+impl FixmapMemory {
+    fn entry(ptr: TablePtr, index: usize) -> *mut u64 {
+        (ptr.0 + index * 8) as *mut u64
+    }
+}
+
+impl TableMemory for FixmapMemory {
+    fn set_fixmap(&mut self, slot: LinuxLevel, pa: u64) -> TablePtr {
+        if self.cfg.is_folded(slot) {
+            // The kernel's pXX_set_fixmap of a folded level is NULL.
+            return TablePtr::NULL;
+        }
+        bootmap::set_slot(slot as usize, pa, self.cfg.page_size());
+        TablePtr(bootmap::slot_va(slot as usize) as usize)
+    }
+
+    fn clear_fixmap(&mut self, slot: LinuxLevel) {
+        bootmap::set_slot(slot as usize, 0, 0);
+    }
+
+    fn read(&mut self, ptr: TablePtr, index: usize) -> u64 {
+        // SAFETY: `ptr` is a fixmap slot VA mapping a whole table page, or NULL — which
+        // is unmapped and faults, as a NULL fixmap does in the kernel.
+        unsafe { core::ptr::read_volatile(Self::entry(ptr, index)) }
+    }
+
+    fn write(&mut self, ptr: TablePtr, index: usize, value: u64) {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile(Self::entry(ptr, index), value) }
+    }
+
+    fn clear(&mut self, ptr: TablePtr, bytes: usize) {
+        for i in 0..bytes / 8 {
+            self.write(ptr, i, 0);
+        }
+    }
+
+    fn dsb_ishst(&mut self) {
+        // SAFETY: a barrier has no memory-safety effect.
+        unsafe { core::arch::asm!("dsb ishst") };
+    }
+}

@@ -1,0 +1,48 @@
+//! Running one plan end to end on any backend: add MMU probes where the backend has
+//! an MMU, run, verify.
+
+use ptcheck_shared::abi::{Plan, RunResult};
+
+use crate::backend::Backend;
+use crate::expect::expected;
+use crate::probes;
+use crate::verify::{verify, Check, Verdict};
+
+/// What one plan's run amounted to.
+pub struct Outcome {
+    /// Every check.
+    pub verdict: Verdict,
+    /// Pages checked by the MMU.
+    pub hw_probes: u64,
+    /// The CPU could not run this regime (memory checked only).
+    pub hw_unsupported: bool,
+}
+
+/// Run `plan` on `backend` and verify it. The plan gains its probes (VM backends).
+///
+/// A backend failure (VM would not boot, hung, died) is a failed `result` check, not
+/// an error: the run goes on with the next plan and the failure is reported.
+pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> Outcome {
+    let mut tags = Vec::new();
+    if backend.has_mmu() {
+        if let Some(exp) = expected(plan) {
+            probes::choose(plan, &exp, seed);
+            tags = probes::tag_pages(plan, &exp);
+        }
+    }
+    match backend.run_tagged(plan, &tags) {
+        Ok(view) => {
+            let probed = view.result.hw_flags & RunResult::HW_PROBED != 0;
+            Outcome {
+                verdict: verify(plan, &view),
+                hw_probes: if probed { u64::from(view.result.n_probes) } else { 0 },
+                hw_unsupported: view.result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
+            }
+        }
+        Err(e) => {
+            let mut c = Check::new("result");
+            c.fail(format!("{} backend failed: {e:#}", backend.name()));
+            Outcome { verdict: Verdict { checks: vec![c] }, hw_probes: 0, hw_unsupported: false }
+        }
+    }
+}
