@@ -24,8 +24,38 @@ struct Cli {
 enum Cmd {
     /// Run the built-in plans and verify them.
     Run(RunArgs),
+    /// Measure plans/s on native, QEMU persistent and QEMU boot-per-plan, in one run.
+    Bench(BenchArgs),
     /// List the regimes ptcheck knows.
     Configs,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Minimum seconds per backend.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
+    use ptcheck_host::bench::measure;
+    let min = std::time::Duration::from_secs(args.seconds);
+    println!("measuring the {} built-in plans (all regimes, every plan verified; VM runs include MMU probes)",
+        TranslationConfig::all().map(|c| plans::builtin(c).len()).sum::<usize>());
+    let mut figures = vec![measure("native", &mut NativeBackend::new(), min, u64::MAX)];
+    let mut vm = VmArgs { qemu_mode: ModeChoice::Persistent, ..args.vm.clone() };
+    figures.push(measure("qemu persistent", qemu(&vm)?.as_mut(), min, u64::MAX));
+    vm.qemu_mode = ModeChoice::BootPerPlan;
+    figures.push(measure("qemu boot-per-plan", qemu(&vm)?.as_mut(), min, 200));
+    println!("{:<20} {:>8} {:>10} {:>12} {:>8}", "backend", "plans", "seconds", "plans/s", "failed");
+    for f in &figures {
+        println!("{:<20} {:>8} {:>10.2} {:>12.1} {:>8}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
+    }
+    let (native, persistent, boot) = (figures[0].rate(), figures[1].rate(), figures[2].rate());
+    println!("ratios: native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x", native / persistent, persistent / boot);
+    Ok(figures.iter().all(|f| f.failed == 0))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,7 +68,7 @@ enum BackendChoice {
     Qemu,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum ModeChoice {
     /// One QEMU boot serves every plan through the mailbox.
     Persistent,
@@ -61,7 +91,7 @@ struct RunArgs {
     vm: VmArgs,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct VmArgs {
     /// The guest image (default: $PTCHECK_GUEST_IMAGE, else the xtask build output).
     #[arg(long)]
@@ -179,6 +209,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.cmd {
         Cmd::Run(args) => run(args),
+        Cmd::Bench(args) => bench(args),
         Cmd::Configs => {
             for c in TranslationConfig::all() {
                 println!("{c:<10} {} levels, root {}, {}-bit PA", c.levels(), c.root_level(), c.pa_bits());

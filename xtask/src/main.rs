@@ -11,9 +11,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
+  build-guest              build the aarch64 guest image
   run [ptcheck run args]   build what is needed, then run the built-in plans
                            (default: --backend auto --config all)
-  test                     unit tests, then every built-in plan on every available backend
+  test                     every test: unit tests, the QEMU backend tests, then every
+                           built-in plan on every config on native and on QEMU
+  bench [--seconds N]      plans/s on native, QEMU persistent, QEMU boot-per-plan
 ";
 
 fn main() -> ExitCode {
@@ -21,8 +24,10 @@ fn main() -> ExitCode {
     let cmd = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let outcome = match cmd.as_str() {
+        "build-guest" => steps::build_guest(),
         "run" => steps::run(&rest),
         "test" => steps::test(),
+        "bench" => steps::bench(&rest),
         "help" | "--help" | "-h" | "" => {
             print!("{USAGE}");
             return if cmd.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };

@@ -5,10 +5,21 @@ use std::process::Command;
 
 pub type Result = std::result::Result<(), String>;
 
+const GUEST_TARGET: &str = "aarch64-unknown-none";
+
 /// The workspace root (xtask lives one level below it).
 pub fn root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().expect("xtask is inside the workspace").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// Where `build-guest` puts the image.
+pub fn guest_image() -> PathBuf {
+    target_dir().join(GUEST_TARGET).join("release").join("ptcheck-guest-image")
 }
 
 /// Run a command in the workspace root, echoing it; fail with the command line.
@@ -24,7 +35,41 @@ pub fn sh(cmd: &mut Command) -> Result {
 }
 
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.env("PTCHECK_GUEST_IMAGE", guest_image());
+    c
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
+/// QEMU is needed: install it where we can (root with apt), else say exactly how.
+fn ensure_qemu() -> Result {
+    if on_path("qemu-system-aarch64") {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions. (std has no safe wrapper; one call is not
+    // worth a dependency.)
+    let root = unsafe { geteuid() } == 0;
+    if !root || !on_path("apt-get") {
+        return Err("qemu-system-aarch64 not found: install it with `sudo apt-get install qemu-system-arm`".into());
+    }
+    println!("qemu-system-aarch64 not found: installing qemu-system-arm");
+    sh(Command::new("apt-get").args(["update", "-qq"]))?;
+    sh(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+extern "C" {
+    fn geteuid() -> u32;
+}
+
+pub fn build_guest() -> Result {
+    sh(cargo().args(["build", "--release", "--package", "ptcheck-guest", "--bin", "ptcheck-guest-image", "--target", GUEST_TARGET]))?;
+    println!("guest image: {}", guest_image().display());
+    Ok(())
 }
 
 /// `cargo run` of the host runner with `args`.
@@ -33,17 +78,34 @@ fn ptcheck(args: &[&str]) -> Result {
 }
 
 pub fn run(args: &[String]) -> Result {
+    let native_only = args.windows(2).any(|w| w[0] == "--backend" && w[1] == "native") || args.iter().any(|a| a == "--backend=native");
+    if !native_only {
+        build_guest()?;
+    }
     let mut full: Vec<&str> = vec!["run"];
     full.extend(args.iter().map(String::as_str));
     ptcheck(&full)
 }
 
+pub fn bench(args: &[String]) -> Result {
+    ensure_qemu()?;
+    build_guest()?;
+    let mut full: Vec<&str> = vec!["bench"];
+    full.extend(args.iter().map(String::as_str));
+    ptcheck(&full)
+}
+
 pub fn test() -> Result {
-    sh(cargo().args(["test", "--workspace"]))?;
-    let report_dir = root().join("target").join("ptcheck");
-    std::fs::create_dir_all(&report_dir).map_err(|e| format!("cannot create {}: {e}", report_dir.display()))?;
-    let native = report_dir.join("native.json");
-    ptcheck(&["run", "--backend", "native", "--config", "all", "--report", &native.to_string_lossy()])?;
-    println!("xtask test: native backend: all built-in plans passed on every config");
+    ensure_qemu()?;
+    build_guest()?;
+    // Every test, the QEMU ones (ignored by plain `cargo test`) included.
+    sh(cargo().args(["test", "--workspace", "--", "--include-ignored"]))?;
+    let reports = target_dir().join("ptcheck");
+    std::fs::create_dir_all(&reports).map_err(|e| format!("cannot create {}: {e}", reports.display()))?;
+    for backend in ["native", "qemu"] {
+        let report = reports.join(format!("{backend}.json"));
+        ptcheck(&["run", "--backend", backend, "--config", "all", "--report", &report.to_string_lossy()])?;
+    }
+    println!("xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native and QEMU");
     Ok(())
 }

@@ -56,9 +56,19 @@ pub fn id_regs() -> (u64, u64) {
     (m0, m2)
 }
 
-/// Whether this CPU can translate `cfg` (granule, LPA2 / LVA, PA size).
-pub fn supports(cfg: &TranslationConfig, mmfr0: u64, mmfr2: u64) -> bool {
-    let field = |v: u64, shift: u32| (v >> shift) & 0xf;
+fn field(v: u64, shift: u32) -> u64 {
+    (v >> shift) & 0xf
+}
+
+/// ID_AA64MMFR0_EL1.PARange as a number of bits, and its TCR.IPS encoding.
+pub fn pa_range(mmfr0: u64) -> (u32, u64) {
+    let parange = field(mmfr0, 0).min(6);
+    ([32, 36, 40, 42, 44, 48, 52][parange as usize], parange)
+}
+
+/// Whether this CPU can translate `cfg` (granule, LPA2 / LVA) for a plan whose
+/// physical addresses all lie below `pa_end`.
+pub fn supports(cfg: &TranslationConfig, mmfr0: u64, mmfr2: u64, pa_end: u128) -> bool {
     let parange = field(mmfr0, 0);
     let (tgran16, tgran64, tgran4) = (field(mmfr0, 20), field(mmfr0, 24), field(mmfr0, 28));
     let varange = field(mmfr2, 16);
@@ -74,13 +84,14 @@ pub fn supports(cfg: &TranslationConfig, mmfr0: u64, mmfr2: u64) -> bool {
             Granule::K64 => false,
         };
     let lva_ok = !cfg.needs_lva() || varange == 1;
-    let pa_ok = if cfg.pa_bits() == 52 { parange >= 6 } else { parange >= 5 };
+    let pa_ok = pa_end <= 1u128 << pa_range(mmfr0).0 && (cfg.pa_bits() < 52 || parange >= 6);
     granule_ok && lpa2_ok && lva_ok && pa_ok
 }
 
-/// Load `root` into TTBR1 with TCR set up for `cfg`.
-pub fn enter_ttbr1(cfg: &TranslationConfig, root: u64) {
+/// Load `root` into TTBR1 with TCR set up for `cfg` (IPS capped at the CPU's PARange).
+pub fn enter_ttbr1(cfg: &TranslationConfig, root: u64, mmfr0: u64) {
     let ips: u64 = if cfg.pa_bits() == 52 { 0b110 } else { 0b101 };
+    let ips = ips.min(pa_range(mmfr0).1);
     let mut tcr = (TCR_BOOT & !TCR_EPD1 & !(0x3f << 16) & !(0b11 << 30) & !(0b111 << TCR_IPS_SHIFT))
         | (u64::from(64 - cfg.va_bits) << 16)
         | (cfg.granule().tcr_tg1() << 30)

@@ -108,12 +108,13 @@ fn run_plan(mmfr0: u64, mmfr2: u64) {
     if !built || plan.n_probes == 0 {
         return;
     }
-    if !cpu::supports(&cfg, mmfr0, mmfr2) {
+    let pa_end = plan.ops().iter().map(|o| u128::from(o.pa) + u128::from(o.size)).max().unwrap_or(0);
+    if !cpu::supports(&cfg, mmfr0, mmfr2, pa_end) {
         result.hw_flags |= RunResult::HW_UNSUPPORTED;
         return;
     }
     PHASE.store(PHASE_PROBE, Ordering::Relaxed);
-    cpu::enter_ttbr1(&cfg, result.root_pa);
+    cpu::enter_ttbr1(&cfg, result.root_pa, mmfr0);
     let page = cfg.page_size();
     for &va in plan.probes() {
         let (par, par_w) = cpu::translate(va);
