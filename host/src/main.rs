@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use ptcheck_host::backend::native::NativeBackend;
-use ptcheck_host::backend::qemu::{find_in_path, QemuBackend, QemuMode, QemuOptions};
+use ptcheck_host::backend::qemu::{find_in_path, QemuMode, QemuOptions};
 use ptcheck_host::backend::Backend;
 use ptcheck_host::report::{ConfigReport, Report};
 use ptcheck_host::{plans, repro, run};
@@ -137,7 +137,7 @@ fn qemu(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
         ModeChoice::Persistent => QemuMode::Persistent,
         ModeChoice::BootPerPlan => QemuMode::BootPerPlan,
     };
-    Ok(Box::new(QemuBackend::new(opts)?))
+    Ok(Box::new(ptcheck_host::backend::qemu::backend(opts)?))
 }
 
 /// The backend, and why it was chosen.

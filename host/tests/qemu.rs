@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ptcheck_host::backend::qemu::{QemuBackend, QemuMode, QemuOptions};
+use ptcheck_host::backend::qemu::{self, QemuBackend, QemuMode, QemuOptions};
 use ptcheck_host::backend::Backend;
 use ptcheck_host::plans;
 use ptcheck_host::run::run_and_verify;
@@ -22,7 +22,7 @@ fn image() -> PathBuf {
 fn qemu(mode: QemuMode) -> QemuBackend {
     let mut opts = QemuOptions::new(image());
     opts.mode = mode;
-    QemuBackend::new(opts).expect("QEMU backend (run `cargo xtask test`, which builds the guest)")
+    qemu::backend(opts).expect("QEMU backend (run `cargo xtask test`, which builds the guest)")
 }
 
 fn cfg(name: &str) -> TranslationConfig {
@@ -110,7 +110,7 @@ fn hung_guest_is_killed_and_cleaned_up() {
     assert!(msg.contains("did not answer within 2s") && msg.contains("killed QEMU"), "{msg}");
     let pid = msg.split("pid ").nth(1).and_then(|s| s.split(')').next()).and_then(|s| s.parse::<u32>().ok()).unwrap();
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} still exists");
-    assert_eq!(b.pid(), None);
+    assert_eq!(b.vm.pid(), None);
     drop(b);
     assert_eq!(shm_entries(), shm_before, "/dev/shm gained entries");
 }
@@ -127,7 +127,7 @@ fn boot_per_plan_mode_boots_each_time_and_agrees() {
         assert!(o.hw_probes > 0);
     }
     assert_eq!(b.boots, 3);
-    assert_eq!(b.pid(), None, "boot-per-plan leaves no QEMU running");
+    assert_eq!(b.vm.pid(), None, "boot-per-plan leaves no QEMU running");
 }
 
 /// A CPU without 16K pages, LPA2 or LVA: those regimes are built and checked in
@@ -137,7 +137,7 @@ fn boot_per_plan_mode_boots_each_time_and_agrees() {
 fn regimes_the_cpu_lacks_are_reported_unsupported() {
     let mut opts = QemuOptions::new(image());
     opts.cpu = "cortex-a57".into();
-    let mut b = QemuBackend::new(opts).unwrap();
+    let mut b = qemu::backend(opts).unwrap();
     for (name, unsupported) in [("4k-52", true), ("4k-52@48", false), ("16k-47", true), ("64k-48", false)] {
         let mut np = plans::builtin(cfg(name)).into_iter().next().unwrap();
         let o = run_and_verify(&mut b, &mut np.plan, 5);

@@ -41,6 +41,12 @@ impl GuestRam {
         Ok(GuestRam { mem, file })
     }
 
+    /// Where RAM_BASE is mapped in this process (for KVM_SET_USER_MEMORY_REGION).
+    pub fn host_address(&self) -> u64 {
+        use vm_memory::GuestMemoryBackend as _;
+        self.mem.get_host_address(GuestAddress(RAM_BASE)).map_or(0, |p| p as u64)
+    }
+
     /// The path a child process opens to share this RAM.
     pub fn child_path(&self) -> String {
         format!("/proc/self/fd/{}", self.file.as_raw_fd())

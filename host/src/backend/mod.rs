@@ -2,10 +2,12 @@
 //! [`RunResult`] and read access to its physical memory, so the verifier never knows
 //! which one ran.
 
+pub mod elf;
 pub mod guest_ram;
 pub mod mailbox;
 pub mod native;
 pub mod qemu;
+pub mod vm;
 
 use ptcheck_shared::abi::{Plan, RunResult};
 

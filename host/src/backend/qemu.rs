@@ -13,12 +13,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use ptcheck_shared::abi::layout::RAM_SIZE;
-use ptcheck_shared::abi::mailbox::Command;
-use ptcheck_shared::abi::{Plan, RunResult, Status};
 
 use super::guest_ram::GuestRam;
-use super::mailbox::{self, Wait};
-use super::{Backend, RunView};
+use super::vm::{Vm, VmBackend, VmPolicy};
 
 /// How plans reach the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,36 +64,38 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 /// A running QEMU; killed and reaped on drop.
-struct Vm {
+struct Running {
     child: Child,
     console: Arc<Mutex<String>>,
 }
 
-impl Vm {
-    /// `Some(reason)` once QEMU has exited.
-    fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(format!("QEMU exited ({status})")),
-            Ok(None) => None,
-            Err(e) => Some(format!("cannot wait for QEMU: {e}")),
-        }
-    }
-
-    fn console_tail(&self) -> String {
-        let text = self.console.lock().map(|c| c.clone()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(12)..].join("\n")
-    }
+/// The last lines of a console buffer.
+pub fn tail(console: &Mutex<String>) -> String {
+    let text = console.lock().map(|c| c.clone()).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(12)..].join("\n")
 }
 
-impl Drop for Vm {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Keep the last 64 KiB of what QEMU and the guest console print.
+/// Append to a console buffer, keeping its last 64 KiB.
+pub fn append(console: &Mutex<String>, text: &str) {
+    if let Ok(mut s) = console.lock() {
+        s.push_str(text);
+        if s.len() > 65536 {
+            let cut = s.len() - 65536;
+            let cut = (cut..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
+            s.drain(..cut);
+        }
+    }
+}
+
+/// Copy what QEMU and the guest console print into `into`.
 fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
@@ -104,34 +103,25 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
             if n == 0 {
                 break;
             }
-            if let Ok(mut s) = into.lock() {
-                s.push_str(&String::from_utf8_lossy(&buf[..n]));
-                if s.len() > 65536 {
-                    let cut = s.len() - 65536;
-                    let cut = (cut..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
-                    s.drain(..cut);
-                }
-            }
+            append(&into, &String::from_utf8_lossy(&buf[..n]));
         }
     });
 }
 
-/// Runs plans in an emulated arm64 guest.
-pub struct QemuBackend {
+/// Runs the guest image in `qemu-system-aarch64`.
+pub struct QemuVm {
     opts: QemuOptions,
-    ram: GuestRam,
-    vm: Option<Vm>,
-    seq: u64,
-    result: Box<RunResult>,
-    /// Boots so far (for benchmarks and tests).
-    pub boots: u64,
+    running: Option<Running>,
 }
 
-impl QemuBackend {
-    /// Check the emulator and image exist; boot lazily on the first plan.
+/// The backend: plans through the mailbox of a QEMU guest.
+pub type QemuBackend = VmBackend<QemuVm>;
+
+impl QemuVm {
+    /// Check the emulator and image exist; nothing starts yet.
     ///
     /// # Errors
-    /// Missing QEMU or guest image, or guest RAM that cannot be set up.
+    /// Missing QEMU or guest image, with the command that fixes it.
     pub fn new(mut opts: QemuOptions) -> anyhow::Result<Self> {
         if !opts.qemu.is_file() {
             let Some(found) = find_in_path(&opts.qemu.to_string_lossy()) else {
@@ -142,20 +132,38 @@ impl QemuBackend {
         if !opts.guest_image.is_file() {
             bail!("guest image {} not found: build it with `cargo xtask build-guest`", opts.guest_image.display());
         }
-        Ok(QemuBackend { opts, ram: GuestRam::new()?, vm: None, seq: 0, result: bytemuck::zeroed_box(), boots: 0 })
+        Ok(QemuVm { opts, running: None })
     }
 
-    /// The console of the current (or last) guest, for diagnostics.
-    pub fn console_tail(&self) -> String {
-        self.vm.as_ref().map(Vm::console_tail).unwrap_or_default()
+    /// The process id of the running QEMU, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.running.as_ref().map(|r| r.child.id())
+    }
+}
+
+/// The QEMU backend for `opts`.
+///
+/// # Errors
+/// Missing QEMU or guest image, or guest RAM that cannot be set up.
+pub fn backend(opts: QemuOptions) -> anyhow::Result<QemuBackend> {
+    let policy = VmPolicy {
+        plan_timeout: opts.plan_timeout,
+        boot_timeout: opts.boot_timeout,
+        boot_per_plan: opts.mode == QemuMode::BootPerPlan,
+    };
+    VmBackend::new(QemuVm::new(opts)?, policy)
+}
+
+impl Vm for QemuVm {
+    fn name(&self) -> &'static str {
+        "qemu"
     }
 
-    fn boot(&mut self) -> anyhow::Result<()> {
-        self.vm = None;
-        mailbox::reset(&self.ram)?;
-        self.seq = 0;
-        let mem = format!("memory-backend-file,id=mem,size={RAM_SIZE},mem-path={},share=on", self.ram.child_path());
+    fn start(&mut self, ram: &GuestRam) -> anyhow::Result<()> {
+        self.kill();
+        let mem = format!("memory-backend-file,id=mem,size={RAM_SIZE},mem-path={},share=on", ram.child_path());
         let mut cmd = Process::new(&self.opts.qemu);
+        // -m must equal the backend size (QEMU 7.2 refuses to start otherwise).
         cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", RAM_SIZE >> 20)])
             .args(["-cpu", &self.opts.cpu, "-smp", "1", "-object", &mem])
             .args(["-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot", "-serial", "stdio"])
@@ -178,99 +186,33 @@ impl QemuBackend {
         let console = Arc::new(Mutex::new(String::new()));
         collect(child.stdout.take().expect("stdout is piped"), console.clone());
         collect(child.stderr.take().expect("stderr is piped"), console.clone());
-        let mut vm = Vm { child, console };
-        self.boots += 1;
-        if let Err(e) = mailbox::wait_ready(&self.ram, self.opts.boot_timeout, || vm.exited()) {
-            let tail = vm.console_tail();
-            bail!("{e}\n--- guest console ---\n{tail}");
-        }
-        self.vm = Some(vm);
+        self.running = Some(Running { child, console });
         Ok(())
     }
 
-    /// Send `command` and wait for the answer.
-    fn request(&mut self, command: Command, timeout: Duration) -> anyhow::Result<Wait> {
-        let vm = self.vm.as_mut().expect("booted");
-        self.seq += 1;
-        mailbox::submit(&self.ram, self.seq, command)?;
-        match mailbox::wait_response(&self.ram, self.seq, timeout, || vm.exited()) {
-            Ok(w) => Ok(w),
-            Err(e) => {
-                let tail = vm.console_tail();
-                let pid = vm.child.id();
-                self.vm = None; // kills and reaps QEMU
-                bail!("{e}: guest hung, killed QEMU (pid {pid})\n--- guest console ---\n{tail}")
-            }
+    fn stopped(&mut self) -> Option<String> {
+        let r = self.running.as_mut()?;
+        match r.child.try_wait() {
+            Ok(Some(status)) => Some(format!("QEMU exited ({status})")),
+            Ok(None) => None,
+            Err(e) => Some(format!("cannot wait for QEMU: {e}")),
         }
     }
 
-    /// Ask the guest to spin forever, then wait `timeout`: proves the watchdog.
-    ///
-    /// # Errors
-    /// Always, once the watchdog fires (or if the guest cannot boot).
-    pub fn hang(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        if self.vm.is_none() {
-            self.boot()?;
-        }
-        self.request(Command::Hang, timeout).map(|_| ())
+    fn kill(&mut self) {
+        // Dropping `Running` kills and reaps the process.
+        self.running = None;
     }
 
-    /// The process id of the running QEMU, if any.
-    pub fn pid(&self) -> Option<u32> {
-        self.vm.as_ref().map(|v| v.child.id())
+    fn is_running(&self) -> bool {
+        self.running.is_some()
     }
 
-    /// Power the guest off and wait for QEMU to exit.
-    pub fn shutdown(&mut self) {
-        if self.vm.is_some() {
-            let _ = self.request(Command::PowerOff, Duration::from_secs(5));
-            if let Some(vm) = self.vm.as_mut() {
-                for _ in 0..500 {
-                    if vm.exited().is_some() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            }
-            self.vm = None;
-        }
-    }
-}
-
-impl Drop for QemuBackend {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-impl Backend for QemuBackend {
-    fn name(&self) -> &'static str {
-        "qemu"
+    fn describe(&self) -> String {
+        self.pid().map_or("QEMU".into(), |pid| format!("QEMU (pid {pid})"))
     }
 
-    fn has_mmu(&self) -> bool {
-        true
-    }
-
-    fn run_tagged(&mut self, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {
-        let alive = self.vm.as_mut().is_some_and(|vm| vm.exited().is_none());
-        if !alive {
-            self.boot()?;
-        }
-        mailbox::prepare(&self.ram, plan, tag_pages)?;
-        match self.request(Command::RunPlan, self.opts.plan_timeout)? {
-            Wait::Answered => {}
-            Wait::Gone(why) => {
-                let tail = self.console_tail();
-                self.vm = None;
-                bail!("{why} while running the plan\n--- guest console ---\n{tail}");
-            }
-        }
-        mailbox::read_result(&self.ram, &mut self.result)?;
-        // After an exception the guest powers itself off; boot-per-plan always does.
-        if self.result.status() == Some(Status::Exception) || self.opts.mode == QemuMode::BootPerPlan {
-            self.shutdown();
-        }
-        Ok(RunView { result: &self.result, ram: &self.ram })
+    fn console_tail(&self) -> String {
+        self.running.as_ref().map(|r| tail(&r.console)).unwrap_or_default()
     }
 }

@@ -1,0 +1,173 @@
+//! What every VM backend shares: guest RAM, the mailbox protocol, boot/hang/exception
+//! handling. A hypervisor only supplies a [`Vm`]: how to start the guest, how to tell
+//! it has stopped, how to kill it. (QEMU: a child process; KVM: a vCPU thread.)
+
+use std::time::Duration;
+
+use anyhow::bail;
+use ptcheck_shared::abi::mailbox::Command;
+use ptcheck_shared::abi::{Plan, RunResult, Status};
+
+use super::guest_ram::GuestRam;
+use super::mailbox::{self, Wait};
+use super::{Backend, RunView};
+
+/// One way of running the guest image's vCPU.
+pub trait Vm {
+    /// Backend name for reports ("qemu", "kvm").
+    fn name(&self) -> &'static str;
+    /// Start the guest from its entry point over `ram` (the mailbox is already reset).
+    ///
+    /// # Errors
+    /// The hypervisor could not start it.
+    fn start(&mut self, ram: &GuestRam) -> anyhow::Result<()>;
+    /// `Some(reason)` once the vCPU has stopped (powered off, crashed, exited).
+    fn stopped(&mut self) -> Option<String>;
+    /// Stop the vCPU now and wait until it has; nothing may outlive this.
+    fn kill(&mut self);
+    /// Whether a started guest is still there.
+    fn is_running(&self) -> bool;
+    /// "QEMU (pid 123)" / "the KVM vCPU thread": what `kill` ends.
+    fn describe(&self) -> String;
+    /// The last lines the guest printed.
+    fn console_tail(&self) -> String;
+}
+
+/// Timeouts and boot policy.
+#[derive(Clone, Copy, Debug)]
+pub struct VmPolicy {
+    /// How long one plan may take before the guest counts as hung.
+    pub plan_timeout: Duration,
+    /// How long boot may take.
+    pub boot_timeout: Duration,
+    /// Power off after every plan (only for measuring what a boot costs).
+    pub boot_per_plan: bool,
+}
+
+impl Default for VmPolicy {
+    fn default() -> Self {
+        VmPolicy { plan_timeout: Duration::from_secs(30), boot_timeout: Duration::from_secs(20), boot_per_plan: false }
+    }
+}
+
+/// A [`Backend`] that runs plans in a guest on some [`Vm`].
+pub struct VmBackend<V: Vm> {
+    /// The hypervisor side.
+    pub vm: V,
+    ram: GuestRam,
+    policy: VmPolicy,
+    seq: u64,
+    result: Box<RunResult>,
+    /// Boots so far (benchmarks and tests read it).
+    pub boots: u64,
+}
+
+impl<V: Vm> VmBackend<V> {
+    /// A backend over `vm` with its own, fresh guest RAM.
+    ///
+    /// # Errors
+    /// Guest RAM cannot be set up.
+    pub fn new(vm: V, policy: VmPolicy) -> anyhow::Result<Self> {
+        Self::with_ram(vm, GuestRam::new()?, policy)
+    }
+
+    /// A backend over `vm` and the RAM it was built for (KVM registers it up front).
+    ///
+    /// # Errors
+    /// None today; kept fallible for hypervisors that check the RAM.
+    pub fn with_ram(vm: V, ram: GuestRam, policy: VmPolicy) -> anyhow::Result<Self> {
+        Ok(VmBackend { vm, ram, policy, seq: 0, result: bytemuck::zeroed_box(), boots: 0 })
+    }
+
+    fn boot(&mut self) -> anyhow::Result<()> {
+        self.vm.kill();
+        mailbox::reset(&self.ram)?;
+        self.seq = 0;
+        self.vm.start(&self.ram)?;
+        self.boots += 1;
+        let vm = &mut self.vm;
+        if let Err(e) = mailbox::wait_ready(&self.ram, self.policy.boot_timeout, || vm.stopped()) {
+            let tail = vm.console_tail();
+            vm.kill();
+            bail!("{e}\n--- guest console ---\n{tail}");
+        }
+        Ok(())
+    }
+
+    fn ensure_booted(&mut self) -> anyhow::Result<()> {
+        if !self.vm.is_running() || self.vm.stopped().is_some() {
+            self.boot()?;
+        }
+        Ok(())
+    }
+
+    /// Send `command` and wait for the answer; a timeout kills the guest.
+    fn request(&mut self, command: Command, timeout: Duration) -> anyhow::Result<Wait> {
+        self.seq += 1;
+        mailbox::submit(&self.ram, self.seq, command)?;
+        let vm = &mut self.vm;
+        match mailbox::wait_response(&self.ram, self.seq, timeout, || vm.stopped()) {
+            Ok(w) => Ok(w),
+            Err(e) => {
+                let (tail, what) = (vm.console_tail(), vm.describe());
+                vm.kill();
+                bail!("{e}: guest hung, killed {what}\n--- guest console ---\n{tail}")
+            }
+        }
+    }
+
+    /// Ask the guest to spin forever, then wait `timeout`: proves the watchdog.
+    ///
+    /// # Errors
+    /// Always, once the watchdog fires (or if the guest cannot boot).
+    pub fn hang(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.ensure_booted()?;
+        self.request(Command::Hang, timeout).map(|_| ())
+    }
+
+    /// Power the guest off and wait for it to stop.
+    pub fn shutdown(&mut self) {
+        if self.vm.is_running() && self.vm.stopped().is_none() {
+            let _ = self.request(Command::PowerOff, Duration::from_secs(5));
+            for _ in 0..500 {
+                if self.vm.stopped().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        self.vm.kill();
+    }
+}
+
+impl<V: Vm> Drop for VmBackend<V> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl<V: Vm> Backend for VmBackend<V> {
+    fn name(&self) -> &'static str {
+        self.vm.name()
+    }
+
+    fn has_mmu(&self) -> bool {
+        true
+    }
+
+    fn run_tagged(&mut self, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {
+        self.ensure_booted()?;
+        mailbox::prepare(&self.ram, plan, tag_pages)?;
+        if let Wait::Gone(why) = self.request(Command::RunPlan, self.policy.plan_timeout)? {
+            let tail = self.vm.console_tail();
+            self.vm.kill();
+            bail!("{why} while running the plan\n--- guest console ---\n{tail}");
+        }
+        mailbox::read_result(&self.ram, &mut self.result)?;
+        // After an exception the guest powers itself off; boot-per-plan always does.
+        if self.result.status() == Some(Status::Exception) || self.policy.boot_per_plan {
+            self.shutdown();
+        }
+        Ok(RunView { result: &self.result, ram: &self.ram })
+    }
+}
