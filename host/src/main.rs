@@ -1,17 +1,26 @@
 //! `ptcheck`: run the built-in plans on a backend and verify every table they build.
+//!
+//! Started as `/init` (PID 1) it is the init of the nested-KVM proof instead: see
+//! `init_mode`.
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use ptcheck_host::backend::native::NativeBackend;
-use ptcheck_host::backend::qemu::{find_in_path, QemuMode, QemuOptions};
+use ptcheck_host::backend::qemu::{self, find_in_path, QemuMode, QemuOptions};
+use ptcheck_host::backend::vm::VmPolicy;
 use ptcheck_host::backend::Backend;
 use ptcheck_host::report::{ConfigReport, Report};
-use ptcheck_host::{plans, repro, run};
+use ptcheck_host::run::{run_against, Expectation};
+use ptcheck_host::{plans, repro};
 use ptcheck_shared::TranslationConfig;
+
+mod init_mode;
 
 #[derive(Parser)]
 #[command(name = "ptcheck", about = "Build arm64 stage-1 page tables the Linux way and prove them correct")]
@@ -30,46 +39,20 @@ enum Cmd {
     Configs,
 }
 
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// Minimum seconds per backend.
-    #[arg(long, default_value_t = 3)]
-    seconds: u64,
-    #[command(flatten)]
-    vm: VmArgs,
-}
-
-fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
-    use ptcheck_host::bench::measure;
-    let min = std::time::Duration::from_secs(args.seconds);
-    println!("measuring the {} built-in plans (all regimes, every plan verified; VM runs include MMU probes)",
-        TranslationConfig::all().map(|c| plans::builtin(c).len()).sum::<usize>());
-    let mut figures = vec![measure("native", &mut NativeBackend::new(), min, u64::MAX)];
-    let mut vm = VmArgs { qemu_mode: ModeChoice::Persistent, ..args.vm.clone() };
-    figures.push(measure("qemu persistent", qemu(&vm)?.as_mut(), min, u64::MAX));
-    vm.qemu_mode = ModeChoice::BootPerPlan;
-    figures.push(measure("qemu boot-per-plan", qemu(&vm)?.as_mut(), min, 200));
-    println!("{:<20} {:>8} {:>10} {:>12} {:>8}", "backend", "plans", "seconds", "plans/s", "failed");
-    for f in &figures {
-        println!("{:<20} {:>8} {:>10.2} {:>12.1} {:>8}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
-    }
-    let (native, persistent, boot) = (figures[0].rate(), figures[1].rate(), figures[2].rate());
-    println!("ratios: native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x", native / persistent, persistent / boot);
-    Ok(figures.iter().all(|f| f.failed == 0))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum BackendChoice {
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+pub(crate) enum BackendChoice {
     /// KVM if it can run an arm64 guest, else QEMU.
     Auto,
     /// In-process, simulated RAM, no MMU.
     Native,
     /// qemu-system-aarch64 software emulation, real (emulated) MMU.
     Qemu,
+    /// This host's KVM (aarch64 Linux with /dev/kvm).
+    Kvm,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
-enum ModeChoice {
+pub(crate) enum ModeChoice {
     /// One QEMU boot serves every plan through the mailbox.
     Persistent,
     /// A fresh QEMU for each plan.
@@ -77,34 +60,47 @@ enum ModeChoice {
 }
 
 #[derive(clap::Args)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     /// Where to run the plans.
     #[arg(long, value_enum, default_value = "auto")]
-    backend: BackendChoice,
+    pub backend: BackendChoice,
     /// A regime name (4k-39 … 64k-52, 4k-52@48 for a folded-down variant) or "all".
     #[arg(long, default_value = "all")]
-    config: String,
+    pub config: String,
     /// Write the JSON report here.
     #[arg(long)]
-    report: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    /// Self-test: verify the first plan of every config against an expectation one
+    /// page off. Those plans must fail; proves the backend's failures are real.
+    #[arg(long)]
+    pub inject_wrong_expectation: bool,
     #[command(flatten)]
-    vm: VmArgs,
+    pub vm: VmArgs,
 }
 
 #[derive(clap::Args, Clone)]
-struct VmArgs {
+pub(crate) struct VmArgs {
     /// The guest image (default: $PTCHECK_GUEST_IMAGE, else the xtask build output).
     #[arg(long)]
-    guest: Option<PathBuf>,
+    pub guest: Option<PathBuf>,
     /// QEMU: persistent guest or one boot per plan.
     #[arg(long, value_enum, default_value = "persistent")]
-    qemu_mode: ModeChoice,
+    pub qemu_mode: ModeChoice,
     /// QEMU `-cpu` model.
     #[arg(long, default_value = "max")]
-    cpu: String,
+    pub cpu: String,
     /// Seconds one plan may take before the guest counts as hung.
     #[arg(long, default_value_t = 30)]
-    timeout: u64,
+    pub timeout: u64,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Minimum seconds per backend.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    #[command(flatten)]
+    vm: VmArgs,
 }
 
 fn guest_image(arg: &Option<PathBuf>) -> PathBuf {
@@ -129,41 +125,70 @@ fn configs(sel: &str) -> anyhow::Result<Vec<TranslationConfig>> {
     Ok(vec![cfg])
 }
 
-fn qemu(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
+fn policy(vm: &VmArgs) -> VmPolicy {
+    VmPolicy {
+        plan_timeout: Duration::from_secs(vm.timeout),
+        boot_per_plan: vm.qemu_mode == ModeChoice::BootPerPlan,
+        ..VmPolicy::default()
+    }
+}
+
+fn qemu_backend(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
     let mut opts = QemuOptions::new(guest_image(&vm.guest));
     opts.cpu = vm.cpu.clone();
-    opts.plan_timeout = std::time::Duration::from_secs(vm.timeout);
+    opts.plan_timeout = Duration::from_secs(vm.timeout);
     opts.mode = match vm.qemu_mode {
         ModeChoice::Persistent => QemuMode::Persistent,
         ModeChoice::BootPerPlan => QemuMode::BootPerPlan,
     };
-    Ok(Box::new(ptcheck_host::backend::qemu::backend(opts)?))
+    Ok(Box::new(qemu::backend(opts)?))
+}
+
+/// Whether this host's KVM can run the arm64 guest; `Err` says why not.
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+fn kvm_usable() -> anyhow::Result<()> {
+    ptcheck_host::backend::kvm::probe()
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
+fn kvm_usable() -> anyhow::Result<()> {
+    if std::path::Path::new("/dev/kvm").exists() {
+        bail!("/dev/kvm is this {} host's KVM, which cannot run an arm64 guest", std::env::consts::ARCH)
+    }
+    bail!("no /dev/kvm, and this is not an arm64 Linux host")
+}
+
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+fn kvm_backend(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(Box::new(ptcheck_host::backend::kvm::backend(guest_image(&vm.guest), policy(vm))?))
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
+fn kvm_backend(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
+    let _ = policy(vm);
+    Err(kvm_usable().expect_err("never usable here")).context("the KVM backend needs an arm64 Linux host with /dev/kvm")
 }
 
 /// The backend, and why it was chosen.
-fn open_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result<(Box<dyn Backend>, String)> {
+pub(crate) fn open_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result<(Box<dyn Backend>, String)> {
     match choice {
         BackendChoice::Native => Ok((Box::new(NativeBackend::new()), "requested".into())),
-        BackendChoice::Qemu => Ok((qemu(vm)?, "requested".into())),
-        BackendChoice::Auto => {
-            let kvm = if std::path::Path::new("/dev/kvm").exists() {
-                if cfg!(target_arch = "aarch64") {
-                    "/dev/kvm exists but this build has no KVM backend yet"
-                } else {
-                    "/dev/kvm is this host's KVM, which cannot run an arm64 guest"
+        BackendChoice::Qemu => Ok((qemu_backend(vm)?, "requested".into())),
+        BackendChoice::Kvm => Ok((kvm_backend(vm)?, "requested".into())),
+        BackendChoice::Auto => match kvm_usable() {
+            Ok(()) => Ok((kvm_backend(vm)?, "auto: /dev/kvm accepts an arm64 vCPU".into())),
+            Err(why) => {
+                if find_in_path("qemu-system-aarch64").is_none() {
+                    bail!("no backend can run the arm64 guest (KVM: {why:#}; qemu-system-aarch64 not found): install QEMU with `apt-get install qemu-system-arm`, or use --backend native");
                 }
-            } else {
-                "no /dev/kvm"
-            };
-            if find_in_path("qemu-system-aarch64").is_none() {
-                bail!("no backend can run the arm64 guest ({kvm}; qemu-system-aarch64 not found): install QEMU with `apt-get install qemu-system-arm`, or use --backend native");
+                Ok((qemu_backend(vm)?, format!("auto: KVM not usable ({why:#}), falling back to QEMU software emulation")))
             }
-            Ok((qemu(vm)?, format!("auto: {kvm}, using QEMU software emulation")))
-        }
+        },
     }
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<bool> {
+/// Run the matrix and print the table; the report says what passed.
+pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
     let cfgs = configs(&args.config)?;
     let (mut backend, why) = open_backend(args.backend, &args.vm)?;
     println!("backend: {} ({why})", backend.name());
@@ -171,10 +196,11 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let mut report = Report { backend: backend.name().into(), configs: vec![] };
     for cfg in cfgs {
         let mut line = ConfigReport::new(cfg.to_string());
-        let mut failed_checks = std::collections::BTreeSet::new();
-        for mut np in plans::builtin(cfg) {
+        let mut failed_checks = BTreeSet::new();
+        for (i, mut np) in plans::builtin(cfg).into_iter().enumerate() {
             let seed = np.plan.plan_id;
-            let outcome = run::run_and_verify(backend.as_mut(), &mut np.plan, seed);
+            let expect = if args.inject_wrong_expectation && i == 0 { Expectation::WrongByOnePage } else { Expectation::AsPlanned };
+            let outcome = run_against(backend.as_mut(), &mut np.plan, seed, expect);
             line.add(&np.name, &outcome);
             let verdict = &outcome.verdict;
             if !verdict.passed() {
@@ -197,6 +223,11 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
     }
     let total: usize = report.configs.iter().map(|c| c.plans).sum();
     println!("total: {total} plans, {} passed, {} failed ({} backend)", total - report.failed(), report.failed(), report.backend);
+    Ok(report)
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<bool> {
+    let report = run_matrix(args)?;
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("cannot write report {}", path.display()))?;
@@ -205,7 +236,33 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
     Ok(report.failed() == 0)
 }
 
+fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
+    use ptcheck_host::bench::measure;
+    let min = Duration::from_secs(args.seconds);
+    let n: usize = TranslationConfig::all().map(|c| plans::builtin(c).len()).sum();
+    println!("measuring the {n} built-in plans (all regimes, every plan verified; VM runs include MMU probes)");
+    let mut figures = vec![measure("native", &mut NativeBackend::new(), min, u64::MAX)];
+    let mut vm = VmArgs { qemu_mode: ModeChoice::Persistent, ..args.vm.clone() };
+    figures.push(measure("qemu persistent", qemu_backend(&vm)?.as_mut(), min, u64::MAX));
+    vm.qemu_mode = ModeChoice::BootPerPlan;
+    figures.push(measure("qemu boot-per-plan", qemu_backend(&vm)?.as_mut(), min, 200));
+    println!("{:<20} {:>8} {:>10} {:>12} {:>8}", "backend", "plans", "seconds", "plans/s", "failed");
+    for f in &figures {
+        println!("{:<20} {:>8} {:>10.2} {:>12.1} {:>8}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
+    }
+    let (native, persistent, boot) = (figures[0].rate(), figures[1].rate(), figures[2].rate());
+    println!(
+        "ratios: native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x",
+        native / persistent,
+        persistent / boot
+    );
+    Ok(figures.iter().all(|f| f.failed == 0))
+}
+
 fn main() -> ExitCode {
+    if init_mode::is_init() {
+        init_mode::main();
+    }
     let cli = Cli::parse();
     let outcome = match &cli.cmd {
         Cmd::Run(args) => run(args),

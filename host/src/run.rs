@@ -18,11 +18,26 @@ pub struct Outcome {
     pub hw_unsupported: bool,
 }
 
+/// What the run is verified against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    /// The plan itself.
+    AsPlanned,
+    /// Self-test: the plan with its first operation's PA one page off, so every check
+    /// that looks at that operation must fail. Proves a backend's failures are real.
+    WrongByOnePage,
+}
+
 /// Run `plan` on `backend` and verify it. The plan gains its probes (VM backends).
 ///
 /// A backend failure (VM would not boot, hung, died) is a failed `result` check, not
 /// an error: the run goes on with the next plan and the failure is reported.
 pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> Outcome {
+    run_against(backend, plan, seed, Expectation::AsPlanned)
+}
+
+/// [`run_and_verify`] with a chosen [`Expectation`].
+pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect: Expectation) -> Outcome {
     let mut tags = Vec::new();
     if backend.has_mmu() {
         if let Some(exp) = expected(plan) {
@@ -33,8 +48,12 @@ pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> 
     match backend.run_tagged(plan, &tags) {
         Ok(view) => {
             let probed = view.result.hw_flags & RunResult::HW_PROBED != 0;
+            let mut against = plan.clone();
+            if expect == Expectation::WrongByOnePage && against.n_ops > 0 {
+                against.ops[0].pa += against.config().map_or(4096, |c| c.page_size());
+            }
             Outcome {
-                verdict: verify(plan, &view),
+                verdict: verify(&against, &view),
                 hw_probes: if probed { u64::from(view.result.n_probes) } else { 0 },
                 hw_unsupported: view.result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
             }

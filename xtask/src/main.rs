@@ -3,6 +3,7 @@
 //! One binary, std only: every step is a `cargo` or tool invocation printed before it
 //! runs, so a failure names the exact command to re-run.
 
+mod nested_kvm;
 mod steps;
 
 use std::process::ExitCode;
@@ -17,6 +18,9 @@ commands:
   test                     every test: unit tests, the QEMU backend tests, then every
                            built-in plan on every config on native and on QEMU
   bench [--seconds N]      plans/s on native, QEMU persistent, QEMU boot-per-plan
+  nested-kvm [--report F] [--self-test] [--timeout SECS]
+                           run the matrix on the KVM backend inside an emulated arm64
+                           Linux with KVM (EL2 emulated); --self-test must fail
 ";
 
 fn main() -> ExitCode {
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
         "run" => steps::run(&rest),
         "test" => steps::test(),
         "bench" => steps::bench(&rest),
+        "nested-kvm" => nested_kvm::NestedKvm::parse(&rest).and_then(|o| nested_kvm::run(&o)),
         "help" | "--help" | "-h" | "" => {
             print!("{USAGE}");
             return if cmd.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS };

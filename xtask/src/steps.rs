@@ -13,7 +13,7 @@ pub fn root() -> PathBuf {
     manifest.parent().expect("xtask is inside the workspace").to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
@@ -26,7 +26,10 @@ pub fn guest_image() -> PathBuf {
 pub fn sh(cmd: &mut Command) -> Result {
     let line = format!("{cmd:?}").replace('"', "");
     println!("$ {line}");
-    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot start `{line}`: {e}"))?;
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
+    let status = cmd.status().map_err(|e| format!("cannot start `{line}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -34,7 +37,7 @@ pub fn sh(cmd: &mut Command) -> Result {
     }
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.env("PTCHECK_GUEST_IMAGE", guest_image());
     c
@@ -45,7 +48,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 /// QEMU is needed: install it where we can (root with apt), else say exactly how.
-fn ensure_qemu() -> Result {
+pub fn ensure_qemu() -> Result {
     if on_path("qemu-system-aarch64") {
         return Ok(());
     }
@@ -106,6 +109,29 @@ pub fn test() -> Result {
         let report = reports.join(format!("{backend}.json"));
         ptcheck(&["run", "--backend", backend, "--config", "all", "--report", &report.to_string_lossy()])?;
     }
-    println!("xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native and QEMU");
+    let kvm = kvm_stage(&reports)?;
+    println!("xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}");
     Ok(())
+}
+
+/// KVM: directly where this host's KVM runs arm64 guests, else inside an emulated
+/// arm64 Linux (nested), including the proof that a failure there fails the run.
+fn kvm_stage(reports: &std::path::Path) -> std::result::Result<&'static str, String> {
+    let report = reports.join("kvm.json");
+    if cfg!(all(target_arch = "aarch64", target_os = "linux")) && std::path::Path::new("/dev/kvm").exists() {
+        println!("KVM stage: this is an arm64 host with /dev/kvm: running the KVM backend directly");
+        ptcheck(&["run", "--backend", "kvm", "--config", "all", "--report", &report.to_string_lossy()])?;
+        return Ok("KVM (direct)");
+    }
+    println!("KVM stage: this {} host's KVM cannot run arm64 guests: proving the KVM backend nested, inside an emulated arm64 Linux", std::env::consts::ARCH);
+    let run = |self_test| crate::nested_kvm::NestedKvm { report: Some(report.clone()), self_test, timeout: std::time::Duration::from_secs(900) };
+    crate::nested_kvm::run(&run(false))?;
+    match crate::nested_kvm::run(&run(true)) {
+        Err(e) if e.contains("plans failed on KVM") => println!("KVM stage: the wrong-expectation self-test failed the nested run, as it must: {e}"),
+        Err(e) => return Err(format!("the nested self-test failed for the wrong reason: {e}")),
+        Ok(()) => return Err("the nested self-test passed: failures on KVM would not reach the exit code".into()),
+    }
+    // Leave the report of the real run, not the self-test's.
+    crate::nested_kvm::run(&run(false))?;
+    Ok("KVM (nested)")
 }

@@ -4,6 +4,8 @@
 
 pub mod elf;
 pub mod guest_ram;
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+pub mod kvm;
 pub mod mailbox;
 pub mod native;
 pub mod qemu;

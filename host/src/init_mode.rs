@@ -1,0 +1,77 @@
+//! `ptcheck` as `/init` of the small arm64 Linux that `cargo xtask nested-kvm` boots:
+//! mount devtmpfs (for /dev/kvm), run the whole matrix on the KVM backend with the
+//! guest image at `/guest.elf`, print the JSON report between markers on the console,
+//! power off. QEMU exits 0 whatever happened, so the host decides from the report.
+//!
+//! `ptcheck_self_test=wrong-expectation` on the kernel command line (passed to init as
+//! an environment variable) adds the wrong-expectation self-test.
+
+use std::path::PathBuf;
+
+/// Marker lines around the report on the console.
+pub const REPORT_BEGIN: &str = "PTCHECK-REPORT-BEGIN";
+/// End marker.
+pub const REPORT_END: &str = "PTCHECK-REPORT-END";
+
+/// Whether this process is PID 1 started as /init.
+pub fn is_init() -> bool {
+    std::process::id() == 1 && std::env::args().next().is_some_and(|a| a.ends_with("init"))
+}
+
+#[cfg(target_os = "linux")]
+fn mount(source: &str, target: &str, fstype: &str) {
+    use std::ffi::CString;
+    let _ = std::fs::create_dir_all(target);
+    let (s, t, f) = (CString::new(source).unwrap(), CString::new(target).unwrap(), CString::new(fstype).unwrap());
+    // SAFETY: valid NUL-terminated strings; a failed mount is reported, not fatal
+    // (the archive also carries the device nodes).
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        println!("ptcheck init: mount {fstype} on {target}: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn power_off() -> ! {
+    // SAFETY: sync and reboot(POWER_OFF) as PID 1 at the end of the run.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    std::process::exit(0)
+}
+
+/// Run as init; never returns.
+#[cfg(target_os = "linux")]
+pub fn main() -> ! {
+    mount("devtmpfs", "/dev", "devtmpfs");
+    mount("proc", "/proc", "proc");
+    let self_test = std::env::var("ptcheck_self_test").is_ok_and(|v| v == "wrong-expectation");
+    println!("ptcheck init: running the matrix on KVM{}", if self_test { " with the wrong-expectation self-test" } else { "" });
+    let args = crate::RunArgs {
+        backend: crate::BackendChoice::Auto,
+        config: "all".into(),
+        report: None,
+        inject_wrong_expectation: self_test,
+        vm: crate::VmArgs {
+            guest: Some(PathBuf::from("/guest.elf")),
+            qemu_mode: crate::ModeChoice::Persistent,
+            cpu: "max".into(),
+            timeout: 120,
+        },
+    };
+    match crate::run_matrix(&args) {
+        Ok(report) => {
+            let json = serde_json::to_string(&report).unwrap_or_default();
+            println!("{REPORT_BEGIN}\n{json}\n{REPORT_END}");
+        }
+        Err(e) => println!("ptcheck init: error: {e:#}"),
+    }
+    power_off()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn main() -> ! {
+    eprintln!("ptcheck: init mode needs Linux");
+    std::process::exit(2)
+}

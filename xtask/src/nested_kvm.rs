@@ -1,0 +1,294 @@
+//! `cargo xtask nested-kvm`: prove the KVM backend on a machine whose own KVM cannot
+//! run arm64, by running the host runner inside an arm64 Linux under
+//! `qemu-system-aarch64` with EL2 emulated (Debian's arm64 kernels have KVM built in).
+//!
+//! 1. cross-build `ptcheck` for aarch64-unknown-linux-musl, static, linked by rust-lld;
+//! 2. fetch the current `linux-image-cloud-arm64` kernel with apt using a private
+//!    state and cache (the machine's apt setup is not touched), cached under target/;
+//! 3. pack a newc initramfs: /init (ptcheck, which runs as init), /guest.elf, and the
+//!    /dev/console and /dev/kvm nodes;
+//! 4. boot it; QEMU exits 0 whatever happens inside, so pass/fail is decided from the
+//!    report the guest prints between markers, and a timeout is a failure.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::steps::{self, sh, Result};
+
+const MUSL: &str = "aarch64-unknown-linux-musl";
+const REPORT_BEGIN: &str = "PTCHECK-REPORT-BEGIN";
+const REPORT_END: &str = "PTCHECK-REPORT-END";
+
+/// Options of the command.
+pub struct NestedKvm {
+    /// Where to write the report JSON.
+    pub report: Option<PathBuf>,
+    /// Verify the first plan of every regime against a wrong expectation inside: the
+    /// run must then fail, proving failures on KVM reach the exit code.
+    pub self_test: bool,
+    /// Give up (and fail) after this long.
+    pub timeout: Duration,
+}
+
+impl NestedKvm {
+    /// Parse `[--report FILE] [--self-test] [--timeout SECS]`.
+    pub fn parse(args: &[String]) -> std::result::Result<Self, String> {
+        let mut o = NestedKvm { report: None, self_test: false, timeout: Duration::from_secs(900) };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--report" => o.report = Some(PathBuf::from(it.next().ok_or("--report needs a file")?)),
+                "--self-test" => o.self_test = true,
+                "--timeout" => {
+                    let s = it.next().ok_or("--timeout needs seconds")?;
+                    o.timeout = Duration::from_secs(s.parse().map_err(|_| format!("--timeout: '{s}' is not a number of seconds"))?);
+                }
+                other => return Err(format!("nested-kvm: unknown argument '{other}'")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn work_dir() -> PathBuf {
+    steps::target_dir().join("nested-kvm")
+}
+
+fn cross_build_runner() -> Result {
+    sh(Command::new("rustup").args(["target", "add", MUSL]))?;
+    sh(steps::cargo()
+        .args(["build", "--release", "--package", "ptcheck-host", "--bin", "ptcheck", "--target", MUSL])
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")
+        .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS", "-C target-feature=+crt-static"))
+}
+
+/// apt options for a private, arm64-only view of the machine's sources.
+fn apt_options(apt: &Path) -> Vec<String> {
+    let d = apt.display();
+    [
+        format!("Dir::State={d}/state"),
+        format!("Dir::State::status={d}/state/status"),
+        format!("Dir::Cache={d}/cache"),
+        "APT::Architecture=arm64".into(),
+        "APT::Architectures=arm64".into(),
+        "APT::Sandbox::User=root".into(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_string(), o])
+    .collect()
+}
+
+fn output(cmd: &mut Command) -> std::result::Result<String, String> {
+    let line = format!("{cmd:?}").replace('"', "");
+    println!("$ {line}");
+    let out = cmd.output().map_err(|e| format!("cannot start `{line}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`{line}` failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The current Debian arm64 cloud kernel image, fetched once and cached.
+fn fetch_kernel() -> std::result::Result<PathBuf, String> {
+    let dir = work_dir();
+    let apt = dir.join("apt");
+    for sub in ["state/lists/partial", "cache/archives/partial"] {
+        fs::create_dir_all(apt.join(sub)).map_err(|e| format!("cannot create {}: {e}", apt.join(sub).display()))?;
+    }
+    let status = apt.join("state/status");
+    if !status.exists() {
+        fs::write(&status, "").map_err(|e| format!("cannot create {}: {e}", status.display()))?;
+    }
+    let opts = apt_options(&apt);
+    let cached = || fs::read_dir(&dir).ok()?.flatten().map(|e| e.path().join("vmlinuz")).find(|p| p.is_file());
+    if let Err(e) = sh(Command::new("apt-get").args(&opts).args(["update", "-qq"])) {
+        // Offline: a kernel fetched before still proves the backend.
+        return cached().ok_or(format!("{e}: cannot fetch the arm64 kernel and none is cached under {}", dir.display()));
+    }
+    // The meta package names the one ABI version the mirror has now.
+    let deps = output(Command::new("apt-cache").args(&opts).args(["depends", "linux-image-cloud-arm64"]))?;
+    let package = deps
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-") && p.ends_with("-cloud-arm64"))
+        .ok_or("linux-image-cloud-arm64 names no kernel image package")?
+        .to_string();
+    let kernel = dir.join(&package).join("vmlinuz");
+    if kernel.is_file() {
+        println!("kernel: {} (cached)", kernel.display());
+        return Ok(kernel);
+    }
+    let download = dir.join("download");
+    let _ = fs::remove_dir_all(&download);
+    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    sh(Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&download))?;
+    let deb = fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or(format!("apt-get download {package} left no .deb"))?;
+    let extract = download.join("x");
+    sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract))?;
+    let vmlinuz = fs::read_dir(extract.join("boot"))
+        .map_err(|e| format!("{}: no /boot in the package: {e}", deb.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .ok_or(format!("{} has no vmlinuz", deb.display()))?;
+    fs::create_dir_all(kernel.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+    fs::copy(&vmlinuz, &kernel).map_err(|e| format!("cannot copy the kernel: {e}"))?;
+    let _ = fs::remove_dir_all(&download);
+    println!("kernel: {}", kernel.display());
+    Ok(kernel)
+}
+
+/// newc archive: /init, /guest.elf, /dev, /proc, /dev/console (5,1), /dev/kvm (10,232).
+fn write_initramfs(path: &Path, init: &Path, guest: &Path) -> std::result::Result<(), String> {
+    use cpio::newc::{trailer, Builder};
+    let io = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let mut out = std::io::BufWriter::new(fs::File::create(path).map_err(io)?);
+    let mut ino = 1;
+    let mut entry = |out: &mut std::io::BufWriter<fs::File>, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
+        ino += 1;
+        let b = Builder::new(name).ino(ino).mode(mode).nlink(1).rdev_major(rdev.0).rdev_minor(rdev.1);
+        let mut w = b.write(out, data.len() as u32);
+        w.write_all(data)?;
+        w.finish().map(|_| ())
+    };
+    for dir in ["dev", "proc"] {
+        entry(&mut out, dir, 0o040755, (0, 0), &[]).map_err(io)?;
+    }
+    entry(&mut out, "dev/console", 0o020600, (5, 1), &[]).map_err(io)?;
+    entry(&mut out, "dev/kvm", 0o020660, (10, 232), &[]).map_err(io)?;
+    let read = |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    entry(&mut out, "init", 0o100755, (0, 0), &read(init)?).map_err(io)?;
+    entry(&mut out, "guest.elf", 0o100644, (0, 0), &read(guest)?).map_err(io)?;
+    trailer(&mut out).map_err(io)?;
+    out.flush().map_err(io)
+}
+
+/// Lines worth showing live: the hypervisor coming up, and everything ptcheck says.
+fn interesting(line: &str, in_report: bool) -> bool {
+    !in_report && (line.contains("kvm [") || line.contains("ptcheck") || !line.starts_with('['))
+}
+
+/// Judge the report: KVM ran every regime, nothing failed, the MMU checked pages.
+/// (With `--self-test` plans fail on purpose, and the run fails like any other.)
+fn judge(report: &serde_json::Value) -> std::result::Result<String, String> {
+    let backend = report["backend"].as_str().unwrap_or("?");
+    if backend != "kvm" {
+        return Err(format!("the nested run used the {backend} backend, not kvm"));
+    }
+    let configs = report["configs"].as_array().cloned().unwrap_or_default();
+    let (mut failed, mut probes, mut unsupported) = (0, 0, Vec::new());
+    for c in &configs {
+        failed += c["failed"].as_u64().unwrap_or(0);
+        probes += c["hw_probes"].as_u64().unwrap_or(0);
+        let name = c["name"].as_str().unwrap_or("?");
+        if c["hw_unsupported"].as_bool() == Some(true) {
+            unsupported.push(name.to_string());
+        } else if c["hw_probes"].as_u64().unwrap_or(0) == 0 {
+            return Err(format!("{name}: no page was checked by the MMU"));
+        }
+    }
+    if configs.len() != 13 {
+        return Err(format!("the report lists {} regimes, expected 13", configs.len()));
+    }
+    let summary = format!(
+        "backend kvm, {} regimes, {failed} failed plans, {probes} MMU-checked pages{}",
+        configs.len(),
+        if unsupported.is_empty() { String::new() } else { format!(", NOT PROBED (CPU lacks them): {}", unsupported.join(" ")) }
+    );
+    if failed > 0 {
+        return Err(format!("{summary}: plans failed on KVM"));
+    }
+    Ok(summary)
+}
+
+pub fn run(o: &NestedKvm) -> Result {
+    steps::ensure_qemu()?;
+    steps::build_guest()?;
+    cross_build_runner()?;
+    let kernel = fetch_kernel()?;
+    let dir = work_dir();
+    let initramfs = dir.join("init.cpio");
+    let runner = steps::target_dir().join(MUSL).join("release").join("ptcheck");
+    write_initramfs(&initramfs, &runner, &steps::guest_image())?;
+    let mut append = String::from("console=ttyAMA0 panic=-1");
+    if o.self_test {
+        append.push_str(" ptcheck_self_test=wrong-expectation");
+    }
+    let mut cmd = Command::new("qemu-system-aarch64");
+    // pauth-impdef=on: QARMA pointer auth is 3-4x slower to emulate.
+    cmd.args(["-M", "virt,virtualization=on,gic-version=3", "-cpu", "max,pauth-impdef=on", "-smp", "2", "-m", "2G"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-nodefaults"])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initramfs)
+        .args(["-append", &append])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    println!("$ {}", format!("{cmd:?}").replace('"', ""));
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let log_path = dir.join("console.log");
+    let mut log = fs::File::create(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let (mut json, mut in_report, mut kvm_line) = (None, false, false);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => {
+                let _ = writeln!(log, "{line}");
+                let line = line.trim_end_matches('\r').to_string();
+                kvm_line |= line.contains("kvm [") && line.contains("initialized");
+                if interesting(&line, in_report) {
+                    println!("  | {line}");
+                }
+                if line == REPORT_BEGIN {
+                    in_report = true;
+                } else if line == REPORT_END {
+                    in_report = false;
+                } else if in_report {
+                    json = Some(line);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if start.elapsed() > o.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the nested run did not finish within {:?}: killed QEMU (console: {})", o.timeout, log_path.display()));
+        }
+    }
+    let _ = child.wait();
+    println!("nested run: {:.1}s, console log {}", start.elapsed().as_secs_f64(), log_path.display());
+    if !kvm_line {
+        return Err(format!("the nested kernel never said KVM was initialised (see {})", log_path.display()));
+    }
+    let json = json.ok_or(format!("the nested run printed no report (see {})", log_path.display()))?;
+    let report: serde_json::Value = serde_json::from_str(&json).map_err(|e| format!("the nested report is not JSON: {e}"))?;
+    if let Some(path) = &o.report {
+        let pretty = serde_json::to_string_pretty(&report).unwrap_or(json);
+        fs::write(path, pretty + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("report: {}", path.display());
+    }
+    let verdict = judge(&report)?;
+    println!("nested-kvm: {verdict}");
+    Ok(())
+}
