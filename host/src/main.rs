@@ -33,6 +33,10 @@ struct Cli {
 enum Cmd {
     /// Run the built-in plans and verify them.
     Run(RunArgs),
+    /// Verify generated plans; shrink every failure to a reproducer.
+    Fuzz(FuzzArgs),
+    /// Run a reproducer again; show the failing check and expected vs actual mappings.
+    Replay(ReplayArgs),
     /// Measure plans/s on native, QEMU persistent and QEMU boot-per-plan, in one run.
     Bench(BenchArgs),
     /// List the regimes ptcheck knows.
@@ -92,6 +96,136 @@ pub(crate) struct VmArgs {
     /// Seconds one plan may take before the guest counts as hung.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct FuzzArgs {
+    /// Where to run the plans.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// A regime name or "all" (plans alternate between regimes).
+    #[arg(long, default_value = "all")]
+    pub config: String,
+    /// The run's seed: same seed, same plans, on every machine.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Plans in the run (default: until --time ends, else 1000).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this long ("90s", "5m", "1h").
+    #[arg(long, value_parser = parse_duration)]
+    pub time: Option<Duration>,
+    /// Run only shard i of n ("2/4"): n shards together run exactly the plans of one run.
+    #[arg(long, default_value = "1/1", value_parser = parse_shard)]
+    pub shard: (u64, u64),
+    /// Parallel workers (native only; default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The reproducer file (target/ptcheck/repro/*.repro).
+    file: PathBuf,
+    /// Where to run it.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 90s, 5m or 1h"))?;
+    match unit {
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("'{s}': the unit must be s, m or h")),
+    }
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("'{s}' is not a shard like 1/4 (1 <= i <= n)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u64, u64) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+pub(crate) fn fuzz(args: &FuzzArgs) -> anyhow::Result<ptcheck_host::fuzz::Summary> {
+    use ptcheck_host::fuzz::{self, FuzzSpec};
+    let configs = configs(&args.config)?;
+    let count = args.count.or(if args.time.is_some() { None } else { Some(1000) });
+    let spec = FuzzSpec { seed: args.seed, configs, count, time: args.time, shard: args.shard.0, shards: args.shard.1 };
+    let native = args.backend == BackendChoice::Native;
+    let workers = if native { args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())) } else { 1 };
+    let (first, why) = open_backend(args.backend, &args.vm)?;
+    println!("backend: {} ({why}), {workers} worker{}", first.name(), if workers == 1 { "" } else { "s" });
+    let span = count.map_or("until the time budget ends".to_string(), |c| format!("plans 0..{c}"));
+    println!(
+        "fuzz: seed {}, {span} over {} regime{}, shard {}/{} (generator format {})",
+        spec.seed,
+        spec.configs.len(),
+        if spec.configs.len() == 1 { "" } else { "s" },
+        spec.shard,
+        spec.shards,
+        fuzz::gen::FORMAT
+    );
+    let spare = std::sync::Mutex::new(Some(first));
+    let make = || -> anyhow::Result<Box<dyn Backend>> {
+        if let Some(b) = spare.lock().expect("not poisoned").take() {
+            return Ok(b);
+        }
+        Ok(open_backend(args.backend, &args.vm)?.0)
+    };
+    let summary = fuzz::run(&spec, workers, &make, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+    println!(
+        "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} MMU-checked pages",
+        summary.plans,
+        summary.elapsed.as_secs_f64(),
+        summary.rate(),
+        summary.failures.len(),
+        if summary.failures.len() == 1 { "" } else { "s" },
+        summary.hw_probes
+    );
+    for f in &summary.failures {
+        println!("  {} index {}: [{}] shrunk {} -> {} ops: {}", f.config, f.index, f.check, f.ops.0, f.ops.1, f.repro.display());
+    }
+    Ok(summary)
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<bool> {
+    use ptcheck_host::{expect, ptdump, repro};
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let cfg = r.plan.config().expect("parse checked the config");
+    let (mut backend, why) = open_backend(args.backend, &args.vm)?;
+    println!("replay {}: {cfg}, {} operations, on {} ({why})", args.file.display(), r.plan.n_ops, backend.name());
+    let mut plan = r.plan.clone();
+    let (outcome, walk) = ptcheck_host::run::run_for_listing(backend.as_mut(), &mut plan, 1)?;
+    let exp = expect::expected(&plan).expect("a valid plan has an expectation");
+    let want = ptdump::rows(&cfg, exp.leaves());
+    let got = ptdump::rows(&cfg, walk.leaves.iter().map(|l| (l.va, l.level, l.desc)));
+    let (listing, differing) = ptdump::diff(&want, &got);
+    println!("mappings (- expected only, + in the tables only): {differing} differing line{}", if differing == 1 { "" } else { "s" });
+    print!("{listing}");
+    if outcome.verdict.passed() {
+        println!("every check passes: the failure does not reproduce here");
+        return Ok(true);
+    }
+    print!("{}", outcome.verdict.describe_failures());
+    let failed = outcome.verdict.failed();
+    println!("failing checks: {}", failed.join(", "));
+    for recorded in &r.fails {
+        let again = failed.contains(&recorded.as_str());
+        println!("recorded failure [{recorded}]: {}", if again { "reproduced" } else { "NOT reproduced" });
+    }
+    Ok(false)
 }
 
 #[derive(clap::Args)]
@@ -206,7 +340,7 @@ pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
             if !verdict.passed() {
                 failed_checks.extend(verdict.failed());
                 let notes = format!("{cfg} plan {} on {}\n{}", np.name, backend.name(), verdict.describe_failures());
-                let path = repro::write(&format!("{cfg}-{}", np.name), &np.plan, &notes)?;
+                let path = repro::write(&format!("{cfg}-{}", np.name), &np.plan, &verdict.failed(), &notes)?;
                 eprintln!("FAIL {cfg} {}: reproducer {}\n{}", np.name, path.display(), verdict.describe_failures().trim_end());
             }
         }
@@ -266,6 +400,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.cmd {
         Cmd::Run(args) => run(args),
+        Cmd::Fuzz(args) => fuzz(args).map(|s| s.failures.is_empty()),
+        Cmd::Replay(args) => replay(args),
         Cmd::Bench(args) => bench(args),
         Cmd::Configs => {
             for c in TranslationConfig::all() {

@@ -65,3 +65,28 @@ pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect
         }
     }
 }
+
+/// Run and verify like [`run_and_verify`], and also return what the tables map
+/// (walked from the result's root) for listings.
+///
+/// # Errors
+/// The backend failed (could not boot, hung, died).
+pub fn run_for_listing(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> anyhow::Result<(Outcome, crate::walker::Walk)> {
+    let mut tags = Vec::new();
+    if backend.has_mmu() {
+        if let Some(exp) = expected(plan) {
+            probes::choose(plan, &exp, seed);
+            tags = probes::tag_pages(plan, &exp);
+        }
+    }
+    let view = backend.run_tagged(plan, &tags)?;
+    let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("the plan's config is not valid"))?;
+    let walk = if view.result.root_pa != 0 { crate::walker::walk(&cfg, view.result.root_pa, view.ram) } else { Default::default() };
+    let probed = view.result.hw_flags & RunResult::HW_PROBED != 0;
+    let outcome = Outcome {
+        verdict: verify(plan, &view),
+        hw_probes: if probed { u64::from(view.result.n_probes) } else { 0 },
+        hw_unsupported: view.result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
+    };
+    Ok((outcome, walk))
+}

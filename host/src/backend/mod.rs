@@ -28,7 +28,7 @@ pub struct RunView<'a> {
 }
 
 /// A place to run plans: in-process, QEMU or KVM.
-pub trait Backend {
+pub trait Backend: Send {
     /// Name used in reports ("native", "qemu", "kvm").
     fn name(&self) -> &'static str;
 

@@ -13,7 +13,7 @@ use super::mailbox::{self, Wait};
 use super::{Backend, RunView};
 
 /// One way of running the guest image's vCPU.
-pub trait Vm {
+pub trait Vm: Send {
     /// Backend name for reports ("qemu", "kvm").
     fn name(&self) -> &'static str;
     /// Start the guest from its entry point over `ram` (the mailbox is already reset).
