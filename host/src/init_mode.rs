@@ -60,8 +60,22 @@ pub fn main() -> ! {
             timeout: 120,
         },
     };
+    let fuzz = crate::FuzzArgs {
+        backend: crate::BackendChoice::Auto,
+        config: "all".into(),
+        seed: 1,
+        count: Some(260),
+        time: None,
+        shard: (1, 1),
+        jobs: None,
+        vm: args.vm.clone(),
+    };
     match crate::run_matrix(&args) {
-        Ok(report) => {
+        Ok(mut report) => {
+            match crate::fuzz(&fuzz) {
+                Ok(s) => report.fuzz = Some(ptcheck_host::report::FuzzLine::from(&s)),
+                Err(e) => println!("ptcheck init: fuzz error: {e:#}"),
+            }
             let json = serde_json::to_string(&report).unwrap_or_default();
             println!("{REPORT_BEGIN}\n{json}\n{REPORT_END}");
         }

@@ -98,7 +98,7 @@ pub(crate) struct VmArgs {
     pub timeout: u64,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub(crate) struct FuzzArgs {
     /// Where to run the plans.
     #[arg(long, value_enum, default_value = "auto")]
@@ -327,7 +327,7 @@ pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
     let (mut backend, why) = open_backend(args.backend, &args.vm)?;
     println!("backend: {} ({why})", backend.name());
     println!("{:<11} {:>6} {:>7} {:>7} {:>10}  failed checks", "config", "plans", "passed", "failed", "hw_probes");
-    let mut report = Report { backend: backend.name().into(), configs: vec![] };
+    let mut report = Report { backend: backend.name().into(), configs: vec![], fuzz: None };
     for cfg in cfgs {
         let mut line = ConfigReport::new(cfg.to_string());
         let mut failed_checks = BTreeSet::new();
@@ -371,24 +371,35 @@ fn run(args: &RunArgs) -> anyhow::Result<bool> {
 }
 
 fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
-    use ptcheck_host::bench::measure;
+    use ptcheck_host::bench::{measure, Figure};
+    use ptcheck_host::fuzz::{self, FuzzSpec};
     let min = Duration::from_secs(args.seconds);
     let n: usize = TranslationConfig::all().map(|c| plans::builtin(c).len()).sum();
-    println!("measuring the {n} built-in plans (all regimes, every plan verified; VM runs include MMU probes)");
-    let mut figures = vec![measure("native", &mut NativeBackend::new(), min, u64::MAX)];
-    let mut vm = VmArgs { qemu_mode: ModeChoice::Persistent, ..args.vm.clone() };
-    figures.push(measure("qemu persistent", qemu_backend(&vm)?.as_mut(), min, u64::MAX));
-    vm.qemu_mode = ModeChoice::BootPerPlan;
-    figures.push(measure("qemu boot-per-plan", qemu_backend(&vm)?.as_mut(), min, 200));
-    println!("{:<20} {:>8} {:>10} {:>12} {:>8}", "backend", "plans", "seconds", "plans/s", "failed");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("one run, side by side: the {n} built-in plans and the default fuzz mix (every plan verified; VM runs include MMU probes)");
+    let fuzz_figure = |label: &str, workers: usize, make: &(dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Sync)| {
+        let spec = FuzzSpec { seed: 1, configs: TranslationConfig::all().collect(), count: None, time: Some(min), shard: 1, shards: 1 };
+        fuzz::run(&spec, workers, make, false).map(|s| Figure { label: label.into(), plans: s.plans, elapsed: s.elapsed, failed: s.failures.len() as u64 })
+    };
+    let native = || -> anyhow::Result<Box<dyn Backend>> { Ok(Box::new(NativeBackend::new())) };
+    let persistent = VmArgs { qemu_mode: ModeChoice::Persistent, ..args.vm.clone() };
+    let boot_per_plan = VmArgs { qemu_mode: ModeChoice::BootPerPlan, ..args.vm.clone() };
+    let figures = vec![
+        measure("native built-in", &mut NativeBackend::new(), min, u64::MAX),
+        fuzz_figure(&format!("native fuzz x{cores}"), cores, &native)?,
+        measure("qemu persistent built-in", qemu_backend(&persistent)?.as_mut(), min, u64::MAX),
+        fuzz_figure("qemu persistent fuzz", 1, &|| qemu_backend(&persistent))?,
+        measure("qemu boot-per-plan built-in", qemu_backend(&boot_per_plan)?.as_mut(), min, 200),
+    ];
+    println!("{:<30} {:>8} {:>9} {:>11} {:>7}", "backend / plans", "plans", "seconds", "plans/s", "failed");
     for f in &figures {
-        println!("{:<20} {:>8} {:>10.2} {:>12.1} {:>8}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
+        println!("{:<30} {:>8} {:>9.2} {:>11.1} {:>7}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
     }
-    let (native, persistent, boot) = (figures[0].rate(), figures[1].rate(), figures[2].rate());
+    let r = |i: usize| figures[i].rate();
     println!(
-        "ratios: native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x",
-        native / persistent,
-        persistent / boot
+        "ratios (built-in plans): native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x",
+        r(0) / r(2),
+        r(2) / r(4)
     );
     Ok(figures.iter().all(|f| f.failed == 0))
 }

@@ -56,6 +56,25 @@ impl ConfigReport {
     }
 }
 
+/// A fuzz run's line of the report.
+#[derive(Debug, Serialize)]
+pub struct FuzzLine {
+    /// Plans run.
+    pub plans: u64,
+    /// Plans that failed.
+    pub failed: usize,
+    /// Plans per second.
+    pub plans_per_s: f64,
+    /// Pages checked by the MMU.
+    pub hw_probes: u64,
+}
+
+impl From<&crate::fuzz::Summary> for FuzzLine {
+    fn from(s: &crate::fuzz::Summary) -> Self {
+        FuzzLine { plans: s.plans, failed: s.failures.len(), plans_per_s: s.rate(), hw_probes: s.hw_probes }
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -63,6 +82,9 @@ pub struct Report {
     pub backend: String,
     /// One entry per regime.
     pub configs: Vec<ConfigReport>,
+    /// A fuzz run on the same backend, when one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuzz: Option<FuzzLine>,
 }
 
 impl Report {

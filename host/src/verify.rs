@@ -280,12 +280,14 @@ fn check_zeroing(
     }
     let allocated: HashSet<u64> = r.allocs().iter().map(|a| a.pa).collect();
     let page = cfg.page_size();
+    let mut words = vec![0u64; (page / 8) as usize];
     for range in plan.pool() {
         let mut pa = range.base.next_multiple_of(page);
         while pa + page <= range.base + range.size {
             if !allocated.contains(&pa) {
-                if let Some(off) = (0..page).step_by(8).find(|off| ram.read_u64(pa + off) != Some(POISON)) {
-                    c.fail(format!("pool page {pa:#x} was never allocated but was written (offset {off:#x})"));
+                let first_bad = if ram.read_words(pa, &mut words) { words.iter().position(|&w| w != POISON) } else { Some(0) };
+                if let Some(i) = first_bad {
+                    c.fail(format!("pool page {pa:#x} was never allocated but was written (offset {:#x})", i * 8));
                 }
             }
             pa += page;

@@ -96,13 +96,18 @@ fn walk_table(
     }
     w.tables.push(TableVisit { pa: table_pa, level, va: va_base, parent_desc });
     let span = cfg.entry_span(level);
-    for i in 0..cfg.entries(level) as u64 {
+    let mut table = vec![0u64; cfg.entries(level)];
+    if !mem.read_words(table_pa, &mut table) {
+        let missing = (0..table.len() as u64).map(|i| table_pa + 8 * i).find(|&pa| mem.read_u64(pa).is_none());
+        w.anomalies.push(anomaly("table is outside memory", missing.unwrap_or(table_pa), 0));
+        return;
+    }
+    for (i, &value) in (0u64..).zip(&table) {
+        if value == 0 {
+            continue; // the common case: an empty entry
+        }
         let entry_pa = table_pa + i * 8;
         let va = va_base.wrapping_add(i * span);
-        let Some(value) = mem.read_u64(entry_pa) else {
-            w.anomalies.push(anomaly("table is outside memory", entry_pa, 0));
-            return;
-        };
         let desc = Descriptor(value);
         let at = |what| Anomaly { entry_pa, va, level, value, what };
         match desc.kind(cfg, level) {

@@ -15,8 +15,13 @@ commands:
   build-guest              build the aarch64 guest image
   run [ptcheck run args]   build what is needed, then run the built-in plans
                            (default: --backend auto --config all)
-  test                     every test: unit tests, the QEMU backend tests, then every
-                           built-in plan on every config on native and on QEMU
+  test                     every test: unit tests, the QEMU backend tests, every
+                           built-in plan on every config and a short fuzz run on
+                           native, QEMU and KVM (nested on x86)
+  fuzz [ptcheck fuzz args] generated plans: --backend --config --seed --count
+                           --shard i/n --time 60s; failures shrink to reproducers
+  replay FILE [--backend B]
+                           run a reproducer again, with the expected vs actual mappings
   bench [--seconds N]      plans/s on native, QEMU persistent, QEMU boot-per-plan
   nested-kvm [--report F] [--self-test] [--timeout SECS]
                            run the matrix on the KVM backend inside an emulated arm64
@@ -32,6 +37,8 @@ fn main() -> ExitCode {
         "run" => steps::run(&rest),
         "test" => steps::test(),
         "bench" => steps::bench(&rest),
+        "fuzz" => steps::fuzz(&rest),
+        "replay" => steps::replay(&rest),
         "nested-kvm" => nested_kvm::NestedKvm::parse(&rest).and_then(|o| nested_kvm::run(&o)),
         "help" | "--help" | "-h" | "" => {
             print!("{USAGE}");

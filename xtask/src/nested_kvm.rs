@@ -199,9 +199,16 @@ fn judge(report: &serde_json::Value) -> std::result::Result<String, String> {
     if configs.len() != 13 {
         return Err(format!("the report lists {} regimes, expected 13", configs.len()));
     }
+    let fuzz = &report["fuzz"];
+    let (fuzz_plans, fuzz_failed) = (fuzz["plans"].as_u64().unwrap_or(0), fuzz["failed"].as_u64().unwrap_or(0));
+    if fuzz_plans == 0 {
+        return Err("the nested run made no fuzz run on KVM".into());
+    }
+    failed += fuzz_failed;
     let summary = format!(
-        "backend kvm, {} regimes, {failed} failed plans, {probes} MMU-checked pages{}",
+        "backend kvm, {} regimes, {failed} failed plans, {probes} MMU-checked pages, fuzz {fuzz_plans} plans ({fuzz_failed} failed, {:.0} plans/s){}",
         configs.len(),
+        fuzz["plans_per_s"].as_f64().unwrap_or(0.0),
         if unsupported.is_empty() { String::new() } else { format!(", NOT PROBED (CPU lacks them): {}", unsupported.join(" ")) }
     );
     if failed > 0 {

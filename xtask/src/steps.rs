@@ -75,14 +75,39 @@ pub fn build_guest() -> Result {
     Ok(())
 }
 
-/// `cargo run` of the host runner with `args`.
+/// `cargo run` of the host runner with `args` (release: fuzzing wants the speed).
 fn ptcheck(args: &[&str]) -> Result {
-    sh(cargo().args(["run", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--"]).args(args))
+    sh(cargo().args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--"]).args(args))
+}
+
+/// Commands that may use a VM backend need the guest image (and maybe QEMU).
+fn uses_vm(args: &[String]) -> bool {
+    !(args.windows(2).any(|w| w[0] == "--backend" && w[1] == "native") || args.iter().any(|a| a == "--backend=native"))
+}
+
+pub fn fuzz(args: &[String]) -> Result {
+    if uses_vm(args) {
+        build_guest()?;
+    }
+    let mut full: Vec<&str> = vec!["fuzz"];
+    full.extend(args.iter().map(String::as_str));
+    ptcheck(&full)
+}
+
+pub fn replay(args: &[String]) -> Result {
+    if args.is_empty() {
+        return Err("replay needs a reproducer file: cargo xtask replay target/ptcheck/repro/NAME.repro [--backend ...]".into());
+    }
+    if uses_vm(args) {
+        build_guest()?;
+    }
+    let mut full: Vec<&str> = vec!["replay"];
+    full.extend(args.iter().map(String::as_str));
+    ptcheck(&full)
 }
 
 pub fn run(args: &[String]) -> Result {
-    let native_only = args.windows(2).any(|w| w[0] == "--backend" && w[1] == "native") || args.iter().any(|a| a == "--backend=native");
-    if !native_only {
+    if uses_vm(args) {
         build_guest()?;
     }
     let mut full: Vec<&str> = vec!["run"];
@@ -102,13 +127,16 @@ pub fn test() -> Result {
     ensure_qemu()?;
     build_guest()?;
     // Every test, the QEMU ones (ignored by plain `cargo test`) included.
-    sh(cargo().args(["test", "--workspace", "--", "--include-ignored"]))?;
+    sh(cargo().args(["test", "--release", "--workspace", "--", "--include-ignored"]))?;
     let reports = target_dir().join("ptcheck");
     std::fs::create_dir_all(&reports).map_err(|e| format!("cannot create {}: {e}", reports.display()))?;
     for backend in ["native", "qemu"] {
         let report = reports.join(format!("{backend}.json"));
         ptcheck(&["run", "--backend", backend, "--config", "all", "--report", &report.to_string_lossy()])?;
     }
+    // A short fuzz run per backend (fixed seed: CI must be reproducible).
+    ptcheck(&["fuzz", "--backend", "native", "--config", "all", "--seed", "1", "--count", "5000"])?;
+    ptcheck(&["fuzz", "--backend", "qemu", "--config", "all", "--seed", "1", "--count", "500"])?;
     let kvm = kvm_stage(&reports)?;
     println!("xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}");
     Ok(())

@@ -121,4 +121,8 @@ impl PhysMemory for GuestRam {
         }
         self.mem.read_obj::<u64>(GuestAddress(pa)).ok()
     }
+
+    fn read_words(&self, pa: u64, out: &mut [u64]) -> bool {
+        self.contains(pa, 8 * out.len() as u64) && self.read_bytes(pa, bytemuck::cast_slice_mut(out)).is_ok()
+    }
 }

@@ -17,6 +17,18 @@ use ptcheck_shared::abi::{Plan, RunResult};
 pub trait PhysMemory {
     /// The 64-bit word at `pa`, or `None` when `pa` is not backed by memory.
     fn read_u64(&self, pa: u64) -> Option<u64>;
+
+    /// Fill `out` with the words from `pa` on; `false` if any of them is not memory.
+    /// (Whole tables and pool pages are read this way: override it with a copy.)
+    fn read_words(&self, pa: u64, out: &mut [u64]) -> bool {
+        for (i, w) in out.iter_mut().enumerate() {
+            match self.read_u64(pa + 8 * i as u64) {
+                Some(v) => *w = v,
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 /// What a run leaves behind for the verifier.

@@ -22,6 +22,13 @@ impl SimRam {
         SimRam { regions }
     }
 
+    fn words_mut(&mut self, pa: u64, n: usize) -> Option<&mut [u64]> {
+        self.regions.iter_mut().find_map(|(base, words)| {
+            let start = (pa.checked_sub(*base)? / 8) as usize;
+            words.get_mut(start..start + n)
+        })
+    }
+
     fn word(&mut self, pa: u64) -> Option<&mut u64> {
         self.regions.iter_mut().find_map(|(base, words)| {
             let off = pa.checked_sub(*base)?;
@@ -36,6 +43,14 @@ impl PhysMemory for SimRam {
             let off = pa.checked_sub(*base)?;
             words.get((off / 8) as usize).copied()
         })
+    }
+
+    fn read_words(&self, pa: u64, out: &mut [u64]) -> bool {
+        let src = self.regions.iter().find_map(|(base, words)| {
+            let start = (pa.checked_sub(*base)? / 8) as usize;
+            words.get(start..start + out.len())
+        });
+        src.map(|s| out.copy_from_slice(s)).is_some()
     }
 }
 
@@ -101,13 +116,11 @@ impl TableMemory for NativeMemory<'_> {
     }
 
     fn clear(&mut self, ptr: TablePtr, bytes: usize) {
-        for off in (0..bytes as u64).step_by(8) {
-            if let Some(pa) = self.resolve(ptr, off) {
-                if let Some(w) = self.ram.word(pa) {
-                    *w = 0;
-                }
-            } else {
-                return;
+        // One fault for the first byte, as the guest would take.
+        if let Some(pa) = self.resolve(ptr, 0) {
+            let n = bytes.min(self.cfg.page_size() as usize) / 8;
+            if let Some(words) = self.ram.words_mut(pa, n) {
+                words.fill(0);
             }
         }
     }
