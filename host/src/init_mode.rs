@@ -58,6 +58,8 @@ pub fn main() -> ! {
             qemu_mode: crate::ModeChoice::Persistent,
             cpu: "max".into(),
             timeout: 120,
+            #[cfg(feature = "mutants")]
+            mutant: None,
         },
     };
     let fuzz = crate::FuzzArgs {
@@ -68,6 +70,7 @@ pub fn main() -> ! {
         time: None,
         shard: (1, 1),
         jobs: None,
+        no_progress: true,
         vm: args.vm.clone(),
     };
     match crate::run_matrix(&args) {

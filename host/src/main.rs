@@ -96,6 +96,35 @@ pub(crate) struct VmArgs {
     /// Seconds one plan may take before the guest counts as hung.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// Run a deliberately broken builder (native backend; `mutants` builds only).
+    #[cfg(feature = "mutants")]
+    #[arg(long)]
+    pub mutant: Option<String>,
+}
+
+impl VmArgs {
+    #[cfg(feature = "mutants")]
+    fn native(&self) -> anyhow::Result<NativeBackend> {
+        let Some(name) = &self.mutant else { return Ok(NativeBackend::new()) };
+        let names: Vec<_> = ptcheck_guest::mutation::ALL.iter().map(|(_, n)| *n).collect();
+        ptcheck_host::backend::native::mutant_builder(name)
+            .map(NativeBackend::with_builder)
+            .ok_or_else(|| anyhow::anyhow!("unknown mutant '{name}': one of {}", names.join(", ")))
+    }
+
+    #[cfg(not(feature = "mutants"))]
+    fn native(&self) -> anyhow::Result<NativeBackend> {
+        Ok(NativeBackend::new())
+    }
+
+    /// A VM backend cannot run a native mutant: say so rather than run the clean one.
+    fn no_mutant(&self) -> anyhow::Result<()> {
+        #[cfg(feature = "mutants")]
+        if let Some(m) = &self.mutant {
+            bail!("--mutant {m} runs on the native backend only: pass --backend native");
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -121,6 +150,9 @@ pub(crate) struct FuzzArgs {
     /// Parallel workers (native only; default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// No progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
     #[command(flatten)]
     pub vm: VmArgs,
 }
@@ -183,7 +215,8 @@ pub(crate) fn fuzz(args: &FuzzArgs) -> anyhow::Result<ptcheck_host::fuzz::Summar
         }
         Ok(open_backend(args.backend, &args.vm)?.0)
     };
-    let summary = fuzz::run(&spec, workers, &make, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+    let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let summary = fuzz::run(&spec, workers, &make, progress)?;
     println!(
         "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} MMU-checked pages",
         summary.plans,
@@ -306,7 +339,8 @@ fn kvm_backend(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
 /// The backend, and why it was chosen.
 pub(crate) fn open_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result<(Box<dyn Backend>, String)> {
     match choice {
-        BackendChoice::Native => Ok((Box::new(NativeBackend::new()), "requested".into())),
+        BackendChoice::Native => Ok((Box::new(vm.native()?), "requested".into())),
+        _ if vm.no_mutant().is_err() => Err(vm.no_mutant().expect_err("just checked")),
         BackendChoice::Qemu => Ok((qemu_backend(vm)?, "requested".into())),
         BackendChoice::Kvm => Ok((kvm_backend(vm)?, "requested".into())),
         BackendChoice::Auto => match kvm_usable() {

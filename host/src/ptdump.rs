@@ -67,7 +67,7 @@ fn attrs(p: Prot) -> String {
 pub fn line(r: &Row) -> String {
     let shape = if r.level == Level::LEAF { "page" } else { "block" };
     let cont = if r.cont { " cont" } else { "" };
-    format!("{:#018x}-{:#019x} {:>6} {} {shape:<5}{cont:<5} -> {:#014x}  {}", r.va, r.end, size(r.end - u128::from(r.va)), r.level, r.pa, attrs(r.prot))
+    format!("{:#018x}-{:<#18x} {:>6} {} {shape:<5}{cont:<5} -> {:#014x}  {}", r.va, r.end, size(r.end - u128::from(r.va)), r.level, r.pa, attrs(r.prot))
 }
 
 /// Both listings merged in VA order: `  ` same, `- ` expected only, `+ ` actual only.

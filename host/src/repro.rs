@@ -158,9 +158,14 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
     Ok(Repro { plan, origin, fails })
 }
 
-/// Where reproducers go: `$CARGO_TARGET_DIR` or `./target`, then `ptcheck/repro/`.
+/// Where reproducers go: `ptcheck/repro/` under `$CARGO_TARGET_DIR`, else under the
+/// workspace's `target/` when run by cargo (tests run in `host/`), else `./target`.
 pub fn dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let target = match (std::env::var_os("CARGO_TARGET_DIR"), std::env::var_os("CARGO_MANIFEST_DIR")) {
+        (Some(t), _) => PathBuf::from(t),
+        (None, Some(m)) if PathBuf::from(&m).join("../Cargo.toml").is_file() => PathBuf::from(m).parent().map_or_else(|| PathBuf::from("target"), |p| p.join("target")),
+        _ => PathBuf::from("target"),
+    };
     target.join("ptcheck").join("repro")
 }
 

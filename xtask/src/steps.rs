@@ -77,7 +77,13 @@ pub fn build_guest() -> Result {
 
 /// `cargo run` of the host runner with `args` (release: fuzzing wants the speed).
 fn ptcheck(args: &[&str]) -> Result {
-    sh(cargo().args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--"]).args(args))
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck"]);
+    // Broken builders exist only in a `mutants` build.
+    if args.iter().any(|a| a.starts_with("--mutant")) {
+        cmd.args(["--features", "mutants"]);
+    }
+    sh(cmd.arg("--").args(args))
 }
 
 /// Commands that may use a VM backend need the guest image (and maybe QEMU).

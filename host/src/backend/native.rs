@@ -190,3 +190,20 @@ impl Backend for NativeBackend {
         Ok(RunView { result: &self.result, ram: &self.ram })
     }
 }
+
+/// The native builder broken by the mutation called `name` (see
+/// `ptcheck_guest::mutation::ALL`).
+#[cfg(feature = "mutants")]
+pub fn mutant_builder(name: &str) -> Option<BuildFn> {
+    use ptcheck_guest::mutation::{self as m, run_plan_mutant as run};
+    let (id, _) = m::ALL.iter().find(|(_, n)| *n == name)?;
+    macro_rules! builders {
+        ($($id:path),* $(,)?) => {
+            match *id {
+                $($id => Some(|p: &Plan, mem: &mut NativeMemory<'_>, r: &mut RunResult| run::<_, { $id }>(p, mem, r)),)*
+                _ => None,
+            }
+        };
+    }
+    builders!(m::SKIP_ZERO, m::ZERO_AFTER_LINK, m::FOLDED_FIXMAP)
+}
