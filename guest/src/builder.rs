@@ -183,8 +183,10 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         let bytes = self.cfg.page_size();
         self.mem.clear(ptr, bytes as usize);
         self.event(EventKind::Zero, slot, self.slot_pa[slot as usize], bytes);
-        self.mem.dsb_ishst();
-        self.event(EventKind::Barrier, slot, 0, 0);
+        if MUTATION != mutation::MISSING_BARRIER {
+            self.mem.dsb_ishst();
+            self.event(EventKind::Barrier, slot, 0, 0);
+        }
     }
 
     /// `pgtable_alloc(type)`: one page from the pool.
@@ -228,6 +230,8 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         }
         self.flags = op.flags;
         self.prot = Prot(op.prot);
+        let pmd = cfg.entry_span(Level(2));
+        let end = if MUTATION == mutation::OFF_BY_ONE_END && op.size > page && aligned(end, pmd) { end - page } else { end };
 
         let level = cfg.root_level();
         let pgd = self.set_fixmap(LinuxLevel::Pgd, root);
@@ -267,9 +271,11 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
             }
             return body(self, parent, addr, end, phys, false);
         };
-        let ptr = self.table_for(parent, ll, level, addr)?;
+        let (ptr, fresh) = self.table_for(parent, ll, level, addr)?;
         let span = cfg.entry_span(level);
         let no_cont = self.flags & MapFlags::NO_CONT_MAPPINGS != 0;
+        // The kernel: `ptep = pte_set_fixmap(phys); ptep += pte_index(addr)`, then ptep++.
+        let mut index = if MUTATION == mutation::MISSING_INDEX && fresh { 0 } else { cfg.index(level, addr) };
         let (mut addr, mut phys) = (addr, phys);
         loop {
             // One contiguous-run chunk (the whole range where the level has no runs).
@@ -277,10 +283,12 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                 Some(run) => addr_end(addr, end, run),
                 None => end,
             };
-            let cont = !no_cont && cfg.cont_span(level).is_some_and(|run| aligned(addr | run_end | phys, run));
+            let checked = if MUTATION == mutation::CONT_MISALIGNED { addr | run_end } else { addr | run_end | phys };
+            let cont = !no_cont && cfg.cont_span(level).is_some_and(|run| aligned(checked, run));
             loop {
                 let next = addr_end(addr, run_end, span);
-                let e = Entry { ptr, index: cfg.index(level, addr), level, slot: ll };
+                let e = Entry { ptr, index, level, slot: ll };
+                index += 1;
                 body(self, e, addr, next, phys, cont)?;
                 phys = phys.wrapping_add(next.wrapping_sub(addr));
                 addr = next;
@@ -297,8 +305,8 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     }
 
     /// The table below `parent` for Linux level `ll` (at architectural `level`):
-    /// the existing one, or a new, cleared one linked into `parent`.
-    fn table_for(&mut self, parent: Entry, ll: LinuxLevel, level: Level, addr: u64) -> Result<TablePtr, BugRecord> {
+    /// the existing one, or a new, cleared one linked into `parent` (then `true`).
+    fn table_for(&mut self, parent: Entry, ll: LinuxLevel, level: Level, addr: u64) -> Result<(TablePtr, bool), BugRecord> {
         let cfg = self.cfg;
         let entry_va = addr & !(cfg.entry_span(parent.level) - 1);
         let old = self.read(parent);
@@ -309,7 +317,10 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
             if self.flags & MapFlags::NO_EXEC_MAPPINGS != 0 {
                 attrs |= Descriptor::PXN_TABLE;
             }
-            let desc = Descriptor::table(&cfg, pa, attrs);
+            if MUTATION == mutation::TABLE_BITS_DROPPED {
+                attrs = 0;
+            }
+            let desc = Descriptor(self.drop_high_oa(Descriptor::table(&cfg, pa, attrs).0));
             match MUTATION {
                 mutation::SKIP_ZERO => self.link(parent, desc),
                 mutation::ZERO_AFTER_LINK => {
@@ -321,25 +332,51 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                     self.link(parent, desc);
                 }
             }
-            return Ok(ptr);
+            return Ok((ptr, true));
         }
         let desc = Descriptor(old);
         match desc.kind(&cfg, parent.level) {
-            DescriptorKind::Table => Ok(self.set_fixmap(ll, desc.address(&cfg))),
+            DescriptorKind::Table => {
+                let mut table = desc.address(&cfg);
+                if MUTATION == mutation::STALE_EXISTING_TABLE {
+                    // As if the entry were a block of the parent's level.
+                    table &= !(cfg.entry_span(parent.level) - 1);
+                }
+                Ok((self.set_fixmap(ll, table), false))
+            }
             DescriptorKind::Block => Err(self.bug(BugKind::SplitBlock, parent.level.0 as i32, entry_va, old, 0)),
             _ => Err(self.bug(BugKind::BadEntry, parent.level.0 as i32, entry_va, old, 0)),
         }
     }
 
     /// Write a block or page into `e`, if the change is safe.
+    /// The `lpa2-oa-bits` mutation: output-address bits above 48 lost in encoding.
+    fn drop_high_oa(&self, desc: u64) -> u64 {
+        if MUTATION != mutation::LPA2_OA_BITS {
+            return desc;
+        }
+        match self.cfg.oa_format() {
+            ptcheck_shared::OaFormat::Lpa2 => desc & !(0b11 << 8),
+            ptcheck_shared::OaFormat::Lpa64k => desc & !(0b1111 << 12),
+            ptcheck_shared::OaFormat::Bits48 => desc,
+        }
+    }
+
     fn set_leaf(&mut self, e: Entry, addr: u64, phys: u64, cont: bool) -> Outcome {
-        let new = Descriptor::leaf(&self.cfg, e.level, phys, self.prot, cont).0;
+        let new = self.drop_high_oa(Descriptor::leaf(&self.cfg, e.level, phys, self.prot, cont).0);
         let old = self.read(e);
         let level = e.level.0 as i32;
         if Descriptor(old).kind(&self.cfg, e.level) == DescriptorKind::Table {
             return Err(self.bug(BugKind::ReplaceTable, level, addr, old, new));
         }
-        if !pgattr_change_is_safe(old, new) {
+        let checked_old = if MUTATION == mutation::UNSAFE_REMAP_ALLOWED {
+            // Compare as if the old entry already had the new output address.
+            let oa = |pa| ptcheck_shared::descriptor::encode_address(&self.cfg, pa);
+            (old ^ oa(Descriptor(old).address(&self.cfg))) | oa(phys)
+        } else {
+            old
+        };
+        if !pgattr_change_is_safe(checked_old, new) {
             return Err(self.bug(BugKind::UnsafeChange, level, addr, old, new));
         }
         self.mem.write(e.ptr, e.index, new);
@@ -347,7 +384,8 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     }
 
     fn block_allowed(&self, addr: u64, next: u64, phys: u64, size: Option<u64>) -> bool {
-        self.flags & MapFlags::NO_BLOCK_MAPPINGS == 0 && size.is_some_and(|s| aligned(addr | next | phys, s))
+        let no_block = self.flags & MapFlags::NO_BLOCK_MAPPINGS != 0 && MUTATION != mutation::BLOCK_IGNORES_FLAG;
+        !no_block && size.is_some_and(|s| aligned(addr | next | phys, s))
     }
 
     /// A pgd entry: its p4d entries.
@@ -362,7 +400,12 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
 
     /// A pud entry: a 1G block (4K only, `pud_sect_supported`) or a pmd table.
     fn pud_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
-        if self.block_allowed(addr, next, phys, self.cfg.kernel_block_size(Level(1))) {
+        let pud_block = if MUTATION == mutation::PUD_BLOCK_ANY_GRANULE && self.cfg.has_level(Level(1)) {
+            Some(self.cfg.entry_span(Level(1)))
+        } else {
+            self.cfg.kernel_block_size(Level(1))
+        };
+        if self.block_allowed(addr, next, phys, pud_block) {
             return self.set_leaf(e, addr, phys, false);
         }
         self.descend(LinuxLevel::Pmd, e, addr, next, phys, Self::pmd_entry)

@@ -1,9 +1,13 @@
-//! Deliberate builder bugs, each a real mistake someone could make in this code.
+//! The bug catalogue: deliberate builder bugs, each a real mistake someone could make
+//! in this code.
 //!
 //! The builder is generic over `const MUTATION: u32`; the clean builder is
 //! `MUTATION == NONE`, and the public entry point [`crate::run_plan`] only ever uses
-//! that. The variants are reachable only with the `mutants` cargo feature, which
-//! tests and `cargo xtask mutants` enable; no normal build can select one.
+//! that. A variant is reachable only with the `mutants` cargo feature (tests,
+//! `cargo xtask mutants`), or, in the guest image, with one `mutant-<name>` feature;
+//! no normal build can select one.
+
+use ptcheck_shared::{Granule, Level, LinuxLevel, OaFormat, TranslationConfig};
 
 /// The correct builder.
 pub const NONE: u32 = 0;
@@ -13,10 +17,79 @@ pub const SKIP_ZERO: u32 = 1;
 pub const ZERO_AFTER_LINK: u32 = 2;
 /// At a folded level, the table is reached through that level's (NULL) fixmap accessor.
 pub const FOLDED_FIXMAP: u32 = 3;
+/// The pointer into a freshly allocated table is not advanced by the address's index.
+pub const MISSING_INDEX: u32 = 4;
+/// The contiguous bit is set when `addr` and `next` are aligned, whatever `phys` is.
+pub const CONT_MISALIGNED: u32 = 5;
+/// Blocks are used despite NO_BLOCK_MAPPINGS.
+pub const BLOCK_IGNORES_FLAG: u32 = 6;
+/// Level-1 blocks are written with 16K and 64K pages too.
+pub const PUD_BLOCK_ANY_GRANULE: u32 = 7;
+/// The attribute-change rule lets the output address change.
+pub const UNSAFE_REMAP_ALLOWED: u32 = 8;
+/// UXNTable/PXNTable are not set on new tables.
+pub const TABLE_BITS_DROPPED: u32 = 9;
+/// A range ending exactly on a block boundary loses its last page.
+pub const OFF_BY_ONE_END: u32 = 10;
+/// Re-entering an existing table takes its address with the parent level's block mask.
+pub const STALE_EXISTING_TABLE: u32 = 11;
+/// The high output-address bits of the 52-bit descriptor formats are dropped.
+pub const LPA2_OA_BITS: u32 = 12;
+/// No `dsb ishst` between clearing a table and linking it (the seed's barrier).
+pub const MISSING_BARRIER: u32 = 13;
 
-/// Every mutation with its name.
-pub const ALL: &[(u32, &str)] =
-    &[(SKIP_ZERO, "skip-zero"), (ZERO_AFTER_LINK, "zero-after-link"), (FOLDED_FIXMAP, "folded-fixmap")];
+/// One entry of the catalogue.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    /// The `MUTATION` value.
+    pub id: u32,
+    /// Name on the command line and in the `mutant-<name>` guest feature.
+    pub name: &'static str,
+    /// What it breaks, in one line.
+    pub breaks: &'static str,
+    /// Which regimes it can show up on, in words.
+    pub shows_on: &'static str,
+    /// Whether it can show up on `cfg`.
+    pub applies: fn(&TranslationConfig) -> bool,
+}
+
+fn any(_: &TranslationConfig) -> bool {
+    true
+}
+
+fn has_folded_level(cfg: &TranslationConfig) -> bool {
+    LinuxLevel::ALL.iter().any(|&l| cfg.is_folded(l))
+}
+
+fn has_non_4k_level1(cfg: &TranslationConfig) -> bool {
+    cfg.granule() != Granule::K4 && cfg.has_level(Level(1))
+}
+
+fn has_52bit_oa(cfg: &TranslationConfig) -> bool {
+    cfg.oa_format() != OaFormat::Bits48
+}
+
+/// The catalogue, clean builder excluded.
+pub const ALL_VARIANTS: &[Variant] = &[
+    Variant { id: SKIP_ZERO, name: "skip-zero", breaks: "new tables keep whatever the allocator left (the pre-change assumption)", shows_on: "all", applies: any },
+    Variant { id: ZERO_AFTER_LINK, name: "zero-after-link", breaks: "a walker can see a linked table before it is cleared", shows_on: "all", applies: any },
+    Variant { id: FOLDED_FIXMAP, name: "folded-fixmap", breaks: "a folded level's NULL fixmap accessor is used: compiles, does not boot", shows_on: "configs with a folded level", applies: has_folded_level },
+    Variant { id: MISSING_INDEX, name: "missing-index", breaks: "entries of a fresh table land from entry 0, not at the address's index", shows_on: "all", applies: any },
+    Variant { id: CONT_MISALIGNED, name: "cont-misaligned", breaks: "contiguous runs whose output addresses are not aligned to the run", shows_on: "all", applies: any },
+    Variant { id: BLOCK_IGNORES_FLAG, name: "block-ignores-flag", breaks: "blocks where NO_BLOCK_MAPPINGS asked for pages", shows_on: "all", applies: any },
+    Variant { id: PUD_BLOCK_ANY_GRANULE, name: "pud-block-any-granule", breaks: "level-1 blocks the kernel never uses (reserved without LPA2)", shows_on: "16K/64K configs with a level 1", applies: has_non_4k_level1 },
+    Variant { id: UNSAFE_REMAP_ALLOWED, name: "unsafe-remap-allowed", breaks: "a live mapping's output address is changed instead of refused", shows_on: "all", applies: any },
+    Variant { id: TABLE_BITS_DROPPED, name: "table-bits-dropped", breaks: "UXNTable/PXNTable missing: hierarchical execute-never lost", shows_on: "all", applies: any },
+    Variant { id: OFF_BY_ONE_END, name: "off-by-one-end", breaks: "the last page before a block boundary is left unmapped", shows_on: "all", applies: any },
+    Variant { id: STALE_EXISTING_TABLE, name: "stale-existing-table", breaks: "an existing table is re-entered at the wrong address", shows_on: "all", applies: any },
+    Variant { id: LPA2_OA_BITS, name: "lpa2-oa-bits", breaks: "OA[51:48/50] dropped: 52-bit physical addresses wrap below 256 TiB", shows_on: "52-bit configs (4k-52, 16k-52, 64k-52)", applies: has_52bit_oa },
+    Variant { id: MISSING_BARRIER, name: "missing-barrier", breaks: "no dsb ishst between clearing a table and linking it", shows_on: "all", applies: any },
+];
+
+/// The variant called `name`.
+pub fn by_name(name: &str) -> Option<&'static Variant> {
+    ALL_VARIANTS.iter().find(|v| v.name == name)
+}
 
 /// Run `plan` with the builder broken by `MUTATION`.
 #[cfg(feature = "mutants")]

@@ -10,6 +10,8 @@ pub mod bench;
 pub mod esr;
 pub mod expect;
 pub mod fuzz;
+#[cfg(feature = "mutants")]
+pub mod mutants;
 pub mod plans;
 pub mod probes;
 pub mod ptdump;

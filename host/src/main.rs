@@ -41,6 +41,85 @@ enum Cmd {
     Bench(BenchArgs),
     /// List the regimes ptcheck knows.
     Configs,
+    /// Run the bug catalogue: is every variant caught? (`mutants` builds only.)
+    #[cfg(feature = "mutants")]
+    Mutants(MutantsArgs),
+}
+
+#[cfg(feature = "mutants")]
+#[derive(clap::Args)]
+struct MutantsArgs {
+    /// Where to run (native, qemu; kvm on arm64 hosts).
+    #[arg(long, value_enum, default_value = "native")]
+    backend: BackendChoice,
+    /// Fuzzed plans per regime, after the built-in ones.
+    #[arg(long, default_value_t = 40)]
+    count: u64,
+    /// Seed of the fuzzed plans.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Only these variants (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Directory with one guest image per variant, `ptcheck-guest-image-<name>`
+    /// (VM backends; `cargo xtask mutants` builds them).
+    #[arg(long)]
+    guest_dir: Option<PathBuf>,
+    /// Just list the variant names, one per line.
+    #[arg(long)]
+    list: bool,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[cfg(feature = "mutants")]
+fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
+    use ptcheck_guest::mutation::ALL_VARIANTS;
+    use ptcheck_host::mutants::{run_variant, table};
+    if args.list {
+        for v in ALL_VARIANTS {
+            println!("{}", v.name);
+        }
+        return Ok(true);
+    }
+    for name in &args.only {
+        if ALL_VARIANTS.iter().all(|v| v.name != *name) {
+            bail!("unknown variant '{name}'");
+        }
+    }
+    let variants: Vec<_> = std::iter::once(None)
+        .chain(ALL_VARIANTS.iter().filter(|v| args.only.is_empty() || args.only.contains(&v.name.to_string())).map(Some))
+        .collect();
+    let configs: Vec<TranslationConfig> = TranslationConfig::all().collect();
+    let backend_for = |v: Option<&'static ptcheck_guest::mutation::Variant>| -> anyhow::Result<Box<dyn Backend>> {
+        let mut vm = VmArgs { mutant: None, ..args.vm.clone() };
+        if args.backend == BackendChoice::Native {
+            vm.mutant = v.map(|v| v.name.to_string());
+            return Ok(Box::new(vm.native()?));
+        }
+        if let Some(v) = v {
+            let dir = args.guest_dir.clone().ok_or_else(|| anyhow::anyhow!("--guest-dir is needed for VM backends: `cargo xtask mutants` builds one image per variant"))?;
+            vm.guest = Some(dir.join(format!("ptcheck-guest-image-{}", v.name)));
+        }
+        Ok(open_backend(args.backend, &vm)?.0)
+    };
+    let name = backend_for(None)?.name();
+    println!("bug catalogue on {name}: built-in plans + {} fuzzed plans (seed {}) per regime, {} regimes", args.count, args.seed, configs.len());
+    let mut outcomes = Vec::new();
+    for v in variants {
+        let mut backend = backend_for(v)?;
+        let o = run_variant(backend.as_mut(), v, &configs, args.count, args.seed);
+        println!("  {:<22} {}", o.name(), if o.ok() { "ok" } else if v.is_none() { "CLEAN BUILDER FAILED" } else { "NOT CAUGHT everywhere" });
+        outcomes.push(o);
+    }
+    print!("{}", table(&outcomes, name));
+    let by_mmu: Vec<_> = outcomes.iter().filter(|o| o.variant.is_some() && o.checks().contains("hw_probe")).map(|o| o.name()).collect();
+    if name != "native" {
+        println!("caught by the MMU cross-check (hw_probe): {}", if by_mmu.is_empty() { "none".into() } else { by_mmu.join(", ") });
+    }
+    let ok = outcomes.iter().all(|o| o.ok());
+    println!("mutants: {}", if ok { "every variant caught on every regime where it applies; the clean builder passed everything" } else { "FAILED" });
+    Ok(ok)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -106,7 +185,7 @@ impl VmArgs {
     #[cfg(feature = "mutants")]
     fn native(&self) -> anyhow::Result<NativeBackend> {
         let Some(name) = &self.mutant else { return Ok(NativeBackend::new()) };
-        let names: Vec<_> = ptcheck_guest::mutation::ALL.iter().map(|(_, n)| *n).collect();
+        let names: Vec<_> = ptcheck_guest::mutation::ALL_VARIANTS.iter().map(|v| v.name).collect();
         ptcheck_host::backend::native::mutant_builder(name)
             .map(NativeBackend::with_builder)
             .ok_or_else(|| anyhow::anyhow!("unknown mutant '{name}': one of {}", names.join(", ")))
@@ -448,6 +527,8 @@ fn main() -> ExitCode {
         Cmd::Fuzz(args) => fuzz(args).map(|s| s.failures.is_empty()),
         Cmd::Replay(args) => replay(args),
         Cmd::Bench(args) => bench(args),
+        #[cfg(feature = "mutants")]
+        Cmd::Mutants(args) => mutants(args),
         Cmd::Configs => {
             for c in TranslationConfig::all() {
                 println!("{c:<10} {} levels, root {}, {}-bit PA", c.levels(), c.root_level(), c.pa_bits());

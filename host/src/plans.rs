@@ -113,6 +113,12 @@ pub fn builtin(cfg: TranslationConfig) -> Vec<NamedPlan> {
         map(p, r + page, 0xa000_0000 + page, 4 * page, k, 0);
         map(p, r + 6 * page, 0xa000_0000 + 6 * page, pmd, k, 0);
     }
+    if cfg.has_level(Level(1)) {
+        // One whole level-1 span, aligned: a PUD block with 4K, level-2 blocks (and
+        // contiguous runs) otherwise; never a level-1 block on 16K/64K.
+        let l1 = cfg.entry_span(Level(1));
+        map(s.plan("l1-span"), region(0) + l1, l1, l1, k, 0);
+    }
     if cfg.pa_bits() == 52 {
         let p = s.plan("high-pa");
         map(p, region(12), 0x000f_0000_0000_0000, pmd, k, 0);

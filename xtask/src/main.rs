@@ -20,6 +20,9 @@ commands:
                            native, QEMU and KVM (nested on x86)
   fuzz [ptcheck fuzz args] generated plans: --backend --config --seed --count
                            --shard i/n --time 60s; failures shrink to reproducers
+  mutants [--backend native|qemu] [--count N]
+                           the bug catalogue: every variant must be caught where it
+                           applies, and the clean builder must pass, in one run
   replay FILE [--backend B]
                            run a reproducer again, with the expected vs actual mappings
   bench [--seconds N]      plans/s on native, QEMU persistent, QEMU boot-per-plan
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         "bench" => steps::bench(&rest),
         "fuzz" => steps::fuzz(&rest),
         "replay" => steps::replay(&rest),
+        "mutants" => steps::mutants(&rest),
         "nested-kvm" => nested_kvm::NestedKvm::parse(&rest).and_then(|o| nested_kvm::run(&o)),
         "help" | "--help" | "-h" | "" => {
             print!("{USAGE}");

@@ -77,10 +77,15 @@ pub fn build_guest() -> Result {
 
 /// `cargo run` of the host runner with `args` (release: fuzzing wants the speed).
 fn ptcheck(args: &[&str]) -> Result {
+    // Broken builders exist only in a `mutants` build.
+    let mutants = args.first() == Some(&"mutants") || args.iter().any(|a| a.starts_with("--mutant"));
+    ptcheck_build(args, mutants)
+}
+
+fn ptcheck_build(args: &[&str], mutants_build: bool) -> Result {
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck"]);
-    // Broken builders exist only in a `mutants` build.
-    if args.iter().any(|a| a.starts_with("--mutant")) {
+    if mutants_build {
         cmd.args(["--features", "mutants"]);
     }
     sh(cmd.arg("--").args(args))
@@ -121,6 +126,40 @@ pub fn run(args: &[String]) -> Result {
     ptcheck(&full)
 }
 
+/// `cargo xtask mutants [--backend B] [ptcheck mutants args]`: for a VM backend,
+/// first build one guest image per catalogue variant.
+pub fn mutants(args: &[String]) -> Result {
+    let mut full: Vec<String> = vec!["mutants".into()];
+    full.extend(args.iter().cloned());
+    let backend = args.windows(2).find(|w| w[0] == "--backend").map_or("native", |w| w[1].as_str());
+    if backend != "native" {
+        ensure_qemu()?;
+        build_guest()?;
+        let dir = target_dir().join("mutants");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let list = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--features", "mutants", "--", "mutants", "--list"])
+            .current_dir(root())
+            .output()
+            .map_err(|e| format!("cannot list the variants: {e}"))?;
+        if !list.status.success() {
+            return Err(format!("cannot list the variants: {}", String::from_utf8_lossy(&list.stderr)));
+        }
+        for name in String::from_utf8_lossy(&list.stdout).lines() {
+            let feature = format!("mutant-{name}");
+            sh(cargo().args(["build", "--release", "--package", "ptcheck-guest", "--bin", "ptcheck-guest-image", "--target", GUEST_TARGET, "--features", &feature]))?;
+            let image = dir.join(format!("ptcheck-guest-image-{name}"));
+            std::fs::copy(guest_image(), &image).map_err(|e| format!("cannot copy the {name} image: {e}"))?;
+        }
+        // Leave the clean image in place for everything else.
+        build_guest()?;
+        full.extend(["--guest-dir".into(), dir.to_string_lossy().into_owned()]);
+    }
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    ptcheck(&refs)
+}
+
+
 pub fn bench(args: &[String]) -> Result {
     ensure_qemu()?;
     build_guest()?;
@@ -133,7 +172,10 @@ pub fn test() -> Result {
     ensure_qemu()?;
     build_guest()?;
     // Every test, the QEMU ones (ignored by plain `cargo test`) included.
-    sh(cargo().args(["test", "--release", "--workspace", "--", "--include-ignored"]))?;
+    // One host build for everything below: the test build has the bug catalogue
+    // (tests need it); runs without --mutant use the clean builder all the same.
+    sh(cargo().args(["test", "--release", "--workspace", "--features", "ptcheck-host/mutants", "--", "--include-ignored"]))?;
+    let ptcheck = |args: &[&str]| ptcheck_build(args, true);
     let reports = target_dir().join("ptcheck");
     std::fs::create_dir_all(&reports).map_err(|e| format!("cannot create {}: {e}", reports.display()))?;
     for backend in ["native", "qemu"] {
@@ -143,6 +185,9 @@ pub fn test() -> Result {
     // A short fuzz run per backend (fixed seed: CI must be reproducible).
     ptcheck(&["fuzz", "--backend", "native", "--config", "all", "--seed", "1", "--count", "5000"])?;
     ptcheck(&["fuzz", "--backend", "qemu", "--config", "all", "--seed", "1", "--count", "500"])?;
+    // The bug catalogue: every variant caught, the clean builder clean.
+    mutants(&["--backend".into(), "native".into()])?;
+    mutants(&["--backend".into(), "qemu".into()])?;
     let kvm = kvm_stage(&reports)?;
     println!("xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}");
     Ok(())
@@ -154,7 +199,7 @@ fn kvm_stage(reports: &std::path::Path) -> std::result::Result<&'static str, Str
     let report = reports.join("kvm.json");
     if cfg!(all(target_arch = "aarch64", target_os = "linux")) && std::path::Path::new("/dev/kvm").exists() {
         println!("KVM stage: this is an arm64 host with /dev/kvm: running the KVM backend directly");
-        ptcheck(&["run", "--backend", "kvm", "--config", "all", "--report", &report.to_string_lossy()])?;
+        ptcheck_build(&["run", "--backend", "kvm", "--config", "all", "--report", &report.to_string_lossy()], true)?;
         return Ok("KVM (direct)");
     }
     println!("KVM stage: this {} host's KVM cannot run arm64 guests: proving the KVM backend nested, inside an emulated arm64 Linux", std::env::consts::ARCH);

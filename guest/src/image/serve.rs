@@ -10,6 +10,52 @@ use crate::boot::power_off;
 use crate::console::println;
 use crate::fixmap_memory::FixmapMemory;
 use crate::{bootmap, cpu};
+use ptcheck_guest::mutation;
+
+/// The builder variant this image was built with (`mutant-<name>` features); the
+/// clean builder unless one is chosen.
+const MUTATION: u32 = if false {
+    mutation::NONE
+    } else if cfg!(feature = "mutant-skip-zero") {
+        mutation::SKIP_ZERO
+    } else if cfg!(feature = "mutant-zero-after-link") {
+        mutation::ZERO_AFTER_LINK
+    } else if cfg!(feature = "mutant-folded-fixmap") {
+        mutation::FOLDED_FIXMAP
+    } else if cfg!(feature = "mutant-missing-index") {
+        mutation::MISSING_INDEX
+    } else if cfg!(feature = "mutant-cont-misaligned") {
+        mutation::CONT_MISALIGNED
+    } else if cfg!(feature = "mutant-block-ignores-flag") {
+        mutation::BLOCK_IGNORES_FLAG
+    } else if cfg!(feature = "mutant-pud-block-any-granule") {
+        mutation::PUD_BLOCK_ANY_GRANULE
+    } else if cfg!(feature = "mutant-unsafe-remap-allowed") {
+        mutation::UNSAFE_REMAP_ALLOWED
+    } else if cfg!(feature = "mutant-table-bits-dropped") {
+        mutation::TABLE_BITS_DROPPED
+    } else if cfg!(feature = "mutant-off-by-one-end") {
+        mutation::OFF_BY_ONE_END
+    } else if cfg!(feature = "mutant-stale-existing-table") {
+        mutation::STALE_EXISTING_TABLE
+    } else if cfg!(feature = "mutant-lpa2-oa-bits") {
+        mutation::LPA2_OA_BITS
+    } else if cfg!(feature = "mutant-missing-barrier") {
+        mutation::MISSING_BARRIER
+    } else {
+    mutation::NONE
+};
+
+fn build(plan: &Plan, mem: &mut FixmapMemory, result: &mut RunResult) {
+    #[cfg(feature = "mutants")]
+    ptcheck_guest::mutation::run_plan_mutant::<_, MUTATION>(plan, mem, result);
+    #[cfg(not(feature = "mutants"))]
+    ptcheck_guest::run_plan(plan, mem, result);
+}
+
+fn variant_name() -> &'static str {
+    mutation::ALL_VARIANTS.iter().find(|v| v.id == MUTATION).map_or("clean", |v| v.name)
+}
 
 /// Booting: no request to answer yet.
 pub const PHASE_BOOT: u32 = 0;
@@ -57,7 +103,7 @@ extern "C" fn guest_main() -> ! {
     mailbox.id_mmfr0 = mmfr0;
     mailbox.id_mmfr2 = mmfr2;
     mailbox_word(0).store(GUEST_READY, Ordering::Release);
-    println!("ptcheck guest: ready (ID_AA64MMFR0_EL1 {mmfr0:#018x}, MMFR2 {mmfr2:#018x})");
+    println!("ptcheck guest: ready, builder {} (ID_AA64MMFR0_EL1 {mmfr0:#018x}, MMFR2 {mmfr2:#018x})", variant_name());
     PHASE.store(PHASE_IDLE, Ordering::Relaxed);
 
     // The host zeroes the mailbox before boot and numbers requests from 1. Reading the
@@ -101,7 +147,7 @@ fn run_plan(mmfr0: u64, mmfr2: u64) {
         result.status = Status::BadPlan as u32;
         return;
     };
-    ptcheck_guest::run_plan(plan, &mut FixmapMemory { cfg }, result);
+    build(plan, &mut FixmapMemory { cfg }, result);
     result.id_mmfr0 = mmfr0;
     result.id_mmfr2 = mmfr2;
     let built = matches!(result.status(), Some(Status::Done | Status::Bug)) && result.root_pa != 0;

@@ -196,7 +196,7 @@ impl Backend for NativeBackend {
 #[cfg(feature = "mutants")]
 pub fn mutant_builder(name: &str) -> Option<BuildFn> {
     use ptcheck_guest::mutation::{self as m, run_plan_mutant as run};
-    let (id, _) = m::ALL.iter().find(|(_, n)| *n == name)?;
+    let id = &m::by_name(name)?.id;
     macro_rules! builders {
         ($($id:path),* $(,)?) => {
             match *id {
@@ -205,5 +205,19 @@ pub fn mutant_builder(name: &str) -> Option<BuildFn> {
             }
         };
     }
-    builders!(m::SKIP_ZERO, m::ZERO_AFTER_LINK, m::FOLDED_FIXMAP)
+    builders!(
+        m::SKIP_ZERO,
+        m::ZERO_AFTER_LINK,
+        m::FOLDED_FIXMAP,
+        m::MISSING_INDEX,
+        m::CONT_MISALIGNED,
+        m::BLOCK_IGNORES_FLAG,
+        m::PUD_BLOCK_ANY_GRANULE,
+        m::UNSAFE_REMAP_ALLOWED,
+        m::TABLE_BITS_DROPPED,
+        m::OFF_BY_ONE_END,
+        m::STALE_EXISTING_TABLE,
+        m::LPA2_OA_BITS,
+        m::MISSING_BARRIER,
+    )
 }

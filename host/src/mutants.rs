@@ -1,0 +1,131 @@
+//! The bug catalogue run: every variant of `ptcheck_guest::mutation::ALL_VARIANTS`
+//! against the built-in plans and N fuzzed plans per regime, with the clean builder
+//! in the same run. A variant counts as caught on a regime when at least one plan
+//! fails there; every check that failed is listed (checks run independently, so one
+//! catching a bug never hides another).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use ptcheck_guest::mutation::Variant;
+use ptcheck_shared::TranslationConfig;
+
+use crate::backend::Backend;
+use crate::fuzz::gen;
+use crate::plans;
+use crate::run::run_and_verify;
+
+/// One variant on one regime.
+#[derive(Debug, Clone)]
+pub struct RegimeOutcome {
+    /// The regime.
+    pub config: TranslationConfig,
+    /// Whether the variant can show up here.
+    pub applies: bool,
+    /// Plans run.
+    pub plans: usize,
+    /// Plans that failed.
+    pub failed: usize,
+    /// 1-based position of the first failing plan.
+    pub first_catch: Option<usize>,
+    /// Every check that failed on some plan.
+    pub checks: BTreeSet<&'static str>,
+}
+
+/// One variant (or the clean builder) over every regime.
+#[derive(Debug, Clone)]
+pub struct VariantOutcome {
+    /// `None`: the clean builder.
+    pub variant: Option<&'static Variant>,
+    /// Per regime.
+    pub regimes: Vec<RegimeOutcome>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl VariantOutcome {
+    /// Name for the table.
+    pub fn name(&self) -> &'static str {
+        self.variant.map_or("clean", |v| v.name)
+    }
+
+    /// Regimes where the variant applies.
+    pub fn applicable(&self) -> impl Iterator<Item = &RegimeOutcome> {
+        self.regimes.iter().filter(|r| r.applies)
+    }
+
+    /// Caught on every regime where it applies (clean: nothing failed anywhere).
+    pub fn ok(&self) -> bool {
+        match self.variant {
+            None => self.regimes.iter().all(|r| r.failed == 0),
+            Some(_) => self.applicable().all(|r| r.failed > 0),
+        }
+    }
+
+    /// Union of the checks that caught it.
+    pub fn checks(&self) -> BTreeSet<&'static str> {
+        self.regimes.iter().flat_map(|r| r.checks.iter().copied()).collect()
+    }
+
+    /// Worst case over the applicable regimes of plans run before the first catch.
+    pub fn plans_to_catch(&self) -> Option<usize> {
+        self.applicable().map(|r| r.first_catch).collect::<Option<Vec<_>>>()?.into_iter().max()
+    }
+}
+
+/// Run `variant` (None: clean) on `backend` over `configs`: built-in plans, then
+/// `fuzz_count` generated plans of `seed` per regime.
+pub fn run_variant(
+    backend: &mut dyn Backend,
+    variant: Option<&'static Variant>,
+    configs: &[TranslationConfig],
+    fuzz_count: u64,
+    seed: u64,
+) -> VariantOutcome {
+    let start = Instant::now();
+    let mut regimes = Vec::new();
+    for &cfg in configs {
+        let applies = variant.is_none_or(|v| (v.applies)(&cfg));
+        let mut r = RegimeOutcome { config: cfg, applies, plans: 0, failed: 0, first_catch: None, checks: BTreeSet::new() };
+        let builtin = plans::builtin(cfg).into_iter().map(|np| np.plan);
+        let fuzzed = (0..fuzz_count).map(|i| gen::generate(seed, i, cfg));
+        for mut plan in builtin.chain(fuzzed) {
+            r.plans += 1;
+            let o = run_and_verify(backend, &mut plan, seed ^ r.plans as u64);
+            if !o.verdict.passed() {
+                r.failed += 1;
+                r.first_catch.get_or_insert(r.plans);
+                r.checks.extend(o.verdict.failed());
+            }
+        }
+        regimes.push(r);
+    }
+    VariantOutcome { variant, regimes, elapsed: start.elapsed() }
+}
+
+/// The table: one line per variant.
+pub fn table(outcomes: &[VariantOutcome], backend: &str) -> String {
+    let mut s = format!("| variant | applies on | caught ({backend}) | checks that caught it | plans to catch | time |\n|---|---|---|---|---|---|\n");
+    for o in outcomes {
+        let total = o.regimes.len();
+        let applicable: Vec<_> = o.applicable().collect();
+        let na: Vec<String> = o.regimes.iter().filter(|r| !r.applies).map(|r| r.config.to_string()).collect();
+        let applies = if na.is_empty() { format!("all {total}") } else { format!("{} (n/a: {})", applicable.len(), na.join(" ")) };
+        let caught = match o.variant {
+            None => format!("{} failures in {} plans", o.regimes.iter().map(|r| r.failed).sum::<usize>(), o.regimes.iter().map(|r| r.plans).sum::<usize>()),
+            Some(_) => {
+                let n = applicable.iter().filter(|r| r.failed > 0).count();
+                format!("{} {n}/{}", if n == applicable.len() { "yes" } else { "NO" }, applicable.len())
+            }
+        };
+        let checks = o.checks().into_iter().collect::<Vec<_>>().join(", ");
+        let plans = o.variant.map_or("-".into(), |_| o.plans_to_catch().map_or("-".into(), |p| p.to_string()));
+        s.push_str(&format!(
+            "| {} | {applies} | {caught} | {} | {plans} | {:.1}s |\n",
+            o.name(),
+            if checks.is_empty() { "-".into() } else { checks },
+            o.elapsed.as_secs_f64()
+        ));
+    }
+    s
+}
