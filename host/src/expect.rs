@@ -134,7 +134,7 @@ impl Model<'_> {
         while cur < end {
             let window_end = run.map_or(end, |r| end.min((cur / r + 1) * r));
             let p = pa + (cur - va);
-            let cont = !no_cont && run.is_some_and(|r| cur % r == 0 && window_end % r == 0 && p % r == 0);
+            let cont = !no_cont && run.is_some_and(|r| cur.is_multiple_of(r) && window_end % r == 0 && p.is_multiple_of(r));
             let mut a = cur;
             while a < window_end {
                 let next = window_end.min((a / span + 1) * span);
@@ -151,7 +151,7 @@ impl Model<'_> {
         let cfg = self.cfg;
         let span = cfg.entry_span(level) as u128;
         let base = (a - a % span) as u64;
-        let whole = a % span == 0 && next - a == span && p % span == 0;
+        let whole = a.is_multiple_of(span) && next - a == span && p.is_multiple_of(span);
         let block_ok = level == Level::LEAF
             || (cfg.kernel_block_size(level).is_some() && whole && !self.has(MapFlags::NO_BLOCK_MAPPINGS));
         if block_ok {

@@ -149,7 +149,7 @@ pub fn check(cfg: &TranslationConfig, plan: &Plan, exp: &Expected, w: &Walk, r: 
     for (rec, &va) in r.probes().iter().zip(plan.probes()) {
         let ProbeRecord { par, par_w, loaded, flags, .. } = *rec;
         let (want, walked) = (expected_at(cfg, exp, va), walked_at(cfg, w, va));
-        let mmu = (par & 1 == 0).then(|| par & 0x000f_ffff_ffff_f000 | (va & 0xfff));
+        let mmu = (par & 1 == 0).then_some(par & 0x000f_ffff_ffff_f000 | (va & 0xfff));
         let mut problems = Vec::new();
         if rec.va != va {
             problems.push(format!("record is for VA {:#x}", rec.va));

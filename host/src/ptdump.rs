@@ -41,7 +41,7 @@ pub fn rows(cfg: &TranslationConfig, leaves: impl IntoIterator<Item = (u64, Leve
 fn size(bytes: u128) -> String {
     let units = [(1u128 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
     for (unit, name) in units {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{name}", bytes / unit);
         }
     }

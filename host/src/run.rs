@@ -48,7 +48,7 @@ pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect
     match backend.run_tagged(plan, &tags) {
         Ok(view) => {
             let probed = view.result.hw_flags & RunResult::HW_PROBED != 0;
-            let mut against = plan.clone();
+            let mut against = *plan;
             if expect == Expectation::WrongByOnePage && against.n_ops > 0 {
                 against.ops[0].pa += against.config().map_or(4096, |c| c.page_size());
             }

@@ -90,7 +90,7 @@ fn walk_table(
         w.anomalies.push(anomaly("table reached twice (shared or looped)", table_pa, parent_desc.0));
         return;
     }
-    if table_pa % cfg.table_bytes(level) != 0 {
+    if !table_pa.is_multiple_of(cfg.table_bytes(level)) {
         w.anomalies.push(anomaly("table address not aligned to the table size", table_pa, parent_desc.0));
         return;
     }

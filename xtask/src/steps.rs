@@ -96,34 +96,29 @@ fn uses_vm(args: &[String]) -> bool {
     !(args.windows(2).any(|w| w[0] == "--backend" && w[1] == "native") || args.iter().any(|a| a == "--backend=native"))
 }
 
-pub fn fuzz(args: &[String]) -> Result {
+/// `ptcheck <sub> args`, building the guest image first when a VM may run.
+fn forward(sub: &str, args: &[String]) -> Result {
     if uses_vm(args) {
         build_guest()?;
     }
-    let mut full: Vec<&str> = vec!["fuzz"];
+    let mut full: Vec<&str> = vec![sub];
     full.extend(args.iter().map(String::as_str));
     ptcheck(&full)
+}
+
+pub fn fuzz(args: &[String]) -> Result {
+    forward("fuzz", args)
 }
 
 pub fn replay(args: &[String]) -> Result {
     if args.is_empty() {
         return Err("replay needs a reproducer file: cargo xtask replay target/ptcheck/repro/NAME.repro [--backend ...]".into());
     }
-    if uses_vm(args) {
-        build_guest()?;
-    }
-    let mut full: Vec<&str> = vec!["replay"];
-    full.extend(args.iter().map(String::as_str));
-    ptcheck(&full)
+    forward("replay", args)
 }
 
 pub fn run(args: &[String]) -> Result {
-    if uses_vm(args) {
-        build_guest()?;
-    }
-    let mut full: Vec<&str> = vec!["run"];
-    full.extend(args.iter().map(String::as_str));
-    ptcheck(&full)
+    forward("run", args)
 }
 
 /// `cargo xtask mutants [--backend B] [ptcheck mutants args]`: for a VM backend,

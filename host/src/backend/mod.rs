@@ -2,6 +2,7 @@
 //! [`RunResult`] and read access to its physical memory, so the verifier never knows
 //! which one ran.
 
+pub mod console;
 pub mod elf;
 pub mod guest_ram;
 #[cfg(all(target_arch = "aarch64", target_os = "linux"))]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use ptcheck_shared::abi::layout::RAM_SIZE;
 
+use super::console::{append, tail};
 use super::guest_ram::GuestRam;
 use super::vm::{Vm, VmBackend, VmPolicy};
 
@@ -69,29 +70,10 @@ struct Running {
     console: Arc<Mutex<String>>,
 }
 
-/// The last lines of a console buffer.
-pub fn tail(console: &Mutex<String>) -> String {
-    let text = console.lock().map(|c| c.clone()).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(12)..].join("\n")
-}
-
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Append to a console buffer, keeping its last 64 KiB.
-pub fn append(console: &Mutex<String>, text: &str) {
-    if let Ok(mut s) = console.lock() {
-        s.push_str(text);
-        if s.len() > 65536 {
-            let cut = s.len() - 65536;
-            let cut = (cut..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
-            s.drain(..cut);
-        }
     }
 }
 

@@ -144,7 +144,7 @@ impl Geometry {
     /// Largest blocks first: the aligned middle in blocks, the edges with smaller ones.
     fn estimate(&self, blocks: &[u128], va: u128, pa: u128, size: u128) -> u128 {
         let Some((&block, smaller)) = blocks.split_first() else { return size / u128::from(self.page) };
-        if size == 0 || (va ^ pa) % block != 0 {
+        if size == 0 || !(va ^ pa).is_multiple_of(block) {
             return self.estimate(smaller, va, pa, size);
         }
         let head = (va.next_multiple_of(block) - va).min(size);

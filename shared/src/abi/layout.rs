@@ -50,4 +50,4 @@ pub const fn in_tag_region(pa: u64) -> bool {
 /// MAIR_EL1 the guest programs: the kernel's MT_* indices. 0 Normal write-back, 1
 /// "Normal-Tagged" (plain write-back: MTE is not enabled), 2 Normal non-cacheable,
 /// 3 Device-nGnRnE, 4 Device-nGnRE.
-pub const MAIR_EL1: u64 = 0xff | (0xff << 8) | (0x44 << 16) | (0x00 << 24) | (0x04 << 32);
+pub const MAIR_EL1: u64 = (0xff | (0xff << 8) | (0x44 << 16)) | (0x04 << 32);

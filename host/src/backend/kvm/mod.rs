@@ -18,7 +18,7 @@ use ptcheck_shared::abi::layout::{RAM_BASE, RAM_SIZE};
 
 use super::elf;
 use super::guest_ram::GuestRam;
-use super::qemu::{append, tail};
+use super::console::{append, tail};
 use super::vm::{Vm, VmBackend, VmPolicy};
 
 /// The guest's console: PL011 data register page of QEMU `virt`, which the guest
