@@ -41,6 +41,45 @@ fn power_off() -> ! {
     std::process::exit(0)
 }
 
+/// The VM backend's failure paths, for real: a guest that never answers must be
+/// ended by the watchdog, and a plan that makes the guest touch memory that is not RAM
+/// must fail with the address named. Each is (name, passed, what happened).
+#[cfg(all(target_arch = "aarch64", target_os = "linux"))]
+fn vm_checks() -> Vec<(String, bool, String)> {
+    use ptcheck_host::backend::vm::VmPolicy;
+    use ptcheck_shared::abi::{MapOp, Plan};
+    use ptcheck_shared::{Prot, TranslationConfig};
+    let mut out = Vec::new();
+    let policy = VmPolicy { plan_timeout: std::time::Duration::from_secs(10), ..VmPolicy::default() };
+    let mut b = match ptcheck_host::backend::kvm::backend(PathBuf::from("/guest.elf"), policy) {
+        Ok(b) => b,
+        Err(e) => return vec![("kvm backend".into(), false, format!("{e:#}"))],
+    };
+    let started = std::time::Instant::now();
+    let hang = b.hang(std::time::Duration::from_secs(3));
+    let msg = hang.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_else(|| "the guest answered".into());
+    let first = msg.lines().next().unwrap_or("").to_string();
+    let ok = msg.contains("did not answer within 3s") && msg.contains("killed the KVM vCPU thread") && started.elapsed().as_secs() < 10;
+    println!("ptcheck init: watchdog: {first} ({:.1}s)", started.elapsed().as_secs_f64());
+    out.push(("watchdog".into(), ok, first));
+    let cfg = TranslationConfig::parse("4k-48").expect("known config");
+    let mut plan = Plan::new(cfg);
+    plan.plan_id = 77;
+    plan.push_pool(0x10_0000_0000, 16 * cfg.page_size());
+    plan.push_op(MapOp { va: cfg.va_start(), pa: 0x8000_0000, size: cfg.page_size(), prot: Prot::KERNEL.0, flags: 0 });
+    let o = ptcheck_host::run::run_and_verify(&mut b, &mut plan, 1);
+    let why = o.verdict.check("result").and_then(|c| c.failures.first().cloned()).unwrap_or_default();
+    let first = why.lines().next().unwrap_or("").to_string();
+    println!("ptcheck init: non-RAM access: {first}");
+    out.push(("non-ram access".into(), !o.verdict.passed() && why.contains("0x1000000000"), first));
+    out
+}
+
+#[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
+fn vm_checks() -> Vec<(String, bool, String)> {
+    Vec::new()
+}
+
 /// Run as init; never returns.
 #[cfg(target_os = "linux")]
 pub fn main() -> ! {
@@ -79,6 +118,7 @@ pub fn main() -> ! {
                 Ok(s) => report.fuzz = Some(ptcheck_host::report::FuzzLine::from(&s)),
                 Err(e) => println!("ptcheck init: fuzz error: {e:#}"),
             }
+            report.vm_checks = vm_checks();
             let json = serde_json::to_string(&report).unwrap_or_default();
             println!("{REPORT_BEGIN}\n{json}\n{REPORT_END}");
         }

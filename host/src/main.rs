@@ -440,7 +440,7 @@ pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
     let (mut backend, why) = open_backend(args.backend, &args.vm)?;
     println!("backend: {} ({why})", backend.name());
     println!("{:<11} {:>6} {:>7} {:>7} {:>10}  failed checks", "config", "plans", "passed", "failed", "hw_probes");
-    let mut report = Report { backend: backend.name().into(), configs: vec![], fuzz: None };
+    let mut report = Report { backend: backend.name().into(), configs: vec![], fuzz: None, vm_checks: vec![] };
     for cfg in cfgs {
         let mut line = ConfigReport::new(cfg.to_string());
         let mut failed_checks = BTreeSet::new();

@@ -85,6 +85,9 @@ pub struct Report {
     /// A fuzz run on the same backend, when one was made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuzz: Option<FuzzLine>,
+    /// Failure-path checks of the VM backend: (name, passed, what happened).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vm_checks: Vec<(String, bool, String)>,
 }
 
 impl Report {

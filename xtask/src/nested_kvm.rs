@@ -205,8 +205,18 @@ fn judge(report: &serde_json::Value) -> std::result::Result<String, String> {
         return Err("the nested run made no fuzz run on KVM".into());
     }
     failed += fuzz_failed;
+    // The KVM backend's failure paths, exercised inside: [name, passed, detail].
+    let vm_checks = report["vm_checks"].as_array().cloned().unwrap_or_default();
+    if vm_checks.len() < 2 {
+        return Err("the nested run did not exercise the KVM watchdog and fault paths".into());
+    }
+    for c in &vm_checks {
+        if c[1].as_bool() != Some(true) {
+            return Err(format!("KVM {} check failed: {}", c[0].as_str().unwrap_or("?"), c[2].as_str().unwrap_or("?")));
+        }
+    }
     let summary = format!(
-        "backend kvm, {} regimes, {failed} failed plans, {probes} MMU-checked pages, fuzz {fuzz_plans} plans ({fuzz_failed} failed, {:.0} plans/s){}",
+        "backend kvm, {} regimes, {failed} failed plans, {probes} MMU-checked pages, fuzz {fuzz_plans} plans ({fuzz_failed} failed, {:.0} plans/s), watchdog and non-RAM fault checks passed{}",
         configs.len(),
         fuzz["plans_per_s"].as_f64().unwrap_or(0.0),
         if unsupported.is_empty() { String::new() } else { format!(", NOT PROBED (CPU lacks them): {}", unsupported.join(" ")) }

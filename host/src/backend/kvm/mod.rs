@@ -12,7 +12,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use kvm_bindings::{kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    kvm_enable_cap, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_NISV_TO_USER, KVM_EXIT_ARM_NISV,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use ptcheck_shared::abi::layout::{RAM_BASE, RAM_SIZE};
 
@@ -111,6 +114,13 @@ pub fn backend(guest_image: PathBuf, policy: VmPolicy) -> anyhow::Result<KvmBack
     install_kick_handler()?;
     let kvm = Kvm::new().context("cannot open /dev/kvm")?;
     let vm = create_vm(&kvm)?;
+    // KVM_CAP_ARM_NISV_TO_USER: an access outside every memslot by an instruction KVM
+    // cannot decode (a store pair, say) exits with its address (KVM_EXIT_ARM_NISV)
+    // instead of failing KVM_RUN with ENOSYS. Older kernels lack it: then ENOSYS.
+    if kvm.check_extension_raw(u64::from(KVM_CAP_ARM_NISV_TO_USER)) > 0 {
+        let cap = kvm_enable_cap { cap: KVM_CAP_ARM_NISV_TO_USER, ..Default::default() };
+        vm.enable_cap(&cap).context("KVM_ENABLE_CAP(KVM_CAP_ARM_NISV_TO_USER) failed")?;
+    }
     let ram = GuestRam::new()?;
     let region = kvm_userspace_memory_region {
         slot: 0,
@@ -142,6 +152,12 @@ pub fn backend(guest_image: PathBuf, policy: VmPolicy) -> anyhow::Result<KvmBack
 enum Next {
     Continue,
     Stop(String),
+    /// KVM_EXIT_ARM_NISV: the address is in `kvm_run`, read once the exit is released.
+    NotRam,
+}
+
+fn not_ram(addr: u64) -> String {
+    format!("the guest accessed {addr:#x}, which is neither RAM nor the console")
 }
 
 fn handle_exit(exit: VcpuExit<'_>, console: &Mutex<String>) -> Next {
@@ -157,9 +173,8 @@ fn handle_exit(exit: VcpuExit<'_>, console: &Mutex<String>) -> Next {
             data.fill(0);
             Next::Continue
         }
-        VcpuExit::MmioWrite(addr, _) | VcpuExit::MmioRead(addr, _) => {
-            Next::Stop(format!("the guest accessed {addr:#x}, which is neither RAM nor the console (MMIO exit)"))
-        }
+        VcpuExit::MmioWrite(addr, _) | VcpuExit::MmioRead(addr, _) => Next::Stop(format!("{} (MMIO exit)", not_ram(addr))),
+        VcpuExit::Unsupported(KVM_EXIT_ARM_NISV) => Next::NotRam,
         VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, _) => Next::Stop("powered off (PSCI SYSTEM_OFF)".into()),
         VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, _) => Next::Stop("reset (PSCI SYSTEM_RESET): treated as a failure".into()),
         VcpuExit::Intr => Next::Continue,
@@ -177,10 +192,20 @@ fn run_vcpu(mut vcpu: VcpuFd, stop: Arc<AtomicBool>, thread: Arc<AtomicU64>, con
         let next = match vcpu.run() {
             Ok(exit) => handle_exit(exit, &console),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Next::Continue,
+            Err(e) if e.errno() == libc::ENOSYS => Next::Stop(
+                "KVM_RUN failed with ENOSYS: the guest accessed memory outside guest RAM with an instruction KVM cannot emulate (this kernel cannot say where: no KVM_CAP_ARM_NISV_TO_USER)".into(),
+            ),
             Err(e) => Next::Stop(format!("KVM_RUN failed: {e}")),
         };
-        if let Next::Stop(why) = next {
-            return Stopped { vcpu, why };
+        match next {
+            Next::Continue => {}
+            Next::Stop(why) => return Stopped { vcpu, why },
+            Next::NotRam => {
+                // SAFETY: the last exit was KVM_EXIT_ARM_NISV, so `arm_nisv` is the
+                // union member the kernel filled in.
+                let ipa = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.arm_nisv.fault_ipa };
+                return Stopped { vcpu, why: format!("{} (KVM_EXIT_ARM_NISV)", not_ram(ipa)) };
+            }
         }
     }
 }
