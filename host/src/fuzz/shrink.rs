@@ -1,5 +1,6 @@
 //! Shrinking a failing plan to a small one that still fails the same check: drop
-//! operations, shrink sizes, merge pool ranges, each step re-run on the same backend.
+//! operations, shrink sizes, merge adjacent banks and pool ranges, each step re-run on
+//! the same backend.
 
 use ptcheck_shared::abi::{MapOp, Plan};
 
@@ -55,6 +56,23 @@ pub fn shrink(plan: &Plan, mut fails: impl FnMut(&Plan) -> bool, budget: usize) 
                 }
             }
         }
+        // Merge banks: two operations that continue each other (VA and PA) with the
+        // same attributes and flags become one.
+        let mut i = 0;
+        while i + 1 < best.n_ops as usize {
+            let (a, b) = (best.ops[i], best.ops[i + 1]);
+            let continues = a.va.wrapping_add(a.size) == b.va && a.pa.wrapping_add(a.size) == b.pa;
+            if continues && a.prot == b.prot && a.flags == b.flags {
+                let mut ops = best.ops().to_vec();
+                ops[i].size += b.size;
+                ops.remove(i + 1);
+                if attempt(with_ops(&best, &ops), &mut best) {
+                    progress = true;
+                    continue;
+                }
+            }
+            i += 1;
+        }
         // Merge the pool into one range of the same size.
         if best.n_pool > 1 {
             let mut p = Box::new(*best);
@@ -66,5 +84,28 @@ pub fn shrink(plan: &Plan, mut fails: impl FnMut(&Plan) -> bool, budget: usize) 
         if !progress || tries.get() > budget {
             return best;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ptcheck_shared::{Prot, TranslationConfig};
+
+    /// A predicate that fails while the plan still maps 4 pages starting at `va` in one
+    /// operation: only merging the two adjacent banks can reach a single-op plan.
+    #[test]
+    fn adjacent_banks_merge() {
+        let cfg = TranslationConfig::parse("4k-48").unwrap();
+        let (va, page) = (cfg.va_start(), cfg.page_size());
+        let mut plan = Box::new(Plan::new(cfg));
+        plan.push_pool(0x4400_0000, 16 * page);
+        for k in 0..2 {
+            plan.push_op(MapOp { va: va + k * 2 * page, pa: 0x8000_0000 + k * 2 * page, size: 2 * page, prot: Prot::KERNEL.0, flags: 0 });
+        }
+        let covers = |p: &Plan| p.ops().iter().map(|o| o.size).sum::<u64>() == 4 * page && p.ops()[0].va == va;
+        let small = shrink(&plan, covers, 100);
+        assert_eq!(small.n_ops, 1);
+        assert_eq!((small.ops[0].va, small.ops[0].size), (va, 4 * page));
     }
 }
