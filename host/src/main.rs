@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use ptcheck_host::backend::native::NativeBackend;
-use ptcheck_host::backend::qemu::{self, find_in_path, QemuMode, QemuOptions};
+use ptcheck_host::backend::qemu::{self, find_in_path, QemuOptions};
 use ptcheck_host::backend::vm::VmPolicy;
 use ptcheck_host::backend::Backend;
 use ptcheck_host::report::{ConfigReport, Report};
@@ -382,11 +382,7 @@ fn policy(vm: &VmArgs) -> VmPolicy {
 fn qemu_backend(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
     let mut opts = QemuOptions::new(guest_image(&vm.guest));
     opts.cpu = vm.cpu.clone();
-    opts.plan_timeout = Duration::from_secs(vm.timeout);
-    opts.mode = match vm.qemu_mode {
-        ModeChoice::Persistent => QemuMode::Persistent,
-        ModeChoice::BootPerPlan => QemuMode::BootPerPlan,
-    };
+    opts.policy = policy(vm);
     Ok(Box::new(qemu::backend(opts)?))
 }
 

@@ -36,27 +36,37 @@ pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> 
     run_against(backend, plan, seed, Expectation::AsPlanned)
 }
 
-/// [`run_and_verify`] with a chosen [`Expectation`].
-pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect: Expectation) -> Outcome {
-    let mut tags = Vec::new();
-    if backend.has_mmu() {
-        if let Some(exp) = expected(plan) {
-            probes::choose(plan, &exp, seed);
-            tags = probes::tag_pages(plan, &exp);
+/// Choose the plan's MMU probes and the RAM pages to tag, where the backend has an MMU.
+fn prepare_probes(backend: &dyn Backend, plan: &mut Plan, seed: u64) -> Vec<u64> {
+    if !backend.has_mmu() {
+        return Vec::new();
+    }
+    let Some(exp) = expected(plan) else { return Vec::new() };
+    probes::choose(plan, &exp, seed);
+    probes::tag_pages(plan, &exp)
+}
+
+impl Outcome {
+    fn of(verdict: Verdict, result: &RunResult) -> Outcome {
+        let probed = result.hw_flags & RunResult::HW_PROBED != 0;
+        Outcome {
+            verdict,
+            hw_probes: if probed { u64::from(result.n_probes) } else { 0 },
+            hw_unsupported: result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
         }
     }
+}
+
+/// [`run_and_verify`] with a chosen [`Expectation`].
+pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect: Expectation) -> Outcome {
+    let tags = prepare_probes(backend, plan, seed);
     match backend.run_tagged(plan, &tags) {
         Ok(view) => {
-            let probed = view.result.hw_flags & RunResult::HW_PROBED != 0;
             let mut against = *plan;
             if expect == Expectation::WrongByOnePage && against.n_ops > 0 {
                 against.ops[0].pa += against.config().map_or(4096, |c| c.page_size());
             }
-            Outcome {
-                verdict: verify(&against, &view),
-                hw_probes: if probed { u64::from(view.result.n_probes) } else { 0 },
-                hw_unsupported: view.result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
-            }
+            Outcome::of(verify(&against, &view), view.result)
         }
         Err(e) => {
             let mut c = Check::new("result");
@@ -72,21 +82,9 @@ pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect
 /// # Errors
 /// The backend failed (could not boot, hung, died).
 pub fn run_for_listing(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> anyhow::Result<(Outcome, crate::walker::Walk)> {
-    let mut tags = Vec::new();
-    if backend.has_mmu() {
-        if let Some(exp) = expected(plan) {
-            probes::choose(plan, &exp, seed);
-            tags = probes::tag_pages(plan, &exp);
-        }
-    }
+    let tags = prepare_probes(backend, plan, seed);
     let view = backend.run_tagged(plan, &tags)?;
     let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("the plan's config is not valid"))?;
     let walk = if view.result.root_pa != 0 { crate::walker::walk(&cfg, view.result.root_pa, view.ram) } else { Default::default() };
-    let probed = view.result.hw_flags & RunResult::HW_PROBED != 0;
-    let outcome = Outcome {
-        verdict: verify(plan, &view),
-        hw_probes: if probed { u64::from(view.result.n_probes) } else { 0 },
-        hw_unsupported: view.result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
-    };
-    Ok((outcome, walk))
+    Ok((Outcome::of(verify(plan, &view), view.result), walk))
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ptcheck_host::backend::qemu::{self, QemuBackend, QemuMode, QemuOptions};
+use ptcheck_host::backend::qemu::{self, QemuBackend, QemuOptions};
 use ptcheck_host::backend::Backend;
 use ptcheck_host::plans;
 use ptcheck_host::run::run_and_verify;
@@ -19,9 +19,18 @@ fn image() -> PathBuf {
     )
 }
 
+/// How plans reach the guest in a test.
+#[derive(Clone, Copy)]
+enum QemuMode {
+    /// One boot serves many plans.
+    Persistent,
+    /// A fresh QEMU per plan.
+    BootPerPlan,
+}
+
 fn qemu(mode: QemuMode) -> QemuBackend {
     let mut opts = QemuOptions::new(image());
-    opts.mode = mode;
+    opts.policy.boot_per_plan = matches!(mode, QemuMode::BootPerPlan);
     qemu::backend(opts).expect("QEMU backend (run `cargo xtask test`, which builds the guest)")
 }
 

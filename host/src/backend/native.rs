@@ -22,35 +22,32 @@ impl SimRam {
         SimRam { regions }
     }
 
-    fn words_mut(&mut self, pa: u64, n: usize) -> Option<&mut [u64]> {
-        self.regions.iter_mut().find_map(|(base, words)| {
+    /// The region holding all of `[pa, pa + 8n)`, and the word index of `pa` in it.
+    fn locate(&self, pa: u64, n: usize) -> Option<(usize, usize)> {
+        self.regions.iter().enumerate().find_map(|(r, (base, words))| {
             let start = (pa.checked_sub(*base)? / 8) as usize;
-            words.get_mut(start..start + n)
+            (start + n <= words.len()).then_some((r, start))
         })
     }
 
-    fn word(&mut self, pa: u64) -> Option<&mut u64> {
-        self.regions.iter_mut().find_map(|(base, words)| {
-            let off = pa.checked_sub(*base)?;
-            words.get_mut((off / 8) as usize)
-        })
+    fn words_mut(&mut self, pa: u64, n: usize) -> Option<&mut [u64]> {
+        let (r, start) = self.locate(pa, n)?;
+        Some(&mut self.regions[r].1[start..start + n])
+    }
+
+    fn words(&self, pa: u64, n: usize) -> Option<&[u64]> {
+        let (r, start) = self.locate(pa, n)?;
+        Some(&self.regions[r].1[start..start + n])
     }
 }
 
 impl PhysMemory for SimRam {
     fn read_u64(&self, pa: u64) -> Option<u64> {
-        self.regions.iter().find_map(|(base, words)| {
-            let off = pa.checked_sub(*base)?;
-            words.get((off / 8) as usize).copied()
-        })
+        self.words(pa, 1).map(|w| w[0])
     }
 
     fn read_words(&self, pa: u64, out: &mut [u64]) -> bool {
-        let src = self.regions.iter().find_map(|(base, words)| {
-            let start = (pa.checked_sub(*base)? / 8) as usize;
-            words.get(start..start + out.len())
-        });
-        src.map(|s| out.copy_from_slice(s)).is_some()
+        self.words(pa, out.len()).map(|s| out.copy_from_slice(s)).is_some()
     }
 }
 
@@ -109,8 +106,8 @@ impl TableMemory for NativeMemory<'_> {
 
     fn write(&mut self, ptr: TablePtr, index: usize, value: u64) {
         if let Some(pa) = self.resolve(ptr, index as u64 * 8) {
-            if let Some(w) = self.ram.word(pa) {
-                *w = value;
+            if let Some(w) = self.ram.words_mut(pa, 1) {
+                w[0] = value;
             }
         }
     }

@@ -9,7 +9,6 @@ use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use ptcheck_shared::abi::layout::RAM_SIZE;
@@ -17,15 +16,6 @@ use ptcheck_shared::abi::layout::RAM_SIZE;
 use super::console::{append, tail};
 use super::guest_ram::GuestRam;
 use super::vm::{Vm, VmBackend, VmPolicy};
-
-/// How plans reach the guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QemuMode {
-    /// One boot serves many plans through the mailbox.
-    Persistent,
-    /// A fresh QEMU per plan.
-    BootPerPlan,
-}
 
 /// Everything the QEMU backend needs to know.
 #[derive(Clone, Debug)]
@@ -36,12 +26,8 @@ pub struct QemuOptions {
     pub guest_image: PathBuf,
     /// `-cpu` model.
     pub cpu: String,
-    /// How long one plan may take before the guest counts as hung.
-    pub plan_timeout: Duration,
-    /// How long boot may take.
-    pub boot_timeout: Duration,
-    /// Persistent or boot-per-plan.
-    pub mode: QemuMode,
+    /// Timeouts, and persistent or boot-per-plan (the same policy every VM has).
+    pub policy: VmPolicy,
 }
 
 impl QemuOptions {
@@ -51,9 +37,7 @@ impl QemuOptions {
             qemu: PathBuf::from("qemu-system-aarch64"),
             guest_image,
             cpu: "max".into(),
-            plan_timeout: Duration::from_secs(30),
-            boot_timeout: Duration::from_secs(20),
-            mode: QemuMode::Persistent,
+            policy: VmPolicy::default(),
         }
     }
 }
@@ -128,11 +112,7 @@ impl QemuVm {
 /// # Errors
 /// Missing QEMU or guest image, or guest RAM that cannot be set up.
 pub fn backend(opts: QemuOptions) -> anyhow::Result<QemuBackend> {
-    let policy = VmPolicy {
-        plan_timeout: opts.plan_timeout,
-        boot_timeout: opts.boot_timeout,
-        boot_per_plan: opts.mode == QemuMode::BootPerPlan,
-    };
+    let policy = opts.policy;
     VmBackend::new(QemuVm::new(opts)?, policy)
 }
 
