@@ -42,11 +42,7 @@ pub fn run_plan<M: TableMemory>(plan: &Plan, mem: &mut M, result: &mut RunResult
     run_plan_with::<M, { mutation::NONE }>(plan, mem, result)
 }
 
-pub(crate) fn run_plan_with<M: TableMemory, const MUTATION: u32>(
-    plan: &Plan,
-    mem: &mut M,
-    result: &mut RunResult,
-) {
+pub(crate) fn run_plan_with<M: TableMemory, const MUTATION: u32>(plan: &Plan, mem: &mut M, result: &mut RunResult) {
     result.reset(plan.plan_id);
     let cfg = match plan.config() {
         Some(cfg) if plan.is_well_formed() => cfg,
@@ -222,16 +218,14 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         }
         let end = op.va.wrapping_add(op.size);
         let pa_end = op.pa.checked_add(op.size);
-        if op.va < cfg.va_start()
-            || (end != 0 && end <= op.va)
-            || pa_end.is_none_or(|e| e > 1u64 << cfg.pa_bits())
-        {
+        if op.va < cfg.va_start() || (end != 0 && end <= op.va) || pa_end.is_none_or(|e| e > 1u64 << cfg.pa_bits()) {
             return refuse(self, BugKind::OutOfRange);
         }
         self.flags = op.flags;
         self.prot = Prot(op.prot);
         let pmd = cfg.entry_span(Level(2));
-        let end = if MUTATION == mutation::OFF_BY_ONE_END && op.size > page && aligned(end, pmd) { end - page } else { end };
+        let end =
+            if MUTATION == mutation::OFF_BY_ONE_END && op.size > page && aligned(end, pmd) { end - page } else { end };
 
         let level = cfg.root_level();
         let pgd = self.set_fixmap(LinuxLevel::Pgd, root);
@@ -256,7 +250,15 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     /// whole range. Otherwise the level's table (allocated if the parent is empty) is
     /// mapped through the level's fixmap slot and its entries visited, grouped into
     /// contiguous runs where the level has them.
-    fn descend(&mut self, ll: LinuxLevel, parent: Entry, addr: u64, end: u64, phys: u64, body: EntryFn<Self>) -> Outcome {
+    fn descend(
+        &mut self,
+        ll: LinuxLevel,
+        parent: Entry,
+        addr: u64,
+        end: u64,
+        phys: u64,
+        body: EntryFn<Self>,
+    ) -> Outcome {
         let cfg = self.cfg;
         let Some(level) = cfg.hw_level(ll) else {
             if MUTATION == mutation::FOLDED_FIXMAP {
@@ -306,7 +308,13 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
 
     /// The table below `parent` for Linux level `ll` (at architectural `level`):
     /// the existing one, or a new, cleared one linked into `parent` (then `true`).
-    fn table_for(&mut self, parent: Entry, ll: LinuxLevel, level: Level, addr: u64) -> Result<(TablePtr, bool), BugRecord> {
+    fn table_for(
+        &mut self,
+        parent: Entry,
+        ll: LinuxLevel,
+        level: Level,
+        addr: u64,
+    ) -> Result<(TablePtr, bool), BugRecord> {
         let cfg = self.cfg;
         let entry_va = addr & !(cfg.entry_span(parent.level) - 1);
         let old = self.read(parent);
@@ -438,7 +446,8 @@ mod tests {
 
     #[test]
     fn attribute_change_rule() {
-        let page = |p: Prot| Descriptor::leaf(&TranslationConfig::parse("4k-48").unwrap(), Level(3), 0x4000_0000, p, false).0;
+        let page =
+            |p: Prot| Descriptor::leaf(&TranslationConfig::parse("4k-48").unwrap(), Level(3), 0x4000_0000, p, false).0;
         assert!(pgattr_change_is_safe(0, page(Prot::KERNEL)));
         assert!(pgattr_change_is_safe(page(Prot::KERNEL), page(Prot::KERNEL_RO)));
         assert!(pgattr_change_is_safe(page(Prot::KERNEL), page(Prot::KERNEL_TAGGED)));

@@ -39,7 +39,7 @@ pub fn measure(label: &str, backend: &mut dyn Backend, min_time: Duration, max_p
             let mut plan = np.plan.clone();
             let o = run_and_verify(backend, &mut plan, n);
             n += 1;
-            if !o.verdict.passed() {
+            if !o.passed() {
                 failed += 1;
             }
             if n >= max_plans || (start.elapsed() >= min_time && n >= all.len() as u64) {

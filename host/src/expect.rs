@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ptcheck_shared::abi::{BugKind, MapFlags, MapOp, Plan, MAX_ALLOCS};
+use ptcheck_shared::abi::{BugKind, MapFlags, MapOp, Plan};
 use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, Prot, TranslationConfig};
 
@@ -52,6 +52,12 @@ pub struct Expected {
     pub bug: Option<ExpectedBug>,
     /// VA range of the refused operation: its entries may be half-written.
     pub bug_range: Option<(u64, u64)>,
+    /// Operations the builder enters (all of them, or up to and including the refused one).
+    pub ops_entered: u64,
+    /// Table visits below the root: one per (operation, parent entry) that descends.
+    pub table_visits: u64,
+    /// Block and page descriptors written, over all operations.
+    pub leaf_writes: u64,
 }
 
 impl Expected {
@@ -70,7 +76,18 @@ impl Expected {
     }
 }
 
-/// Pages the builder may take from the pool (bounded by the allocation log).
+impl Expected {
+    /// Trace events a builder following the kernel's structure records for this plan
+    /// when it runs to the end: the root (alloc, fixmap set, zero, barrier, clear), the
+    /// pgd fixmap set and clear of each operation, a set and clear per table visit, and
+    /// alloc, zero, barrier and link per new table.
+    pub fn trace_events(&self) -> u64 {
+        let new_tables = (self.tables as u64).saturating_sub(1);
+        5 + 2 * self.ops_entered + 2 * self.table_visits + 4 * new_tables
+    }
+}
+
+/// Pages the builder may take from the pool.
 pub fn pool_capacity(plan: &Plan, page: u64) -> usize {
     let pages: u64 = plan
         .pool()
@@ -79,8 +96,36 @@ pub fn pool_capacity(plan: &Plan, page: u64) -> usize {
             let start = r.base.next_multiple_of(page);
             (r.base.saturating_add(r.size)).saturating_sub(start) / page
         })
-        .sum();
-    (pages as usize).min(MAX_ALLOCS)
+        .fold(0, u64::saturating_add);
+    usize::try_from(pages).unwrap_or(usize::MAX)
+}
+
+/// How much work the model may do before it gives up: the leaf descriptors it writes
+/// (a page-granular map of 32 GiB of 4K pages, written once).
+pub const MODEL_LEAF_WRITES: u64 = 1 << 23;
+
+/// Why the model stopped without an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelError {
+    /// The plan's header is not a valid plan (magic, version or config).
+    BadHeader,
+    /// The plan writes more leaf descriptors than [`MODEL_LEAF_WRITES`]: at least `needed`.
+    TooMuchWork {
+        /// Leaf writes counted when the model stopped.
+        needed: u64,
+    },
+}
+
+/// Why the model stopped walking an operation.
+enum Stop {
+    Bug(ExpectedBug),
+    Work,
+}
+
+impl From<ExpectedBug> for Stop {
+    fn from(b: ExpectedBug) -> Self {
+        Stop::Bug(b)
+    }
 }
 
 struct Model<'p> {
@@ -90,9 +135,12 @@ struct Model<'p> {
     capacity: usize,
     op_index: u32,
     op: &'p MapOp,
+    table_visits: u64,
+    leaf_writes: u64,
+    leaf_budget: u64,
 }
 
-type Step = Result<(), ExpectedBug>;
+type Step = Result<(), Stop>;
 
 /// Why a live leaf may not become `new` (the `pgattr_change_is_safe` rule), if it may not.
 fn forbidden_change(old: Descriptor, new: Descriptor) -> Option<&'static str> {
@@ -106,8 +154,10 @@ fn forbidden_change(old: Descriptor, new: Descriptor) -> Option<&'static str> {
         return Some("non-global to global");
     }
     let normal_kinds = [Prot::MT_NORMAL, Prot::MT_NORMAL_TAGGED];
-    let both_normal = normal_kinds.contains(&Prot(old.0).attr_index()) && normal_kinds.contains(&Prot(new.0).attr_index());
-    let changeable = Prot::PXN | Prot::RDONLY | Prot::WRITE | Prot::NG | if both_normal { Prot::ATTR_INDX_MASK } else { 0 };
+    let both_normal =
+        normal_kinds.contains(&Prot(old.0).attr_index()) && normal_kinds.contains(&Prot(new.0).attr_index());
+    let changeable =
+        Prot::PXN | Prot::RDONLY | Prot::WRITE | Prot::NG | if both_normal { Prot::ATTR_INDX_MASK } else { 0 };
     ((old.0 ^ new.0) & !changeable != 0).then_some("only PXN, RDONLY, WRITE, nG (and Normal<->Tagged) may change")
 }
 
@@ -134,7 +184,8 @@ impl Model<'_> {
         while cur < end {
             let window_end = run.map_or(end, |r| end.min((cur / r + 1) * r));
             let p = pa + (cur - va);
-            let cont = !no_cont && run.is_some_and(|r| cur.is_multiple_of(r) && window_end % r == 0 && p.is_multiple_of(r));
+            let cont =
+                !no_cont && run.is_some_and(|r| cur.is_multiple_of(r) && window_end % r == 0 && p.is_multiple_of(r));
             let mut a = cur;
             while a < window_end {
                 let next = window_end.min((a / span + 1) * span);
@@ -156,10 +207,14 @@ impl Model<'_> {
             || (cfg.kernel_block_size(level).is_some() && whole && !self.has(MapFlags::NO_BLOCK_MAPPINGS));
         if block_ok {
             let new = Descriptor::leaf(&cfg, level, p as u64, Prot(self.op.prot), cont);
+            self.leaf_writes += 1;
+            if self.leaf_writes > self.leaf_budget {
+                return Err(Stop::Work);
+            }
             return match self.entries.get(&(level, base)) {
-                Some(ModelEntry::Table { .. }) => Err(self.bug(BugKind::ReplaceTable, level, base, None, new.0)),
+                Some(ModelEntry::Table { .. }) => Err(self.bug(BugKind::ReplaceTable, level, base, None, new.0).into()),
                 Some(&ModelEntry::Leaf(old)) if forbidden_change(old, new).is_some() => {
-                    Err(self.bug(BugKind::UnsafeChange, level, base, Some(old.0), new.0))
+                    Err(self.bug(BugKind::UnsafeChange, level, base, Some(old.0), new.0).into())
                 }
                 _ => {
                     self.entries.insert((level, base), ModelEntry::Leaf(new));
@@ -174,11 +229,11 @@ impl Model<'_> {
                     DescriptorKind::Block => BugKind::SplitBlock,
                     _ => BugKind::BadEntry,
                 };
-                return Err(self.bug(kind, level, base, Some(old.0), 0));
+                return Err(self.bug(kind, level, base, Some(old.0), 0).into());
             }
             None => {
                 if self.tables >= self.capacity {
-                    return Err(self.bug(BugKind::PoolExhausted, level.next(), base, Some(0), 0));
+                    return Err(self.bug(BugKind::PoolExhausted, level.next(), base, Some(0), 0).into());
                 }
                 self.tables += 1;
                 let pxn = if self.has(MapFlags::NO_EXEC_MAPPINGS) { Descriptor::PXN_TABLE } else { 0 };
@@ -186,13 +241,14 @@ impl Model<'_> {
                 self.entries.insert((level, base), t);
             }
         }
+        self.table_visits += 1;
         self.fill(level.next(), a, next, p)
     }
 
     fn apply(&mut self) -> Step {
         let (cfg, op) = (self.cfg, *self.op);
         let page = cfg.page_size();
-        let refuse = |m: &Self, kind| Err(m.bug(kind, Level(4), op.va, Some(0), 0));
+        let refuse = |m: &Self, kind| Err(m.bug(kind, Level(4), op.va, Some(0), 0).into());
         if op.size == 0 || (op.va | op.pa | op.size) & (page - 1) != 0 {
             return refuse(self, BugKind::Misaligned);
         }
@@ -210,24 +266,58 @@ impl Model<'_> {
     }
 }
 
-/// Compute what the builder must produce for `plan`.
+/// Compute what the builder must produce for `plan`; `None` for a malformed header
+/// or a plan over the model's work limit (see [`model`]).
 pub fn expected(plan: &Plan) -> Option<Expected> {
-    let cfg = plan.config()?;
+    model(plan, MODEL_LEAF_WRITES).ok()
+}
+
+/// Compute what the builder must produce for `plan`, writing at most `leaf_budget`
+/// leaf descriptors.
+///
+/// # Errors
+/// A malformed plan header, or more work than `leaf_budget`.
+pub fn model(plan: &Plan, leaf_budget: u64) -> Result<Expected, ModelError> {
+    let cfg = plan.config().ok_or(ModelError::BadHeader)?;
     let capacity = pool_capacity(plan, cfg.page_size());
     let placeholder = MapOp::default();
-    let mut m = Model { cfg, entries: BTreeMap::new(), tables: 0, capacity, op_index: u32::MAX, op: &placeholder };
+    let mut m = Model {
+        cfg,
+        entries: BTreeMap::new(),
+        tables: 0,
+        capacity,
+        op_index: u32::MAX,
+        op: &placeholder,
+        table_visits: 0,
+        leaf_writes: 0,
+        leaf_budget,
+    };
+    let done = |m: Model<'_>, bug, bug_range, ops_entered| Expected {
+        entries: m.entries,
+        tables: m.tables,
+        bug,
+        bug_range,
+        ops_entered,
+        table_visits: m.table_visits,
+        leaf_writes: m.leaf_writes,
+    };
     if capacity == 0 {
         let bug = m.bug(BugKind::PoolExhausted, cfg.root_level(), 0, Some(0), 0);
-        return Some(Expected { entries: m.entries, tables: 0, bug: Some(bug), bug_range: None });
+        return Ok(done(m, Some(bug), None, 0));
     }
     m.tables = 1; // the root
     for (i, op) in plan.ops().iter().enumerate() {
         m.op_index = i as u32;
         m.op = op;
-        if let Err(bug) = m.apply() {
-            let range = (op.va, op.va.wrapping_add(op.size));
-            return Some(Expected { entries: m.entries, tables: m.tables, bug: Some(bug), bug_range: Some(range) });
+        match m.apply() {
+            Ok(()) => {}
+            Err(Stop::Bug(bug)) => {
+                let range = (op.va, op.va.wrapping_add(op.size));
+                return Ok(done(m, Some(bug), Some(range), i as u64 + 1));
+            }
+            Err(Stop::Work) => return Err(ModelError::TooMuchWork { needed: m.leaf_writes }),
         }
     }
-    Some(Expected { entries: m.entries, tables: m.tables, bug: None, bug_range: None })
+    let n = plan.ops().len() as u64;
+    Ok(done(m, None, None, n))
 }

@@ -12,12 +12,14 @@ pub mod expect;
 pub mod fuzz;
 #[cfg(feature = "mutants")]
 pub mod mutants;
+pub mod outcome;
 pub mod plans;
 pub mod probes;
 pub mod ptdump;
 pub mod report;
 pub mod repro;
 pub mod run;
+pub mod validate;
 pub mod verify;
 pub mod walker;
 

@@ -3,7 +3,7 @@
 //! Started as `/init` (PID 1) it is the init of the nested-KVM proof instead: see
 //! `init_mode`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,7 @@ use ptcheck_host::backend::native::NativeBackend;
 use ptcheck_host::backend::qemu::{self, find_in_path, QemuOptions};
 use ptcheck_host::backend::vm::VmPolicy;
 use ptcheck_host::backend::Backend;
+use ptcheck_host::outcome::Class;
 use ptcheck_host::report::{ConfigReport, Report};
 use ptcheck_host::run::{run_against, Expectation};
 use ptcheck_host::{plans, repro};
@@ -88,7 +89,9 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
         }
     }
     let variants: Vec<_> = std::iter::once(None)
-        .chain(ALL_VARIANTS.iter().filter(|v| args.only.is_empty() || args.only.contains(&v.name.to_string())).map(Some))
+        .chain(
+            ALL_VARIANTS.iter().filter(|v| args.only.is_empty() || args.only.contains(&v.name.to_string())).map(Some),
+        )
         .collect();
     let configs: Vec<TranslationConfig> = TranslationConfig::all().collect();
     let backend_for = |v: Option<&'static ptcheck_guest::mutation::Variant>| -> anyhow::Result<Box<dyn Backend>> {
@@ -98,27 +101,57 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
             return Ok(Box::new(vm.native()?));
         }
         if let Some(v) = v {
-            let dir = args.guest_dir.clone().ok_or_else(|| anyhow::anyhow!("--guest-dir is needed for VM backends: `cargo xtask mutants` builds one image per variant"))?;
+            let dir = args.guest_dir.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--guest-dir is needed for VM backends: `cargo xtask mutants` builds one image per variant"
+                )
+            })?;
             vm.guest = Some(dir.join(format!("ptcheck-guest-image-{}", v.name)));
         }
         Ok(open_backend(args.backend, &vm)?.0)
     };
     let name = backend_for(None)?.name();
-    println!("bug catalogue on {name}: built-in plans + {} fuzzed plans (seed {}) per regime, {} regimes", args.count, args.seed, configs.len());
+    println!(
+        "bug catalogue on {name}: built-in plans + {} fuzzed plans (seed {}) per regime, {} regimes",
+        args.count,
+        args.seed,
+        configs.len()
+    );
     let mut outcomes = Vec::new();
     for v in variants {
         let mut backend = backend_for(v)?;
         let o = run_variant(backend.as_mut(), v, &configs, args.count, args.seed);
-        println!("  {:<22} {}", o.name(), if o.ok() { "ok" } else if v.is_none() { "CLEAN BUILDER FAILED" } else { "NOT CAUGHT everywhere" });
+        println!(
+            "  {:<22} {}",
+            o.name(),
+            if o.ok() {
+                "ok"
+            } else if v.is_none() {
+                "CLEAN BUILDER FAILED"
+            } else {
+                "NOT CAUGHT everywhere"
+            }
+        );
         outcomes.push(o);
     }
     print!("{}", table(&outcomes, name));
-    let by_mmu: Vec<_> = outcomes.iter().filter(|o| o.variant.is_some() && o.checks().contains("hw_probe")).map(|o| o.name()).collect();
+    let by_mmu: Vec<_> =
+        outcomes.iter().filter(|o| o.variant.is_some() && o.checks().contains("hw_probe")).map(|o| o.name()).collect();
     if name != "native" {
-        println!("caught by the MMU cross-check (hw_probe): {}", if by_mmu.is_empty() { "none".into() } else { by_mmu.join(", ") });
+        println!(
+            "caught by the MMU cross-check (hw_probe): {}",
+            if by_mmu.is_empty() { "none".into() } else { by_mmu.join(", ") }
+        );
     }
     let ok = outcomes.iter().all(|o| o.ok());
-    println!("mutants: {}", if ok { "every variant caught on every regime where it applies; the clean builder passed everything" } else { "FAILED" });
+    println!(
+        "mutants: {}",
+        if ok {
+            "every variant caught on every regime where it applies; the clean builder passed everything"
+        } else {
+            "FAILED"
+        }
+    );
     Ok(ok)
 }
 
@@ -172,8 +205,8 @@ pub(crate) struct VmArgs {
     /// QEMU `-cpu` model.
     #[arg(long, default_value = "max")]
     pub cpu: String,
-    /// Seconds one plan may take before the guest counts as hung.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds one plan may take before the guest counts as hung (1 to 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
     /// Run a deliberately broken builder (native backend; `mutants` builds only).
     #[cfg(feature = "mutants")]
@@ -226,9 +259,9 @@ pub(crate) struct FuzzArgs {
     /// Run only shard i of n ("2/4"): n shards together run exactly the plans of one run.
     #[arg(long, default_value = "1/1", value_parser = parse_shard)]
     pub shard: (u64, u64),
-    /// Parallel workers (native only; default: one per core).
-    #[arg(long)]
-    pub jobs: Option<usize>,
+    /// Parallel workers (native only; default: one per core; 1 to 256).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
     /// No progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub no_progress: bool,
@@ -250,11 +283,18 @@ struct ReplayArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 90s, 5m or 1h"))?;
-    match unit {
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("'{s}': the unit must be s, m or h")),
+    let per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("'{s}': the unit must be s, m or h")),
+    };
+    // A year is more than any run needs; past it the number is a typo.
+    const MAX_SECS: u64 = 366 * 24 * 3600;
+    match n.checked_mul(per_unit) {
+        Some(secs) if secs > 0 && secs <= MAX_SECS => Ok(Duration::from_secs(secs)),
+        Some(0) => Err(format!("'{s}': a duration of 0 checks nothing")),
+        _ => Err(format!("'{s}' is longer than a year: use at most {}h", MAX_SECS / 3600)),
     }
 }
 
@@ -271,11 +311,34 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 pub(crate) fn fuzz(args: &FuzzArgs) -> anyhow::Result<ptcheck_host::fuzz::Summary> {
     use ptcheck_host::fuzz::{self, FuzzSpec};
     let configs = configs(&args.config)?;
+    if args.count == Some(0) {
+        bail!("--count 0 checks nothing: give at least 1 plan");
+    }
     let count = args.count.or(if args.time.is_some() { None } else { Some(1000) });
-    let spec = FuzzSpec { seed: args.seed, configs, count, time: args.time, shard: args.shard.0, shards: args.shard.1 };
     let native = args.backend == BackendChoice::Native;
-    let workers = if native { args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())) } else { 1 };
+    let workers = if native {
+        args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from)
+    } else {
+        1
+    };
     let (first, why) = open_backend(args.backend, &args.vm)?;
+    let spec = FuzzSpec {
+        seed: args.seed,
+        configs,
+        count,
+        time: args.time,
+        shard: args.shard.0,
+        shards: args.shard.1,
+        label: builder_label(first.name(), &args.vm),
+    };
+    if spec.planned() == Some(0) {
+        bail!(
+            "shard {}/{} of {} plans holds no plan: use fewer shards or more plans",
+            spec.shard,
+            spec.shards,
+            count.unwrap_or(0)
+        );
+    }
     println!("backend: {} ({why}), {workers} worker{}", first.name(), if workers == 1 { "" } else { "s" });
     let span = count.map_or("until the time budget ends".to_string(), |c| format!("plans 0..{c}"));
     println!(
@@ -297,47 +360,118 @@ pub(crate) fn fuzz(args: &FuzzArgs) -> anyhow::Result<ptcheck_host::fuzz::Summar
     let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let summary = fuzz::run(&spec, workers, &make, progress)?;
     println!(
-        "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} MMU-checked pages",
+        "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} not checked, {} MMU-checked pages",
         summary.plans,
         summary.elapsed.as_secs_f64(),
         summary.rate(),
         summary.failures.len(),
         if summary.failures.len() == 1 { "" } else { "s" },
+        summary.unchecked.len(),
         summary.hw_probes
     );
     for f in &summary.failures {
-        println!("  {} index {}: [{}] shrunk {} -> {} ops: {}", f.config, f.index, f.check, f.ops.0, f.ops.1, f.repro.display());
+        println!(
+            "  {} index {}: [{}] shrunk {} -> {} ops: {}",
+            f.config,
+            f.index,
+            f.check,
+            f.ops.0,
+            f.ops.1,
+            f.repro_text()
+        );
     }
+    let mut causes: BTreeMap<String, usize> = BTreeMap::new();
+    for u in &summary.unchecked {
+        *causes.entry(u.outcome.to_string()).or_insert(0) += 1;
+    }
+    for (cause, n) in &causes {
+        println!("  not checked ({n} plan{}): {cause}", if *n == 1 { "" } else { "s" });
+    }
+    if let Some(why) = &summary.gave_up {
+        println!("fuzz: stopped early: {why}");
+    }
+    if summary.checked() == 0 {
+        println!("fuzz: 0 plans checked: nothing was verified (is the time budget too short?)");
+    }
+    println!("outcome: {}", verdict_line(summary.class()));
     Ok(summary)
 }
 
-fn replay(args: &ReplayArgs) -> anyhow::Result<bool> {
-    use ptcheck_host::{expect, ptdump, repro};
+/// The last line of a run: what the exit code means.
+fn verdict_line(class: Class) -> &'static str {
+    match class {
+        Class::Passed => "every plan checked passed (exit 0)",
+        Class::BuilderFailed => "the builder failed a check (exit 1)",
+        Class::NotChecked => "some plans could not be checked: see the causes above (exit 2)",
+    }
+}
+
+/// Names the backend and builder in reproducer names: "native-clean",
+/// "native-skip-zero", "qemu-clean", "qemu-<guest image name>".
+fn builder_label(backend: &str, vm: &VmArgs) -> String {
+    #[cfg(feature = "mutants")]
+    if let Some(m) = &vm.mutant {
+        return format!("{backend}-{m}");
+    }
+    match &vm.guest {
+        Some(g) if backend != "native" => {
+            format!("{backend}-{}", g.file_name().map_or("guest".into(), |n| n.to_string_lossy().into_owned()))
+        }
+        _ => format!("{backend}-clean"),
+    }
+}
+
+fn replay(args: &ReplayArgs) -> anyhow::Result<Class> {
+    use ptcheck_host::{ptdump, repro};
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    let cfg = r.plan.config().expect("parse checked the config");
+    let cfg = r.plan.config().ok_or_else(|| anyhow::anyhow!("{}: the config is not valid", args.file.display()))?;
     let (mut backend, why) = open_backend(args.backend, &args.vm)?;
     println!("replay {}: {cfg}, {} operations, on {} ({why})", args.file.display(), r.plan.n_ops, backend.name());
     let mut plan = r.plan.clone();
-    let (outcome, walk) = ptcheck_host::run::run_for_listing(backend.as_mut(), &mut plan, 1)?;
-    let exp = expect::expected(&plan).expect("a valid plan has an expectation");
-    let want = ptdump::rows(&cfg, exp.leaves());
-    let got = ptdump::rows(&cfg, walk.leaves.iter().map(|l| (l.va, l.level, l.desc)));
-    let (listing, differing) = ptdump::diff(&want, &got);
-    println!("mappings (- expected only, + in the tables only): {differing} differing line{}", if differing == 1 { "" } else { "s" });
-    print!("{listing}");
-    if outcome.verdict.passed() {
-        println!("every check passes: the failure does not reproduce here");
-        return Ok(true);
+    let started = std::time::Instant::now();
+    let (run, walk) = ptcheck_host::run::run_for_listing(backend.as_mut(), &mut plan, 1);
+    println!("outcome: {}", run.outcome);
+    if let Some(recorded) = &r.outcome {
+        let same = *recorded == run.outcome.to_string();
+        println!("recorded outcome: {recorded} ({})", if same { "the same" } else { "DIFFERENT" });
     }
-    print!("{}", outcome.verdict.describe_failures());
-    let failed = outcome.verdict.failed();
-    println!("failing checks: {}", failed.join(", "));
-    for recorded in &r.fails {
-        let again = failed.contains(&recorded.as_str());
-        println!("recorded failure [{recorded}]: {}", if again { "reproduced" } else { "NOT reproduced" });
+    if run.outcome.checked() {
+        if let Some(exp) = ptcheck_host::expect::expected(&plan) {
+            let want = ptdump::rows(&cfg, exp.leaves());
+            let walk = walk.unwrap_or_default();
+            let got = ptdump::rows(&cfg, walk.leaves.iter().map(|l| (l.va, l.level, l.desc)));
+            let (listing, differing) = ptdump::diff(&want, &got);
+            println!(
+                "mappings (- expected only, + in the tables only): {differing} differing line{}",
+                if differing == 1 { "" } else { "s" }
+            );
+            print!("{listing}");
+        }
     }
-    Ok(false)
+    let class = run.class();
+    match class {
+        Class::Passed => {
+            let bug = matches!(run.outcome, ptcheck_host::outcome::Outcome::Bug { .. });
+            println!(
+                "every check passes{}{}",
+                if bug { ": the model expects exactly this BUG" } else { "" },
+                if r.fails.is_empty() { "" } else { "; the recorded failure does not reproduce here" }
+            );
+        }
+        Class::BuilderFailed => {
+            print!("{}", run.verdict.describe_failures());
+            let failed = run.verdict.failed();
+            println!("failing checks: {}", failed.join(", "));
+            for recorded in &r.fails {
+                let again = failed.contains(&recorded.as_str());
+                println!("recorded failure [{recorded}]: {}", if again { "reproduced" } else { "NOT reproduced" });
+            }
+        }
+        Class::NotChecked => println!("not checked: no check was run on this plan (exit 2)"),
+    }
+    println!("replay: {:.2}s", started.elapsed().as_secs_f64());
+    Ok(class)
 }
 
 #[derive(clap::Args)]
@@ -411,8 +545,15 @@ fn kvm_backend(vm: &VmArgs) -> anyhow::Result<Box<dyn Backend>> {
     Err(kvm_usable().expect_err("never usable here")).context("the KVM backend needs an arm64 Linux host with /dev/kvm")
 }
 
-/// The backend, and why it was chosen.
+/// The backend, and why it was chosen, checked once before the first plan
+/// ([`Backend::preflight`]): a broken setup is one error line, never a plan failure.
 pub(crate) fn open_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result<(Box<dyn Backend>, String)> {
+    let (mut backend, why) = choose_backend(choice, vm)?;
+    backend.preflight()?;
+    Ok((backend, why))
+}
+
+fn choose_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result<(Box<dyn Backend>, String)> {
     match choice {
         BackendChoice::Native => Ok((Box::new(vm.native()?), "requested".into())),
         _ if vm.no_mutant().is_err() => Err(vm.no_mutant().expect_err("just checked")),
@@ -424,7 +565,10 @@ pub(crate) fn open_backend(choice: BackendChoice, vm: &VmArgs) -> anyhow::Result
                 if find_in_path("qemu-system-aarch64").is_none() {
                     bail!("no backend can run the arm64 guest (KVM: {why:#}; qemu-system-aarch64 not found): install QEMU with `apt-get install qemu-system-arm`, or use --backend native");
                 }
-                Ok((qemu_backend(vm)?, format!("auto: KVM not usable ({why:#}), falling back to QEMU software emulation")))
+                Ok((
+                    qemu_backend(vm)?,
+                    format!("auto: KVM not usable ({why:#}), falling back to QEMU software emulation"),
+                ))
             }
         },
     }
@@ -435,22 +579,39 @@ pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
     let cfgs = configs(&args.config)?;
     let (mut backend, why) = open_backend(args.backend, &args.vm)?;
     println!("backend: {} ({why})", backend.name());
-    println!("{:<11} {:>6} {:>7} {:>7} {:>10}  failed checks", "config", "plans", "passed", "failed", "hw_probes");
+    let label = builder_label(backend.name(), &args.vm);
+    println!(
+        "{:<11} {:>6} {:>7} {:>7} {:>7} {:>10}  failed checks / outcomes not checked",
+        "config", "plans", "passed", "failed", "n/chk", "hw_probes"
+    );
     let mut report = Report { backend: backend.name().into(), configs: vec![], fuzz: None, vm_checks: vec![] };
     for cfg in cfgs {
         let mut line = ConfigReport::new(cfg.to_string());
         let mut failed_checks = BTreeSet::new();
         for (i, mut np) in plans::builtin(cfg).into_iter().enumerate() {
             let seed = np.plan.plan_id;
-            let expect = if args.inject_wrong_expectation && i == 0 { Expectation::WrongByOnePage } else { Expectation::AsPlanned };
-            let outcome = run_against(backend.as_mut(), &mut np.plan, seed, expect);
-            line.add(&np.name, &outcome);
-            let verdict = &outcome.verdict;
-            if !verdict.passed() {
-                failed_checks.extend(verdict.failed());
-                let notes = format!("{cfg} plan {} on {}\n{}", np.name, backend.name(), verdict.describe_failures());
-                let path = repro::write(&format!("{cfg}-{}", np.name), &np.plan, &verdict.failed(), &notes)?;
-                eprintln!("FAIL {cfg} {}: reproducer {}\n{}", np.name, path.display(), verdict.describe_failures().trim_end());
+            let expect = if args.inject_wrong_expectation && i == 0 {
+                Expectation::WrongByOnePage
+            } else {
+                Expectation::AsPlanned
+            };
+            let run = run_against(backend.as_mut(), &mut np.plan, seed, expect);
+            line.add(&np.name, &run);
+            match run.class() {
+                Class::Passed => {}
+                Class::NotChecked => {
+                    failed_checks.insert(run.outcome.kind());
+                    eprintln!("NOT CHECKED {cfg} {}: {}", np.name, run.outcome);
+                }
+                Class::BuilderFailed => {
+                    let verdict = &run.verdict;
+                    failed_checks.extend(verdict.failed());
+                    let notes = format!("{cfg} plan {} on {} ({label})\n{}", np.name, backend.name(), run.describe());
+                    let stem = format!("run-{label}-{cfg}-{}", np.name);
+                    let written = repro::write(&stem, &np.plan, &verdict.failed(), &run.outcome.to_string(), &notes);
+                    let path = written.map_or_else(|e| format!("NOT WRITTEN: {e:#}"), |p| p.display().to_string());
+                    eprintln!("FAIL {cfg} {}: reproducer {path}\n{}", np.name, run.describe().trim_end());
+                }
             }
         }
         let fc: Vec<_> = failed_checks.into_iter().collect();
@@ -461,22 +622,38 @@ pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
         } else {
             "no MMU".to_string()
         };
-        println!("{:<11} {:>6} {:>7} {:>7} {:>10}  {}", line.name, line.plans, line.passed, line.failed, hw, fc.join(","));
+        println!(
+            "{:<11} {:>6} {:>7} {:>7} {:>7} {:>10}  {}",
+            line.name,
+            line.plans,
+            line.passed,
+            line.failed,
+            line.not_checked,
+            hw,
+            fc.join(",")
+        );
         report.configs.push(line);
     }
     let total: usize = report.configs.iter().map(|c| c.plans).sum();
-    println!("total: {total} plans, {} passed, {} failed ({} backend)", total - report.failed(), report.failed(), report.backend);
+    let passed: usize = report.configs.iter().map(|c| c.passed).sum();
+    println!(
+        "total: {total} plans, {passed} passed, {} failed, {} not checked ({} backend)",
+        report.failed(),
+        report.not_checked(),
+        report.backend
+    );
     Ok(report)
 }
 
-fn run(args: &RunArgs) -> anyhow::Result<bool> {
+fn run(args: &RunArgs) -> anyhow::Result<Class> {
     let report = run_matrix(args)?;
     if let Some(path) = &args.report {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("cannot write report {}", path.display()))?;
         println!("report: {}", path.display());
     }
-    Ok(report.failed() == 0)
+    println!("outcome: {}", verdict_line(report.class()));
+    Ok(report.class())
 }
 
 fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
@@ -487,8 +664,21 @@ fn bench(args: &BenchArgs) -> anyhow::Result<bool> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("one run, side by side: the {n} built-in plans and the default fuzz mix (every plan verified; VM runs include MMU probes)");
     let fuzz_figure = |label: &str, workers: usize, make: &(dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Sync)| {
-        let spec = FuzzSpec { seed: 1, configs: TranslationConfig::all().collect(), count: None, time: Some(min), shard: 1, shards: 1 };
-        fuzz::run(&spec, workers, make, false).map(|s| Figure { label: label.into(), plans: s.plans, elapsed: s.elapsed, failed: s.failures.len() as u64 })
+        let spec = FuzzSpec {
+            seed: 1,
+            configs: TranslationConfig::all().collect(),
+            count: None,
+            time: Some(min),
+            shard: 1,
+            shards: 1,
+            label: "bench".into(),
+        };
+        fuzz::run(&spec, workers, make, false).map(|s| Figure {
+            label: label.into(),
+            plans: s.plans,
+            elapsed: s.elapsed,
+            failed: s.failures.len() as u64,
+        })
     };
     let native = || -> anyhow::Result<Box<dyn Backend>> { Ok(Box::new(NativeBackend::new())) };
     let persistent = VmArgs { qemu_mode: ModeChoice::Persistent, ..args.vm.clone() };
@@ -517,27 +707,34 @@ fn main() -> ExitCode {
     if init_mode::is_init() {
         init_mode::main();
     }
+    // Die quietly on a closed pipe (`ptcheck … | head`) like every Unix tool, instead
+    // of panicking in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
+    let pass_or = |ok: bool, fail: Class| if ok { Class::Passed } else { fail };
     let outcome = match &cli.cmd {
         Cmd::Run(args) => run(args),
-        Cmd::Fuzz(args) => fuzz(args).map(|s| s.failures.is_empty()),
+        Cmd::Fuzz(args) => fuzz(args).map(|s| s.class()),
         Cmd::Replay(args) => replay(args),
-        Cmd::Bench(args) => bench(args),
+        Cmd::Bench(args) => bench(args).map(|ok| pass_or(ok, Class::BuilderFailed)),
         #[cfg(feature = "mutants")]
-        Cmd::Mutants(args) => mutants(args),
+        Cmd::Mutants(args) => mutants(args).map(|ok| pass_or(ok, Class::BuilderFailed)),
         Cmd::Configs => {
             for c in TranslationConfig::all() {
                 println!("{c:<10} {} levels, root {}, {}-bit PA", c.levels(), c.root_level(), c.pa_bits());
             }
-            Ok(true)
+            Ok(Class::Passed)
         }
     };
     let _ = std::io::stdout().flush();
     match outcome {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(class) => ExitCode::from(class.exit_code()),
         Err(e) => {
-            eprintln!("ptcheck: error: {e:#}");
+            // One line: the cause and the fix.
+            eprintln!("ptcheck: error: {}", format!("{e:#}").replace('\n', " | "));
             ExitCode::from(2)
         }
     }

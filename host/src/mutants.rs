@@ -12,6 +12,7 @@ use ptcheck_shared::TranslationConfig;
 
 use crate::backend::Backend;
 use crate::fuzz::gen;
+use crate::outcome::Class;
 use crate::plans;
 use crate::run::run_and_verify;
 
@@ -24,8 +25,12 @@ pub struct RegimeOutcome {
     pub applies: bool,
     /// Plans run.
     pub plans: usize,
-    /// Plans that failed.
+    /// Plans that failed (the builder was caught).
     pub failed: usize,
+    /// Fuzzed (not built-in) plans that failed.
+    pub fuzzed_failed: usize,
+    /// Plans that could not be checked (bad plan, over capacity, infrastructure).
+    pub not_checked: usize,
     /// 1-based position of the first failing plan.
     pub first_catch: Option<usize>,
     /// Every check that failed on some plan.
@@ -57,9 +62,14 @@ impl VariantOutcome {
     /// Caught on every regime where it applies (clean: nothing failed anywhere).
     pub fn ok(&self) -> bool {
         match self.variant {
-            None => self.regimes.iter().all(|r| r.failed == 0),
+            None => self.regimes.iter().all(|r| r.failed == 0 && r.not_checked == 0),
             Some(_) => self.applicable().all(|r| r.failed > 0),
         }
+    }
+
+    /// Regimes where a fuzzed plan (not only a built-in one) caught it.
+    pub fn caught_by_fuzzing(&self) -> Vec<String> {
+        self.regimes.iter().filter(|r| r.fuzzed_failed > 0).map(|r| r.config.to_string()).collect()
     }
 
     /// Union of the checks that caught it.
@@ -86,16 +96,38 @@ pub fn run_variant(
     let mut regimes = Vec::new();
     for &cfg in configs {
         let applies = variant.is_none_or(|v| (v.applies)(&cfg));
-        let mut r = RegimeOutcome { config: cfg, applies, plans: 0, failed: 0, first_catch: None, checks: BTreeSet::new() };
-        let builtin = plans::builtin(cfg).into_iter().map(|np| np.plan);
-        let fuzzed = (0..fuzz_count).map(|i| gen::generate(seed, i, cfg));
-        for mut plan in builtin.chain(fuzzed) {
+        let mut r = RegimeOutcome {
+            config: cfg,
+            applies,
+            plans: 0,
+            failed: 0,
+            fuzzed_failed: 0,
+            not_checked: 0,
+            first_catch: None,
+            checks: BTreeSet::new(),
+        };
+        let builtin = plans::builtin(cfg).into_iter().map(|np| (false, np.plan));
+        let fuzzed = (0..fuzz_count).map(|i| (true, gen::generate(seed, i, cfg)));
+        for (is_fuzzed, mut plan) in builtin.chain(fuzzed) {
             r.plans += 1;
             let o = run_and_verify(backend, &mut plan, seed ^ r.plans as u64);
-            if !o.verdict.passed() {
-                r.failed += 1;
-                r.first_catch.get_or_insert(r.plans);
-                r.checks.extend(o.verdict.failed());
+            match o.class() {
+                Class::Passed => {}
+                Class::NotChecked => {
+                    r.not_checked += 1;
+                    eprintln!(
+                        "  NOT CHECKED: {} {cfg} plan {}: {}",
+                        variant.map_or("clean", |v| v.name),
+                        r.plans,
+                        o.outcome
+                    );
+                }
+                Class::BuilderFailed => {
+                    r.failed += 1;
+                    r.fuzzed_failed += usize::from(is_fuzzed);
+                    r.first_catch.get_or_insert(r.plans);
+                    r.checks.extend(o.verdict.failed());
+                }
             }
         }
         regimes.push(r);
@@ -110,9 +142,18 @@ pub fn table(outcomes: &[VariantOutcome], backend: &str) -> String {
         let total = o.regimes.len();
         let applicable: Vec<_> = o.applicable().collect();
         let na: Vec<String> = o.regimes.iter().filter(|r| !r.applies).map(|r| r.config.to_string()).collect();
-        let applies = if na.is_empty() { format!("all {total}") } else { format!("{} (n/a: {})", applicable.len(), na.join(" ")) };
+        let applies = if na.is_empty() {
+            format!("all {total}")
+        } else {
+            format!("{} (n/a: {})", applicable.len(), na.join(" "))
+        };
         let caught = match o.variant {
-            None => format!("{} failures in {} plans", o.regimes.iter().map(|r| r.failed).sum::<usize>(), o.regimes.iter().map(|r| r.plans).sum::<usize>()),
+            None => format!(
+                "{} failures, {} not checked, in {} plans",
+                o.regimes.iter().map(|r| r.failed).sum::<usize>(),
+                o.regimes.iter().map(|r| r.not_checked).sum::<usize>(),
+                o.regimes.iter().map(|r| r.plans).sum::<usize>()
+            ),
             Some(_) => {
                 let n = applicable.iter().filter(|r| r.failed > 0).count();
                 format!("{} {n}/{}", if n == applicable.len() { "yes" } else { "NO" }, applicable.len())

@@ -158,10 +158,6 @@ pub fn builtin(cfg: TranslationConfig) -> Vec<NamedPlan> {
         map(p, r + 2 * page, 0x8000_0000 + 2 * page, page, ro, 0);
     }
     {
-        let p = s.plan("bug-misaligned");
-        map(p, r, 0x8000_0000 + page / 2, page, k, 0);
-    }
-    {
         // Two pages in different root entries need two full chains of tables.
         let p = s.plan("bug-pool-exhausted");
         p.n_pool = 0;

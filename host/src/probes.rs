@@ -25,7 +25,9 @@ pub fn expected_at(cfg: &TranslationConfig, exp: &Expected, va: u64) -> Option<T
         let level = Level(l);
         let span = cfg.entry_span(level);
         match exp.entries.get(&(level, va & !(span - 1)))? {
-            ModelEntry::Leaf(d) => Some(Translation { pa: (d.address(cfg) & !(span - 1)) + (va & (span - 1)), prot: d.prot(cfg) }),
+            ModelEntry::Leaf(d) => {
+                Some(Translation { pa: (d.address(cfg) & !(span - 1)) + (va & (span - 1)), prot: d.prot(cfg) })
+            }
             ModelEntry::Table { .. } => None,
         }
     })
@@ -68,7 +70,10 @@ pub fn choose(plan: &mut Plan, exp: &Expected, seed: u64) {
     for op in plan.ops()[..ops_run].iter().filter(|op| op.size >= page) {
         let last = op.va.wrapping_add(op.size - page);
         vas.extend([op.va, last]);
-        let inside: Vec<_> = leaves.iter().filter(|(va, l, _)| *va <= last && va.wrapping_add(cfg.entry_span(*l) - 1) >= op.va).collect();
+        let inside: Vec<_> = leaves
+            .iter()
+            .filter(|(va, l, _)| *va <= last && va.wrapping_add(cfg.entry_span(*l) - 1) >= op.va)
+            .collect();
         let step = inside.len().div_ceil(LEAF_SAMPLES).max(1);
         for (va, l, _) in inside.iter().step_by(step) {
             vas.extend([*va, va.wrapping_add(cfg.entry_span(*l) - page)]);
@@ -171,7 +176,11 @@ pub fn check(cfg: &TranslationConfig, plan: &Plan, exp: &Expected, w: &Walk, r: 
                 }
                 let writable = t.prot.0 & Prot::RDONLY == 0;
                 if writable != (par_w & 1 == 0) {
-                    problems.push(format!("AT S1E1W says {}, expected {}", show_par(par_w), if writable { "writable" } else { "read-only" }));
+                    problems.push(format!(
+                        "AT S1E1W says {}, expected {}",
+                        show_par(par_w),
+                        if writable { "writable" } else { "read-only" }
+                    ));
                 }
                 let page_pa = t.pa & !(page - 1);
                 if in_tag_region(page_pa) && mmu == Some(t.pa) {

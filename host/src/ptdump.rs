@@ -28,7 +28,12 @@ pub fn rows(cfg: &TranslationConfig, leaves: impl IntoIterator<Item = (u64, Leve
         let (pa, prot, cont) = (d.address(cfg) & !(span - 1), d.prot(cfg), d.is_contiguous());
         if let Some(last) = out.last_mut() {
             let len = (last.end - u128::from(last.va)) as u64;
-            if last.end == u128::from(va) && last.level == level && last.prot == prot && last.cont == cont && last.pa.wrapping_add(len) == pa {
+            if last.end == u128::from(va)
+                && last.level == level
+                && last.prot == prot
+                && last.cont == cont
+                && last.pa.wrapping_add(len) == pa
+            {
                 last.end += u128::from(span);
                 continue;
             }
@@ -67,7 +72,15 @@ fn attrs(p: Prot) -> String {
 pub fn line(r: &Row) -> String {
     let shape = if r.level == Level::LEAF { "page" } else { "block" };
     let cont = if r.cont { " cont" } else { "" };
-    format!("{:#018x}-{:<#18x} {:>6} {} {shape:<5}{cont:<5} -> {:#014x}  {}", r.va, r.end, size(r.end - u128::from(r.va)), r.level, r.pa, attrs(r.prot))
+    format!(
+        "{:#018x}-{:<#18x} {:>6} {} {shape:<5}{cont:<5} -> {:#014x}  {}",
+        r.va,
+        r.end,
+        size(r.end - u128::from(r.va)),
+        r.level,
+        r.pa,
+        attrs(r.prot)
+    )
 }
 
 /// Both listings merged in VA order: `  ` same, `- ` expected only, `+ ` actual only.

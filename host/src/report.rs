@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::run::Outcome;
+use crate::outcome::Class;
+use crate::run::PlanRun;
 use crate::verify::CHECKS;
 
 /// One config's line of the report.
@@ -16,15 +17,20 @@ pub struct ConfigReport {
     pub plans: usize,
     /// Plans whose every check passed.
     pub passed: usize,
-    /// Plans with at least one failed check.
+    /// Plans with at least one failed check: the builder is wrong.
     pub failed: usize,
+    /// Plans that could not be checked (bad-plan, over-capacity, infrastructure).
+    pub not_checked: usize,
+    /// Outcome kind ("done", "bug", "crash", "bad-plan", "over-capacity",
+    /// "infrastructure") -> plans that ended that way.
+    pub outcomes: BTreeMap<String, usize>,
     /// Check name -> plans that passed it.
     pub checks: BTreeMap<String, usize>,
     /// Pages whose translation was checked by the MMU (0 when no MMU ran).
     pub hw_probes: u64,
     /// True when the CPU could not run this regime, so only memory was checked.
     pub hw_unsupported: bool,
-    /// "plan: [check] message" for each failure.
+    /// "plan: outcome, [check] message" for each plan that failed or was not checked.
     pub failures: Vec<String>,
 }
 
@@ -32,20 +38,34 @@ impl ConfigReport {
     /// An empty line for `name`.
     pub fn new(name: String) -> Self {
         let checks = CHECKS.iter().map(|c| (c.to_string(), 0)).collect();
-        ConfigReport { name, plans: 0, passed: 0, failed: 0, checks, hw_probes: 0, hw_unsupported: false, failures: vec![] }
+        ConfigReport {
+            name,
+            plans: 0,
+            passed: 0,
+            failed: 0,
+            not_checked: 0,
+            outcomes: BTreeMap::new(),
+            checks,
+            hw_probes: 0,
+            hw_unsupported: false,
+            failures: vec![],
+        }
     }
 
     /// Count one plan's outcome.
-    pub fn add(&mut self, plan_name: &str, o: &Outcome) {
+    pub fn add(&mut self, plan_name: &str, o: &PlanRun) {
         let v = &o.verdict;
         self.plans += 1;
         self.hw_probes += o.hw_probes;
         self.hw_unsupported |= o.hw_unsupported;
-        if v.passed() {
-            self.passed += 1;
-        } else {
-            self.failed += 1;
-            self.failures.push(format!("{plan_name}:\n{}", v.describe_failures().trim_end()));
+        *self.outcomes.entry(o.outcome.kind().to_string()).or_insert(0) += 1;
+        match o.class() {
+            Class::Passed => self.passed += 1,
+            Class::BuilderFailed => self.failed += 1,
+            Class::NotChecked => self.not_checked += 1,
+        }
+        if !o.passed() {
+            self.failures.push(format!("{plan_name}: {}", o.describe().trim_end()));
         }
         for c in &v.checks {
             let n = self.checks.entry(c.name.to_string()).or_insert(0);
@@ -61,8 +81,10 @@ impl ConfigReport {
 pub struct FuzzLine {
     /// Plans run.
     pub plans: u64,
-    /// Plans that failed.
+    /// Plans that failed a check (shrunk to reproducers).
     pub failed: usize,
+    /// Plans that could not be checked, by cause (never shrunk, never reproducers).
+    pub not_checked: usize,
     /// Plans per second.
     pub plans_per_s: f64,
     /// Pages checked by the MMU.
@@ -71,7 +93,13 @@ pub struct FuzzLine {
 
 impl From<&crate::fuzz::Summary> for FuzzLine {
     fn from(s: &crate::fuzz::Summary) -> Self {
-        FuzzLine { plans: s.plans, failed: s.failures.len(), plans_per_s: s.rate(), hw_probes: s.hw_probes }
+        FuzzLine {
+            plans: s.plans,
+            failed: s.failures.len(),
+            not_checked: s.unchecked.len(),
+            plans_per_s: s.rate(),
+            hw_probes: s.hw_probes,
+        }
     }
 }
 
@@ -94,5 +122,21 @@ impl Report {
     /// Plans that failed, over every config.
     pub fn failed(&self) -> usize {
         self.configs.iter().map(|c| c.failed).sum()
+    }
+
+    /// Plans that could not be checked, over every config.
+    pub fn not_checked(&self) -> usize {
+        self.configs.iter().map(|c| c.not_checked).sum()
+    }
+
+    /// The worst class over every plan: what the exit code says.
+    pub fn class(&self) -> Class {
+        if self.failed() > 0 {
+            Class::BuilderFailed
+        } else if self.not_checked() > 0 {
+            Class::NotChecked
+        } else {
+            Class::Passed
+        }
     }
 }

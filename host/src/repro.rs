@@ -1,11 +1,13 @@
 //! Reproducer files: a failing plan as text, to read, edit and run again
 //! (`cargo xtask replay FILE`).
 //!
-//! Format 1, one item per line; `#` starts a comment; numbers are decimal or `0x` hex:
+//! Format 2, one item per line; `#` starts a comment; numbers are decimal or `0x` hex
+//! (format 1 files, which have no `outcome` line, are read too):
 //! ```text
-//! ptcheck-repro 1                      first line, always
+//! ptcheck-repro 2                      first line, always
 //! config 4k-52@48                      the regime (exactly one)
 //! origin <seed> <index> <format>       optional: where a fuzzed plan came from
+//! outcome <words>                      optional: how the run ended when written
 //! fails <check>                        optional, repeatable: what failed when written
 //! pool <base> <size>                   table pool ranges, in order
 //! map <va> <pa> <size> <prot> <flags>  create_pgd_mapping calls, in order
@@ -18,8 +20,8 @@ use anyhow::Context as _;
 use ptcheck_shared::abi::{MapOp, Plan, MAX_OPS, MAX_POOL_RANGES};
 use ptcheck_shared::TranslationConfig;
 
-/// The format this code writes and reads.
-pub const REPRO_FORMAT: u32 = 1;
+/// The format this code writes (it reads this one and format 1).
+pub const REPRO_FORMAT: u32 = 2;
 
 /// A reproducer.
 #[derive(Clone)]
@@ -30,6 +32,8 @@ pub struct Repro {
     pub origin: Option<(u64, u64, u32)>,
     /// Checks that failed when it was written.
     pub fails: Vec<String>,
+    /// How the run ended when it was written ([`crate::outcome::Outcome`] as text).
+    pub outcome: Option<String>,
 }
 
 /// Why a reproducer could not be read: the line and what is wrong with it.
@@ -65,6 +69,9 @@ pub fn render(r: &Repro, notes: &str) -> String {
     if let Some((seed, index, format)) = r.origin {
         let _ = writeln!(s, "origin {seed} {index} {format}");
     }
+    if let Some(outcome) = &r.outcome {
+        let _ = writeln!(s, "outcome {}", outcome.replace(['\n', '#'], " "));
+    }
     for check in &r.fails {
         let _ = writeln!(s, "fails {check}");
     }
@@ -95,20 +102,30 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
     let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.split('#').next().unwrap_or("").trim()));
     let header = lines.by_ref().find(|(_, l)| !l.is_empty());
     match header {
-        Some((_, l)) if l == format!("ptcheck-repro {REPRO_FORMAT}") => {}
+        Some((_, l)) if l == format!("ptcheck-repro {REPRO_FORMAT}") || l == "ptcheck-repro 1" => {}
         Some((n, l)) if l.starts_with("ptcheck-repro") => {
-            return Err(ParseError { line: n, message: format!("'{l}': this ptcheck reads format {REPRO_FORMAT}") })
+            return Err(ParseError {
+                line: n,
+                message: format!("'{l}': this ptcheck reads formats 1 and {REPRO_FORMAT}"),
+            })
         }
-        Some((n, _)) => return Err(ParseError { line: n, message: format!("not a reproducer: the first line must be 'ptcheck-repro {REPRO_FORMAT}'") }),
+        Some((n, _)) => {
+            return Err(ParseError {
+                line: n,
+                message: format!("not a reproducer: the first line must be 'ptcheck-repro {REPRO_FORMAT}'"),
+            })
+        }
         None => return Err(ParseError { line: 0, message: "empty reproducer".into() }),
     }
-    let (mut cfg, mut origin, mut fails) = (None, None, Vec::new());
+    let (mut cfg, mut origin, mut fails, mut outcome) = (None, None, Vec::new(), None);
     let (mut pool, mut ops) = (Vec::new(), Vec::new());
     for (n, l) in lines.filter(|(_, l)| !l.is_empty()) {
         let mut w = l.split_whitespace();
         let keyword = w.next().unwrap_or("");
         let expect_end = |w: &mut std::str::SplitWhitespace<'_>| match w.next() {
-            Some(extra) => Err(ParseError { line: n, message: format!("unexpected '{extra}' after the {keyword} fields") }),
+            Some(extra) => {
+                Err(ParseError { line: n, message: format!("unexpected '{extra}' after the {keyword} fields") })
+            }
             None => Ok(()),
         };
         match keyword {
@@ -126,7 +143,12 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
                 let format = number(w.next(), "format", n)?;
                 origin = Some((seed, index, u32::try_from(format).unwrap_or(u32::MAX)));
             }
-            "fails" => fails.push(w.next().ok_or(ParseError { line: n, message: "missing field <check>".into() })?.to_string()),
+            "outcome" => {
+                outcome = Some(w.by_ref().collect::<Vec<_>>().join(" "));
+            }
+            "fails" => {
+                fails.push(w.next().ok_or(ParseError { line: n, message: "missing field <check>".into() })?.to_string())
+            }
             "pool" => pool.push((number(w.next(), "base", n)?, number(w.next(), "size", n)?)),
             "map" => ops.push(MapOp {
                 va: number(w.next(), "va", n)?,
@@ -135,7 +157,12 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
                 prot: number(w.next(), "prot", n)?,
                 flags: number(w.next(), "flags", n)?,
             }),
-            other => return Err(ParseError { line: n, message: format!("unknown keyword '{other}' (config, origin, fails, pool, map)") }),
+            other => {
+                return Err(ParseError {
+                    line: n,
+                    message: format!("unknown keyword '{other}' (config, origin, outcome, fails, pool, map)"),
+                })
+            }
         }
         expect_end(&mut w)?;
         if pool.len() > MAX_POOL_RANGES {
@@ -155,7 +182,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
     for op in ops {
         plan.push_op(op);
     }
-    Ok(Repro { plan, origin, fails })
+    Ok(Repro { plan, origin, fails, outcome })
 }
 
 /// Where reproducers go: `ptcheck/repro/` under `$CARGO_TARGET_DIR`, else under the
@@ -163,31 +190,58 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
 pub fn dir() -> PathBuf {
     let target = match (std::env::var_os("CARGO_TARGET_DIR"), std::env::var_os("CARGO_MANIFEST_DIR")) {
         (Some(t), _) => PathBuf::from(t),
-        (None, Some(m)) if PathBuf::from(&m).join("../Cargo.toml").is_file() => PathBuf::from(m).parent().map_or_else(|| PathBuf::from("target"), |p| p.join("target")),
+        (None, Some(m)) if PathBuf::from(&m).join("../Cargo.toml").is_file() => {
+            PathBuf::from(m).parent().map_or_else(|| PathBuf::from("target"), |p| p.join("target"))
+        }
         _ => PathBuf::from("target"),
     };
     target.join("ptcheck").join("repro")
 }
 
-/// Write `r` as `<stem>.repro` under [`dir`].
+/// Write `r` as `<stem>.repro` under [`dir`]; an existing file is never overwritten:
+/// the name gains `-2`, `-3`, … instead.
 ///
 /// # Errors
 /// When the directory or file cannot be written.
 pub fn write_repro(stem: &str, r: &Repro, notes: &str) -> anyhow::Result<PathBuf> {
-    let dir = dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_repro_in(&dir(), stem, r, notes)
+}
+
+/// [`write_repro`] into `dir`.
+///
+/// # Errors
+/// When the directory or file cannot be written.
+pub fn write_repro_in(dir: &std::path::Path, stem: &str, r: &Repro, notes: &str) -> anyhow::Result<PathBuf> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let safe: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    let path = dir.join(format!("{safe}.repro"));
-    std::fs::write(&path, render(r, notes)).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    let text = render(r, notes);
+    for n in 1u32.. {
+        let name = if n == 1 { format!("{safe}.repro") } else { format!("{safe}-{n}.repro") };
+        let path = dir.join(name);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                f.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+    unreachable!("u32 names run out before a directory does")
 }
 
 /// Write a plain plan (no origin) as a reproducer.
 ///
 /// # Errors
 /// When the directory or file cannot be written.
-pub fn write(stem: &str, plan: &Plan, fails: &[&str], notes: &str) -> anyhow::Result<PathBuf> {
-    let r = Repro { plan: Box::new(*plan), origin: None, fails: fails.iter().map(|s| s.to_string()).collect() };
+pub fn write(stem: &str, plan: &Plan, fails: &[&str], outcome: &str, notes: &str) -> anyhow::Result<PathBuf> {
+    let r = Repro {
+        plan: Box::new(*plan),
+        origin: None,
+        fails: fails.iter().map(|s| s.to_string()).collect(),
+        outcome: Some(outcome.to_string()),
+    };
     write_repro(stem, &r, notes)
 }
 
@@ -203,7 +257,10 @@ mod tests {
     fn round_trips() {
         let r = parse(&sample()).unwrap();
         assert_eq!(r.plan.config().unwrap().to_string(), "16k-47");
-        assert_eq!((r.origin, r.fails.clone(), r.plan.n_ops, r.plan.n_pool), (Some((1, 2, 1)), vec!["ordering".to_string()], 1, 1));
+        assert_eq!(
+            (r.origin, r.fails.clone(), r.plan.n_ops, r.plan.n_pool),
+            (Some((1, 2, 1)), vec!["ordering".to_string()], 1, 1)
+        );
         let again = parse(&render(&r, "x")).unwrap();
         assert_eq!(bytemuck::bytes_of(&*again.plan), bytemuck::bytes_of(&*r.plan));
     }
@@ -213,7 +270,7 @@ mod tests {
         let cases = [
             ("", "empty reproducer"),
             ("hello\n", "line 1: not a reproducer"),
-            ("ptcheck-repro 9\n", "line 1: 'ptcheck-repro 9': this ptcheck reads format 1"),
+            ("ptcheck-repro 9\n", "line 1: 'ptcheck-repro 9': this ptcheck reads formats 1 and 2"),
             ("ptcheck-repro 1\nconfig 4k-40\n", "line 2: unknown config '4k-40'"),
             ("ptcheck-repro 1\nconfig 4k-48\nmap 0x1 0x2\n", "line 3: missing field <size>"),
             ("ptcheck-repro 1\nconfig 4k-48\nmap 0x1 0x2 zz 0 0\n", "line 3: <size> is 'zz', not a number"),

@@ -1,21 +1,61 @@
-//! Running one plan end to end on any backend: add MMU probes where the backend has
-//! an MMU, run, verify.
+//! Running one plan end to end on any backend: validate it, add MMU probes where the
+//! backend has an MMU, run, name the outcome, verify.
 
-use ptcheck_shared::abi::{Plan, RunResult};
+use ptcheck_shared::abi::{Plan, RunResult, Status, MAX_EVENTS};
 
-use crate::backend::Backend;
-use crate::expect::expected;
+use crate::backend::{Backend, RunView};
+use crate::expect::{expected, Expected};
+use crate::outcome::{Class, Outcome};
 use crate::probes;
-use crate::verify::{verify, Check, Verdict};
+use crate::validate::validate;
+use crate::verify::{verify_with, Verdict};
+use crate::walker::Walk;
 
 /// What one plan's run amounted to.
-pub struct Outcome {
-    /// Every check.
+pub struct PlanRun {
+    /// How the run ended.
+    pub outcome: Outcome,
+    /// Every check (empty when the outcome is not one the checks can judge).
     pub verdict: Verdict,
     /// Pages checked by the MMU.
     pub hw_probes: u64,
     /// The CPU could not run this regime (memory checked only).
     pub hw_unsupported: bool,
+}
+
+impl PlanRun {
+    /// A run the checks cannot judge: bad plan, over capacity, infrastructure.
+    pub fn unchecked(outcome: Outcome) -> PlanRun {
+        PlanRun { outcome, verdict: Verdict { checks: Vec::new() }, hw_probes: 0, hw_unsupported: false }
+    }
+
+    /// Passed, failed by the builder, or not checked.
+    pub fn class(&self) -> Class {
+        if !self.outcome.checked() {
+            Class::NotChecked
+        } else if self.verdict.passed() {
+            Class::Passed
+        } else {
+            Class::BuilderFailed
+        }
+    }
+
+    /// Checked, and every check passed.
+    pub fn passed(&self) -> bool {
+        self.class() == Class::Passed
+    }
+
+    /// Checked, and some check failed: the builder is at fault.
+    pub fn builder_failed(&self) -> bool {
+        self.class() == Class::BuilderFailed
+    }
+
+    /// The outcome, and the failing checks when there are any.
+    pub fn describe(&self) -> String {
+        let mut s = format!("outcome: {}\n", self.outcome);
+        s.push_str(&self.verdict.describe_failures());
+        s
+    }
 }
 
 /// What the run is verified against.
@@ -30,61 +70,104 @@ pub enum Expectation {
 
 /// Run `plan` on `backend` and verify it. The plan gains its probes (VM backends).
 ///
-/// A backend failure (VM would not boot, hung, died) is a failed `result` check, not
-/// an error: the run goes on with the next plan and the failure is reported.
-pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> Outcome {
+/// A backend failure (VM would not boot, hung, died) is an `infrastructure` outcome,
+/// not an error and never a builder failure: the run goes on with the next plan.
+pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> PlanRun {
     run_against(backend, plan, seed, Expectation::AsPlanned)
 }
 
 /// Choose the plan's MMU probes and the RAM pages to tag, where the backend has an MMU.
-fn prepare_probes(backend: &dyn Backend, plan: &mut Plan, seed: u64) -> Vec<u64> {
+fn prepare_probes(backend: &dyn Backend, plan: &mut Plan, exp: &Expected, seed: u64) -> Vec<u64> {
     if !backend.has_mmu() {
         return Vec::new();
     }
-    let Some(exp) = expected(plan) else { return Vec::new() };
-    probes::choose(plan, &exp, seed);
-    probes::tag_pages(plan, &exp)
+    probes::choose(plan, exp, seed);
+    probes::tag_pages(plan, exp)
 }
 
-impl Outcome {
-    fn of(verdict: Verdict, result: &RunResult) -> Outcome {
-        let probed = result.hw_flags & RunResult::HW_PROBED != 0;
-        Outcome {
-            verdict,
-            hw_probes: if probed { u64::from(result.n_probes) } else { 0 },
-            hw_unsupported: result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
-        }
+/// How the builder's run ended, from its result record; `Err` when the record says
+/// the run cannot be judged.
+fn outcome_of(result: &RunResult) -> Result<Outcome, Outcome> {
+    if result.events_total > result.n_events {
+        let held = MAX_EVENTS as u64;
+        return Err(Outcome::OverCapacity { limit: "trace events", needed: result.events_total.into(), held });
     }
+    Ok(match result.status() {
+        Some(Status::Done) => Outcome::Done,
+        Some(Status::Bug) => Outcome::bug(&result.bug),
+        Some(Status::Exception) => Outcome::Crash(format!(
+            "during op {}: {} at FAR {:#x}",
+            result.exception.op as i64,
+            crate::esr::describe(result.exception.esr),
+            result.exception.far
+        )),
+        Some(Status::BadPlan) => {
+            return Err(Outcome::Infrastructure(
+                "the guest rejected a plan the host accepted: the guest image is from another ptcheck \
+                 (rebuild it with `cargo xtask build-guest`)"
+                    .into(),
+            ))
+        }
+        Some(Status::Running) => {
+            Outcome::Crash(format!("the run never finished ({} operations applied)", result.ops_done))
+        }
+        None => Outcome::Crash(format!("result status {} is not a status", result.status)),
+    })
+}
+
+/// The verdict on one finished run, with the walk the checks used.
+fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>, want_walk: bool) -> (PlanRun, Option<Walk>) {
+    let result = view.result;
+    let outcome = match outcome_of(result) {
+        Ok(o) => o,
+        Err(o) => return (PlanRun::unchecked(o), None),
+    };
+    let (verdict, w) = verify_with(plan, exp, view);
+    let probed = result.hw_flags & RunResult::HW_PROBED != 0;
+    let run = PlanRun {
+        outcome,
+        verdict,
+        hw_probes: if probed { u64::from(result.n_probes) } else { 0 },
+        hw_unsupported: result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
+    };
+    (run, want_walk.then_some(w))
 }
 
 /// [`run_and_verify`] with a chosen [`Expectation`].
-pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect: Expectation) -> Outcome {
-    let tags = prepare_probes(backend, plan, seed);
-    match backend.run_tagged(plan, &tags) {
-        Ok(view) => {
-            let mut against = *plan;
-            if expect == Expectation::WrongByOnePage && against.n_ops > 0 {
-                against.ops[0].pa += against.config().map_or(4096, |c| c.page_size());
-            }
-            Outcome::of(verify(&against, &view), view.result)
-        }
-        Err(e) => {
-            let mut c = Check::new("result");
-            c.fail(format!("{} backend failed: {e:#}", backend.name()));
-            Outcome { verdict: Verdict { checks: vec![c] }, hw_probes: 0, hw_unsupported: false }
-        }
+pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect: Expectation) -> PlanRun {
+    run_full(backend, plan, seed, expect, false).0
+}
+
+fn run_full(
+    backend: &mut dyn Backend,
+    plan: &mut Plan,
+    seed: u64,
+    expect: Expectation,
+    want_walk: bool,
+) -> (PlanRun, Option<Walk>) {
+    let exp = match validate(plan) {
+        Ok(exp) => exp,
+        Err(o) => return (PlanRun::unchecked(o), None),
+    };
+    let tags = prepare_probes(backend, plan, &exp, seed);
+    let name = backend.name();
+    let view = match backend.run_tagged(plan, &tags) {
+        Ok(view) => view,
+        Err(e) => return (PlanRun::unchecked(Outcome::Infrastructure(format!("{name} backend: {e:#}"))), None),
+    };
+    if expect == Expectation::WrongByOnePage && plan.n_ops > 0 {
+        let mut against = *plan;
+        against.ops[0].pa = against.ops[0].pa.wrapping_add(against.config().map_or(4096, |c| c.page_size()));
+        let Some(wrong) = expected(&against) else {
+            return (PlanRun::unchecked(Outcome::BadPlan("the self-test expectation has no model".into())), None);
+        };
+        return judge(&against, &wrong, &view, want_walk);
     }
+    judge(plan, &exp, &view, want_walk)
 }
 
 /// Run and verify like [`run_and_verify`], and also return what the tables map
-/// (walked from the result's root) for listings.
-///
-/// # Errors
-/// The backend failed (could not boot, hung, died).
-pub fn run_for_listing(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> anyhow::Result<(Outcome, crate::walker::Walk)> {
-    let tags = prepare_probes(backend, plan, seed);
-    let view = backend.run_tagged(plan, &tags)?;
-    let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("the plan's config is not valid"))?;
-    let walk = if view.result.root_pa != 0 { crate::walker::walk(&cfg, view.result.root_pa, view.ram) } else { Default::default() };
-    Ok((Outcome::of(verify(plan, &view), view.result), walk))
+/// (walked from the result's root) for listings, and the expected state.
+pub fn run_for_listing(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> (PlanRun, Option<Walk>) {
+    run_full(backend, plan, seed, Expectation::AsPlanned, true)
 }

@@ -123,20 +123,31 @@ fn describe_leaf(level: Level, d: Descriptor, cfg: &TranslationConfig) -> String
 
 /// Check one run of `plan`.
 pub fn verify(plan: &Plan, view: &RunView<'_>) -> Verdict {
-    let r = view.result;
-    let mut checks: Vec<Check> = CHECKS.iter().map(|&n| Check::new(n)).collect();
-    let (Some(cfg), Some(exp)) = (plan.config(), expected(plan)) else {
+    let Some(exp) = expected(plan) else {
+        let mut checks: Vec<Check> = CHECKS.iter().map(|&n| Check::new(n)).collect();
         checks[0].fail("the plan itself is malformed (magic, version or config)");
         return Verdict { checks };
+    };
+    verify_with(plan, &exp, view).0
+}
+
+/// Check one run of `plan` against its expected state `exp`; also returns the walk
+/// of the tables every check used (empty when there is no root).
+pub fn verify_with(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (Verdict, Walk) {
+    let r = view.result;
+    let mut checks: Vec<Check> = CHECKS.iter().map(|&n| Check::new(n)).collect();
+    let Some(cfg) = plan.config() else {
+        checks[0].fail("the plan itself is malformed (magic, version or config)");
+        return (Verdict { checks }, Walk::default());
     };
     if r.magic != RESULT_MAGIC || r.plan_id != plan.plan_id {
         checks[0].fail(format!(
             "no result for this plan in the result area (magic {:#x}, plan id {} vs {})",
             r.magic, r.plan_id, plan.plan_id
         ));
-        return Verdict { checks };
+        return (Verdict { checks }, Walk::default());
     }
-    check_result(&cfg, r, &exp, &mut checks[0]);
+    check_result(&cfg, r, exp, &mut checks[0]);
     let w = if r.root_pa != 0 { walk(&cfg, r.root_pa, view.ram) } else { Walk::default() };
     let in_bug = |va: u64, size: u64| {
         exp.bug_range.is_some_and(|(s, e)| {
@@ -145,28 +156,37 @@ pub fn verify(plan: &Plan, view: &RunView<'_>) -> Verdict {
         })
     };
     let [_, translation, policy, zeroing, ordering, table_bits] = &mut checks[..] else { unreachable!() };
-    check_translation(&cfg, &exp, &w, &in_bug, translation);
-    check_policy(&cfg, &exp, &w, r, &in_bug, policy);
-    check_zeroing(&cfg, plan, &exp, &w, r, view.ram, &in_bug, zeroing);
+    check_translation(&cfg, exp, &w, &in_bug, translation);
+    check_policy(&cfg, exp, &w, r, &in_bug, policy);
+    check_zeroing(&cfg, plan, exp, &w, r, view.ram, &in_bug, zeroing);
     check_ordering(&cfg, plan, &w, r, ordering);
-    check_table_bits(&exp, &w, table_bits);
+    check_table_bits(exp, &w, table_bits);
     // The MMU view exists only if the guest got as far as probing: a crash or hang
     // is the `result` check's failure, not a disagreement of the MMU.
     if plan.n_probes > 0 && matches!(r.status(), Some(Status::Done | Status::Bug)) {
-        checks.push(crate::probes::check(&cfg, plan, &exp, &w, r));
+        checks.push(crate::probes::check(&cfg, plan, exp, &w, r));
     }
-    Verdict { checks }
+    (Verdict { checks }, w)
 }
 
 fn check_result(cfg: &TranslationConfig, r: &RunResult, exp: &Expected, c: &mut Check) {
     match (r.status(), &exp.bug) {
         (Some(Status::Done), None) => {}
-        (Some(Status::Done), Some(b)) => {
-            c.fail(format!("expected BUG {:?} at {} (L{} VA {:#x}) but every operation was applied", b.kind, op_name(b.op), b.level, b.va))
-        }
+        (Some(Status::Done), Some(b)) => c.fail(format!(
+            "expected BUG {:?} at {} (L{} VA {:#x}) but every operation was applied",
+            b.kind,
+            op_name(b.op),
+            b.level,
+            b.va
+        )),
         (Some(Status::Bug), None) => c.fail(format!(
             "unexpected BUG {} at {} (L{} VA {:#x}, old {:#x}, new {:#x})",
-            bug_name(r.bug.kind), op_name(r.bug.op), r.bug.level, r.bug.va, r.bug.old, r.bug.new
+            bug_name(r.bug.kind),
+            op_name(r.bug.op),
+            r.bug.level,
+            r.bug.va,
+            r.bug.old,
+            r.bug.new
         )),
         (Some(Status::Bug), Some(b)) => {
             let a = &r.bug;
@@ -174,7 +194,13 @@ fn check_result(cfg: &TranslationConfig, r: &RunResult, exp: &Expected, c: &mut 
                 Some(old) => a.old == old,
                 None => Descriptor(a.old).kind(cfg, Level(a.level as i8)) == DescriptorKind::Table,
             };
-            if a.kind != b.kind as u32 || a.op != b.op || a.level != b.level || a.va != b.va || !old_ok || a.new != b.new {
+            if a.kind != b.kind as u32
+                || a.op != b.op
+                || a.level != b.level
+                || a.va != b.va
+                || !old_ok
+                || a.new != b.new
+            {
                 c.fail(format!(
                     "BUG record differs: expected {:?} at {} L{} VA {:#x} old {} new {:#x}; got {} at {} L{} VA {:#x} old {:#x} new {:#x}",
                     b.kind, op_name(b.op), b.level, b.va,
@@ -185,10 +211,15 @@ fn check_result(cfg: &TranslationConfig, r: &RunResult, exp: &Expected, c: &mut 
         }
         (Some(Status::Exception), _) => c.fail(format!(
             "guest exception during {}: {} at FAR {:#x}, ELR {:#x}",
-            op_name(r.exception.op), esr::describe(r.exception.esr), r.exception.far, r.exception.elr
+            op_name(r.exception.op),
+            esr::describe(r.exception.esr),
+            r.exception.far,
+            r.exception.elr
         )),
         (Some(Status::BadPlan), _) => c.fail("the guest rejected the plan (magic, version or config)"),
-        (Some(Status::Running), _) => c.fail(format!("the run never finished ({} of the operations applied)", r.ops_done)),
+        (Some(Status::Running), _) => {
+            c.fail(format!("the run never finished ({} of the operations applied)", r.ops_done))
+        }
         (None, _) => c.fail(format!("result status {} is not a status", r.status)),
     }
 }
@@ -209,7 +240,13 @@ fn runs(items: impl Iterator<Item = (u64, u64, u64, Prot)>) -> Vec<(u128, u128, 
     out
 }
 
-fn check_translation(cfg: &TranslationConfig, exp: &Expected, w: &Walk, in_bug: &dyn Fn(u64, u64) -> bool, c: &mut Check) {
+fn check_translation(
+    cfg: &TranslationConfig,
+    exp: &Expected,
+    w: &Walk,
+    in_bug: &dyn Fn(u64, u64) -> bool,
+    c: &mut Check,
+) {
     let want = runs(exp.leaves().into_iter().filter_map(|(va, level, d)| {
         let size = cfg.entry_span(level);
         (!in_bug(va, size)).then(|| (va, size, d.address(cfg), d.prot(cfg)))
@@ -218,7 +255,9 @@ fn check_translation(cfg: &TranslationConfig, exp: &Expected, w: &Walk, in_bug: 
     if want != got {
         let i = want.iter().zip(&got).take_while(|(a, b)| a == b).count();
         let show = |r: Option<&(u128, u128, u128, Prot)>| {
-            r.map_or("nothing".to_string(), |r| format!("VA {:#x}..{:#x} -> PA {:#x} prot {:#x}", r.0, r.1, r.2, r.3 .0))
+            r.map_or("nothing".to_string(), |r| {
+                format!("VA {:#x}..{:#x} -> PA {:#x} prot {:#x}", r.0, r.1, r.2, r.3 .0)
+            })
         };
         c.fail(format!("first difference: expected {}, tables map {}", show(want.get(i)), show(got.get(i))));
     }
@@ -237,7 +276,8 @@ fn check_policy(
 ) {
     let want: Vec<_> = exp.leaves().into_iter().filter(|&(va, l, _)| !in_bug(va, cfg.entry_span(l))).collect();
     let got: Vec<_> = w.leaves.iter().filter(|l| !in_bug(l.va, l.size)).map(|l| (l.va, l.level, l.desc)).collect();
-    let shape = |v: &[(u64, Level, Descriptor)]| v.iter().map(|&(va, l, d)| (va, l, d.is_contiguous())).collect::<Vec<_>>();
+    let shape =
+        |v: &[(u64, Level, Descriptor)]| v.iter().map(|&(va, l, d)| (va, l, d.is_contiguous())).collect::<Vec<_>>();
     let (ws, gs) = (shape(&want), shape(&got));
     if ws != gs {
         let i = ws.iter().zip(&gs).take_while(|(a, b)| a == b).count();
@@ -263,11 +303,17 @@ fn check_zeroing(
     c: &mut Check,
 ) {
     for a in &w.nonzero_invalid {
-        c.fail(format!("L{} entry at {:#x} (VA {:#x}) is {:#x}: neither valid nor zero", a.level.0, a.entry_pa, a.va, a.value));
+        c.fail(format!(
+            "L{} entry at {:#x} (VA {:#x}) is {:#x}: neither valid nor zero",
+            a.level.0, a.entry_pa, a.va, a.value
+        ));
     }
     // A reserved encoding is not a valid expected entry either: it must have been 0.
     for a in w.anomalies.iter().filter(|a| a.what.starts_with("reserved")) {
-        c.fail(format!("L{} entry at {:#x} (VA {:#x}) is {:#x}: a reserved encoding, not zero", a.level.0, a.entry_pa, a.va, a.value));
+        c.fail(format!(
+            "L{} entry at {:#x} (VA {:#x}) is {:#x}: a reserved encoding, not zero",
+            a.level.0, a.entry_pa, a.va, a.value
+        ));
     }
     for l in w.leaves.iter().filter(|l| !in_bug(l.va, l.size)) {
         if !exp.entries.contains_key(&(l.level, l.va)) {
@@ -277,7 +323,10 @@ fn check_zeroing(
     for t in w.tables.iter().skip(1) {
         let key = (Level(t.level.0 - 1), t.va);
         if !matches!(exp.entries.get(&key), Some(ModelEntry::Table { .. })) && !in_bug(t.va, cfg.entry_span(key.0)) {
-            c.fail(format!("L{} VA {:#x}: table descriptor {:#x} that no operation needed", key.0 .0, t.va, t.parent_desc.0));
+            c.fail(format!(
+                "L{} VA {:#x}: table descriptor {:#x} that no operation needed",
+                key.0 .0, t.va, t.parent_desc.0
+            ));
         }
     }
     let allocated: HashSet<u64> = r.allocs().iter().map(|a| a.pa).collect();
@@ -287,7 +336,8 @@ fn check_zeroing(
         let mut pa = range.base.next_multiple_of(page);
         while pa + page <= range.base + range.size {
             if !allocated.contains(&pa) {
-                let first_bad = if ram.read_words(pa, &mut words) { words.iter().position(|&w| w != POISON) } else { Some(0) };
+                let first_bad =
+                    if ram.read_words(pa, &mut words) { words.iter().position(|&w| w != POISON) } else { Some(0) };
                 if let Some(i) = first_bad {
                     c.fail(format!("pool page {pa:#x} was never allocated but was written (offset {:#x})", i * 8));
                 }
@@ -335,7 +385,9 @@ fn check_ordering(cfg: &TranslationConfig, plan: &Plan, w: &Walk, r: &RunResult,
                 }
             }
             Some(EventKind::Zero) => match life.get_mut(&e.pa) {
-                Some(t) if t.linked > 0 => c.fail(format!("table {:#x} zeroed after it was linked ({})", e.pa, op_name(e.op))),
+                Some(t) if t.linked > 0 => {
+                    c.fail(format!("table {:#x} zeroed after it was linked ({})", e.pa, op_name(e.op)))
+                }
                 Some(t) => {
                     let need = t.slot.and_then(|s| cfg.hw_level(s)).map_or(page, |l| cfg.table_bytes(l));
                     if e.value < need {
@@ -357,12 +409,18 @@ fn check_ordering(cfg: &TranslationConfig, plan: &Plan, w: &Walk, r: &RunResult,
                 let target = Descriptor(e.value).address(cfg);
                 let parent_level = slot.and_then(|s| cfg.hw_level(s));
                 match life.get_mut(&target) {
-                    None => c.fail(format!("{}: linked {target:#x}, which was never allocated from the pool", op_name(e.op))),
+                    None => c.fail(format!(
+                        "{}: linked {target:#x}, which was never allocated from the pool",
+                        op_name(e.op)
+                    )),
                     Some(t) => {
                         if !t.zeroed {
                             c.fail(format!("{}: table {target:#x} linked before it was zeroed", op_name(e.op)));
                         } else if !t.barrier {
-                            c.fail(format!("{}: table {target:#x} linked with no barrier after zeroing", op_name(e.op)));
+                            c.fail(format!(
+                                "{}: table {target:#x} linked with no barrier after zeroing",
+                                op_name(e.op)
+                            ));
                         }
                         t.linked += 1;
                         if t.linked == 2 {
@@ -396,11 +454,16 @@ fn check_ordering(cfg: &TranslationConfig, plan: &Plan, w: &Walk, r: &RunResult,
             c.fail(format!("table {pa:#x} allocated but never linked"));
         }
     }
-    let alloc_level: HashMap<u64, Option<Level>> =
-        r.allocs().iter().map(|a| (a.pa, LinuxLevel::from_u8(a.linux_level as u8).and_then(|l| cfg.hw_level(l)))).collect();
+    let alloc_level: HashMap<u64, Option<Level>> = r
+        .allocs()
+        .iter()
+        .map(|a| (a.pa, LinuxLevel::from_u8(a.linux_level as u8).and_then(|l| cfg.hw_level(l))))
+        .collect();
     for t in &w.tables {
         match alloc_level.get(&t.pa) {
-            None => c.fail(format!("{} table at {:#x} (VA {:#x}) was not allocated from the pool", t.level, t.pa, t.va)),
+            None => {
+                c.fail(format!("{} table at {:#x} (VA {:#x}) was not allocated from the pool", t.level, t.pa, t.va))
+            }
             Some(&l) if l != Some(t.level) => {
                 c.fail(format!("table {:#x} allocated for {:?} but used at {}", t.pa, l, t.level))
             }

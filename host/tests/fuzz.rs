@@ -18,7 +18,7 @@ fn all() -> Vec<TranslationConfig> {
 }
 
 fn spec(count: u64, shard: u64, shards: u64) -> FuzzSpec {
-    FuzzSpec { seed: 1, configs: all(), count: Some(count), time: None, shard, shards }
+    FuzzSpec { seed: 1, configs: all(), count: Some(count), time: None, shard, shards, label: "test".into() }
 }
 
 #[test]
@@ -111,12 +111,20 @@ fn zero_after_link(p: &Plan, m: &mut NativeMemory<'_>, r: &mut RunResult) {
 #[test]
 fn a_broken_builder_is_found_shrunk_and_replayed() {
     let make = || -> anyhow::Result<Box<dyn Backend>> { Ok(Box::new(NativeBackend::with_builder(zero_after_link))) };
-    let s = FuzzSpec { seed: 3, configs: vec![TranslationConfig::parse("4k-48").unwrap()], count: Some(40), time: None, shard: 1, shards: 1 };
+    let s = FuzzSpec {
+        seed: 3,
+        configs: vec![TranslationConfig::parse("4k-48").unwrap()],
+        count: Some(40),
+        time: None,
+        shard: 1,
+        shards: 1,
+        label: "test-zero-after-link".into(),
+    };
     let summary = fuzz::run(&s, 1, &make, false).unwrap();
     let f = summary.failures.iter().max_by_key(|f| f.ops.0).expect("the broken builder must be caught");
     assert_eq!(f.check, "ordering");
     assert!(f.ops.1 <= 2 && f.ops.1 < f.ops.0.max(2), "shrunk {} -> {} ops", f.ops.0, f.ops.1);
-    let r = repro::parse(&std::fs::read_to_string(&f.repro).unwrap()).unwrap();
+    let r = repro::parse(&std::fs::read_to_string(f.repro.as_ref().unwrap()).unwrap()).unwrap();
     assert_eq!(r.plan.n_ops, f.ops.1);
     assert_eq!(r.fails, vec!["ordering".to_string()]);
     assert_eq!(r.origin.map(|o| (o.0, o.2)), Some((3, gen::FORMAT)));
@@ -124,7 +132,7 @@ fn a_broken_builder_is_found_shrunk_and_replayed() {
     let v = run_and_verify(&mut NativeBackend::with_builder(zero_after_link), &mut plan, 1).verdict;
     assert!(!v.check("ordering").unwrap().passed(), "replay with the broken builder fails the same way");
     let mut plan = r.plan.clone();
-    assert!(run_and_verify(&mut NativeBackend::new(), &mut plan, 1).verdict.passed(), "and the clean builder passes it");
+    assert!(run_and_verify(&mut NativeBackend::new(), &mut plan, 1).passed(), "and the clean builder passes it");
 }
 
 #[test]
@@ -135,5 +143,3 @@ fn every_fuzzed_plan_passes_with_the_clean_builder() {
     assert!(summary.failures.is_empty(), "{:?}", summary.failures);
     let _ = Status::Done;
 }
-
-

@@ -38,7 +38,12 @@ fn every_variant_is_caught_and_the_clean_builder_passes() {
     for v in ALL_VARIANTS {
         let mut b = NativeBackend::with_builder(mutant_builder(v.name).unwrap());
         let o = run_variant(&mut b, Some(v), &configs(), 10, 1);
-        assert!(o.ok(), "{} not caught on: {:?}", v.name, o.applicable().filter(|r| r.failed == 0).map(|r| r.config.to_string()).collect::<Vec<_>>());
+        assert!(
+            o.ok(),
+            "{} not caught on: {:?}",
+            v.name,
+            o.applicable().filter(|r| r.failed == 0).map(|r| r.config.to_string()).collect::<Vec<_>>()
+        );
         assert!(o.applicable().count() > 0, "{} applies nowhere", v.name);
     }
 }

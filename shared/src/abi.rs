@@ -10,8 +10,8 @@ mod result;
 
 pub use plan::{MapFlags, MapOp, Plan, PoolRange, MAX_OPS, MAX_POOL_RANGES, MAX_PROBES, PLAN_MAGIC};
 pub use result::{
-    AllocRecord, BugKind, BugRecord, Event, EventKind, ExceptionRecord, ProbeRecord, RunResult, Status,
-    MAX_ALLOCS, MAX_EVENTS, RESULT_MAGIC,
+    AllocRecord, BugKind, BugRecord, Event, EventKind, ExceptionRecord, ProbeRecord, RunResult, Status, MAX_ALLOCS,
+    MAX_EVENTS, RESULT_MAGIC,
 };
 
 /// Layout version of [`Plan`] and [`RunResult`].

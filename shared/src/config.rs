@@ -54,10 +54,9 @@ impl KernelConfig {
     pub const fn granule(self) -> Granule {
         match self {
             KernelConfig::K4Va39 | KernelConfig::K4Va48 | KernelConfig::K4Va52 => Granule::K4,
-            KernelConfig::K16Va36
-            | KernelConfig::K16Va47
-            | KernelConfig::K16Va48
-            | KernelConfig::K16Va52 => Granule::K16,
+            KernelConfig::K16Va36 | KernelConfig::K16Va47 | KernelConfig::K16Va48 | KernelConfig::K16Va52 => {
+                Granule::K16
+            }
             KernelConfig::K64Va42 | KernelConfig::K64Va48 | KernelConfig::K64Va52 => Granule::K64,
         }
     }

@@ -40,8 +40,7 @@ impl Descriptor {
     /// Bit 63 of a table descriptor: NSTable.
     pub const NS_TABLE: u64 = 1 << 63;
     /// The hierarchical attribute bits of a table descriptor.
-    pub const TABLE_ATTR_MASK: u64 =
-        Self::PXN_TABLE | Self::UXN_TABLE | Self::AP_TABLE_MASK | Self::NS_TABLE;
+    pub const TABLE_ATTR_MASK: u64 = Self::PXN_TABLE | Self::UXN_TABLE | Self::AP_TABLE_MASK | Self::NS_TABLE;
 
     /// The zero (invalid) entry every fresh table must be full of.
     pub const ZERO: Descriptor = Descriptor(0);

@@ -50,13 +50,8 @@ pub enum LinuxLevel {
 
 impl LinuxLevel {
     /// All five, top first.
-    pub const ALL: [LinuxLevel; 5] = [
-        LinuxLevel::Pgd,
-        LinuxLevel::P4d,
-        LinuxLevel::Pud,
-        LinuxLevel::Pmd,
-        LinuxLevel::Pte,
-    ];
+    pub const ALL: [LinuxLevel; 5] =
+        [LinuxLevel::Pgd, LinuxLevel::P4d, LinuxLevel::Pud, LinuxLevel::Pmd, LinuxLevel::Pte];
 
     /// Decode from the ABI's `u8`.
     pub const fn from_u8(v: u8) -> Option<LinuxLevel> {

@@ -68,8 +68,7 @@ impl Prot {
     /// PAGE_KERNEL_EXEC.
     pub const KERNEL_EXEC: Prot = Prot(Self::base(Self::MT_NORMAL) | Self::UXN | Self::WRITE);
     /// PAGE_KERNEL with Normal-Tagged memory.
-    pub const KERNEL_TAGGED: Prot =
-        Prot(Self::base(Self::MT_NORMAL_TAGGED) | Self::PXN | Self::UXN | Self::WRITE);
+    pub const KERNEL_TAGGED: Prot = Prot(Self::base(Self::MT_NORMAL_TAGGED) | Self::PXN | Self::UXN | Self::WRITE);
     /// Device-nGnRE, read/write, never executable.
     pub const DEVICE: Prot = Prot(Self::base(Self::MT_DEVICE_NGNRE) | Self::PXN | Self::UXN | Self::WRITE);
 

@@ -45,7 +45,9 @@ impl NestedKvm {
                 "--self-test" => o.self_test = true,
                 "--timeout" => {
                     let s = it.next().ok_or("--timeout needs seconds")?;
-                    o.timeout = Duration::from_secs(s.parse().map_err(|_| format!("--timeout: '{s}' is not a number of seconds"))?);
+                    o.timeout = Duration::from_secs(
+                        s.parse().map_err(|_| format!("--timeout: '{s}' is not a number of seconds"))?,
+                    );
                 }
                 other => return Err(format!("nested-kvm: unknown argument '{other}'")),
             }
@@ -107,7 +109,8 @@ fn fetch_kernel() -> std::result::Result<PathBuf, String> {
     let cached = || fs::read_dir(&dir).ok()?.flatten().map(|e| e.path().join("vmlinuz")).find(|p| p.is_file());
     if let Err(e) = sh(Command::new("apt-get").args(&opts).args(["update", "-qq"])) {
         // Offline: a kernel fetched before still proves the backend.
-        return cached().ok_or(format!("{e}: cannot fetch the arm64 kernel and none is cached under {}", dir.display()));
+        return cached()
+            .ok_or(format!("{e}: cannot fetch the arm64 kernel and none is cached under {}", dir.display()));
     }
     // The meta package names the one ABI version the mirror has now.
     let deps = output(Command::new("apt-cache").args(&opts).args(["depends", "linux-image-cloud-arm64"]))?;
@@ -290,7 +293,11 @@ pub fn run(o: &NestedKvm) -> Result {
         if start.elapsed() > o.timeout {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("the nested run did not finish within {:?}: killed QEMU (console: {})", o.timeout, log_path.display()));
+            return Err(format!(
+                "the nested run did not finish within {:?}: killed QEMU (console: {})",
+                o.timeout,
+                log_path.display()
+            ));
         }
     }
     let _ = child.wait();
@@ -299,7 +306,8 @@ pub fn run(o: &NestedKvm) -> Result {
         return Err(format!("the nested kernel never said KVM was initialised (see {})", log_path.display()));
     }
     let json = json.ok_or(format!("the nested run printed no report (see {})", log_path.display()))?;
-    let report: serde_json::Value = serde_json::from_str(&json).map_err(|e| format!("the nested report is not JSON: {e}"))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("the nested report is not JSON: {e}"))?;
     if let Some(path) = &o.report {
         let pretty = serde_json::to_string_pretty(&report).unwrap_or(json);
         fs::write(path, pretty + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -70,7 +70,16 @@ extern "C" {
 }
 
 pub fn build_guest() -> Result {
-    sh(cargo().args(["build", "--release", "--package", "ptcheck-guest", "--bin", "ptcheck-guest-image", "--target", GUEST_TARGET]))?;
+    sh(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "ptcheck-guest",
+        "--bin",
+        "ptcheck-guest-image",
+        "--target",
+        GUEST_TARGET,
+    ]))?;
     println!("guest image: {}", guest_image().display());
     Ok(())
 }
@@ -112,7 +121,9 @@ pub fn fuzz(args: &[String]) -> Result {
 
 pub fn replay(args: &[String]) -> Result {
     if args.is_empty() {
-        return Err("replay needs a reproducer file: cargo xtask replay target/ptcheck/repro/NAME.repro [--backend ...]".into());
+        return Err(
+            "replay needs a reproducer file: cargo xtask replay target/ptcheck/repro/NAME.repro [--backend ...]".into(),
+        );
     }
     forward("replay", args)
 }
@@ -133,7 +144,20 @@ pub fn mutants(args: &[String]) -> Result {
         let dir = target_dir().join("mutants");
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let list = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--features", "mutants", "--", "mutants", "--list"])
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "ptcheck-host",
+                "--bin",
+                "ptcheck",
+                "--features",
+                "mutants",
+                "--",
+                "mutants",
+                "--list",
+            ])
             .current_dir(root())
             .output()
             .map_err(|e| format!("cannot list the variants: {e}"))?;
@@ -142,7 +166,18 @@ pub fn mutants(args: &[String]) -> Result {
         }
         for name in String::from_utf8_lossy(&list.stdout).lines() {
             let feature = format!("mutant-{name}");
-            sh(cargo().args(["build", "--release", "--package", "ptcheck-guest", "--bin", "ptcheck-guest-image", "--target", GUEST_TARGET, "--features", &feature]))?;
+            sh(cargo().args([
+                "build",
+                "--release",
+                "--package",
+                "ptcheck-guest",
+                "--bin",
+                "ptcheck-guest-image",
+                "--target",
+                GUEST_TARGET,
+                "--features",
+                &feature,
+            ]))?;
             let image = dir.join(format!("ptcheck-guest-image-{name}"));
             std::fs::copy(guest_image(), &image).map_err(|e| format!("cannot copy the {name} image: {e}"))?;
         }
@@ -153,7 +188,6 @@ pub fn mutants(args: &[String]) -> Result {
     let refs: Vec<&str> = full.iter().map(String::as_str).collect();
     ptcheck(&refs)
 }
-
 
 pub fn bench(args: &[String]) -> Result {
     ensure_qemu()?;
@@ -169,7 +203,15 @@ pub fn test() -> Result {
     // Every test, the QEMU ones (ignored by plain `cargo test`) included.
     // One host build for everything below: the test build has the bug catalogue
     // (tests need it); runs without --mutant use the clean builder all the same.
-    sh(cargo().args(["test", "--release", "--workspace", "--features", "ptcheck-host/mutants", "--", "--include-ignored"]))?;
+    sh(cargo().args([
+        "test",
+        "--release",
+        "--workspace",
+        "--features",
+        "ptcheck-host/mutants",
+        "--",
+        "--include-ignored",
+    ]))?;
     let ptcheck = |args: &[&str]| ptcheck_build(args, true);
     let reports = target_dir().join("ptcheck");
     std::fs::create_dir_all(&reports).map_err(|e| format!("cannot create {}: {e}", reports.display()))?;
@@ -184,7 +226,9 @@ pub fn test() -> Result {
     mutants(&["--backend".into(), "native".into()])?;
     mutants(&["--backend".into(), "qemu".into()])?;
     let kvm = kvm_stage(&reports)?;
-    println!("xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}");
+    println!(
+        "xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}"
+    );
     Ok(())
 }
 
@@ -198,10 +242,16 @@ fn kvm_stage(reports: &std::path::Path) -> std::result::Result<&'static str, Str
         return Ok("KVM (direct)");
     }
     println!("KVM stage: this {} host's KVM cannot run arm64 guests: proving the KVM backend nested, inside an emulated arm64 Linux", std::env::consts::ARCH);
-    let run = |self_test, report| crate::nested_kvm::NestedKvm { report: Some(report), self_test, timeout: std::time::Duration::from_secs(900) };
+    let run = |self_test, report| crate::nested_kvm::NestedKvm {
+        report: Some(report),
+        self_test,
+        timeout: std::time::Duration::from_secs(900),
+    };
     crate::nested_kvm::run(&run(false, report))?;
     match crate::nested_kvm::run(&run(true, reports.join("kvm-self-test.json"))) {
-        Err(e) if e.contains("plans failed on KVM") => println!("KVM stage: the wrong-expectation self-test failed the nested run, as it must: {e}"),
+        Err(e) if e.contains("plans failed on KVM") => {
+            println!("KVM stage: the wrong-expectation self-test failed the nested run, as it must: {e}")
+        }
         Err(e) => return Err(format!("the nested self-test failed for the wrong reason: {e}")),
         Ok(()) => return Err("the nested self-test passed: failures on KVM would not reach the exit code".into()),
     }

@@ -19,7 +19,14 @@ const TCR_ORGN1_WB: u64 = 1 << 26;
 const TCR_SH1_INNER: u64 = 3 << 28;
 const TCR_IPS_SHIFT: u64 = 32;
 const TCR_DS: u64 = 1 << 59;
-const TCR_BOOT: u64 = TCR_T0SZ | TCR_IRGN0_WB | TCR_ORGN0_WB | TCR_SH0_INNER | TCR_EPD1 | (25 << 16) | (0b10 << 30) | (0b101 << TCR_IPS_SHIFT);
+const TCR_BOOT: u64 = TCR_T0SZ
+    | TCR_IRGN0_WB
+    | TCR_ORGN0_WB
+    | TCR_SH0_INNER
+    | TCR_EPD1
+    | (25 << 16)
+    | (0b10 << 30)
+    | (0b101 << TCR_IPS_SHIFT);
 
 /// SCTLR_EL1: RES1 bits of ARMv8.0 plus M (MMU), C (data cache), I (instruction cache).
 const SCTLR_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);

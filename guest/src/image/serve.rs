@@ -16,33 +16,33 @@ use ptcheck_guest::mutation;
 /// clean builder unless one is chosen.
 const MUTATION: u32 = if false {
     mutation::NONE
-    } else if cfg!(feature = "mutant-skip-zero") {
-        mutation::SKIP_ZERO
-    } else if cfg!(feature = "mutant-zero-after-link") {
-        mutation::ZERO_AFTER_LINK
-    } else if cfg!(feature = "mutant-folded-fixmap") {
-        mutation::FOLDED_FIXMAP
-    } else if cfg!(feature = "mutant-missing-index") {
-        mutation::MISSING_INDEX
-    } else if cfg!(feature = "mutant-cont-misaligned") {
-        mutation::CONT_MISALIGNED
-    } else if cfg!(feature = "mutant-block-ignores-flag") {
-        mutation::BLOCK_IGNORES_FLAG
-    } else if cfg!(feature = "mutant-pud-block-any-granule") {
-        mutation::PUD_BLOCK_ANY_GRANULE
-    } else if cfg!(feature = "mutant-unsafe-remap-allowed") {
-        mutation::UNSAFE_REMAP_ALLOWED
-    } else if cfg!(feature = "mutant-table-bits-dropped") {
-        mutation::TABLE_BITS_DROPPED
-    } else if cfg!(feature = "mutant-off-by-one-end") {
-        mutation::OFF_BY_ONE_END
-    } else if cfg!(feature = "mutant-stale-existing-table") {
-        mutation::STALE_EXISTING_TABLE
-    } else if cfg!(feature = "mutant-lpa2-oa-bits") {
-        mutation::LPA2_OA_BITS
-    } else if cfg!(feature = "mutant-missing-barrier") {
-        mutation::MISSING_BARRIER
-    } else {
+} else if cfg!(feature = "mutant-skip-zero") {
+    mutation::SKIP_ZERO
+} else if cfg!(feature = "mutant-zero-after-link") {
+    mutation::ZERO_AFTER_LINK
+} else if cfg!(feature = "mutant-folded-fixmap") {
+    mutation::FOLDED_FIXMAP
+} else if cfg!(feature = "mutant-missing-index") {
+    mutation::MISSING_INDEX
+} else if cfg!(feature = "mutant-cont-misaligned") {
+    mutation::CONT_MISALIGNED
+} else if cfg!(feature = "mutant-block-ignores-flag") {
+    mutation::BLOCK_IGNORES_FLAG
+} else if cfg!(feature = "mutant-pud-block-any-granule") {
+    mutation::PUD_BLOCK_ANY_GRANULE
+} else if cfg!(feature = "mutant-unsafe-remap-allowed") {
+    mutation::UNSAFE_REMAP_ALLOWED
+} else if cfg!(feature = "mutant-table-bits-dropped") {
+    mutation::TABLE_BITS_DROPPED
+} else if cfg!(feature = "mutant-off-by-one-end") {
+    mutation::OFF_BY_ONE_END
+} else if cfg!(feature = "mutant-stale-existing-table") {
+    mutation::STALE_EXISTING_TABLE
+} else if cfg!(feature = "mutant-lpa2-oa-bits") {
+    mutation::LPA2_OA_BITS
+} else if cfg!(feature = "mutant-missing-barrier") {
+    mutation::MISSING_BARRIER
+} else {
     mutation::NONE
 };
 

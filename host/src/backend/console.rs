@@ -21,4 +21,3 @@ pub fn tail(console: &Mutex<String>) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(12)..].join("\n")
 }
-

@@ -8,29 +8,77 @@ use goblin::elf::{program_header::PT_LOAD, Elf};
 
 use super::guest_ram::GuestRam;
 
+const FIX: &str = "rebuild it with `cargo xtask build-guest`";
+
+/// A checked guest image: its bytes, entry point and loadable segments.
+pub struct Image {
+    bytes: Vec<u8>,
+    /// Entry point.
+    pub entry: u64,
+    /// (physical address, file range, memory size) of each PT_LOAD segment.
+    segments: Vec<(u64, std::ops::Range<usize>, u64)>,
+}
+
+/// Read and check `path`: an aarch64 ELF64 whose every loadable segment is in the
+/// file and inside guest RAM, with its entry point in one of them.
+///
+/// # Errors
+/// Unreadable, not an ELF, not aarch64, truncated, or a segment outside guest RAM: the
+/// message names the file and the fix.
+pub fn inspect(path: &Path) -> anyhow::Result<Image> {
+    use ptcheck_shared::abi::layout::{RAM_BASE, RAM_SIZE};
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read guest image {}", path.display()))?;
+    let elf = Elf::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("guest image {} is not an ELF file ({e}): {FIX}", path.display()))?;
+    if elf.header.e_machine != goblin::elf::header::EM_AARCH64 || !elf.is_64 {
+        bail!("guest image {} is not an aarch64 ELF: {FIX}", path.display());
+    }
+    let mut segments = Vec::new();
+    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0) {
+        let in_ram = ph.p_paddr >= RAM_BASE
+            && ph.p_paddr.checked_add(ph.p_memsz).is_some_and(|e| e <= RAM_BASE + RAM_SIZE)
+            && ph.p_filesz <= ph.p_memsz;
+        if !in_ram {
+            bail!(
+                "guest image {}: segment at {:#x} (+{:#x}) is outside guest RAM: {FIX}",
+                path.display(),
+                ph.p_paddr,
+                ph.p_memsz
+            );
+        }
+        let range =
+            usize::try_from(ph.p_offset).ok().and_then(|o| Some(o..o.checked_add(usize::try_from(ph.p_filesz).ok()?)?));
+        let Some(range) = range.filter(|r| r.end <= bytes.len()) else {
+            bail!(
+                "guest image {} is truncated (segment at {:#x} ends past the file): {FIX}",
+                path.display(),
+                ph.p_paddr
+            );
+        };
+        segments.push((ph.p_paddr, range, ph.p_memsz));
+    }
+    let entry = elf.entry;
+    if !segments.iter().any(|(pa, r, _)| entry >= *pa && entry < pa + r.len() as u64) {
+        bail!("guest image {}: the entry point {entry:#x} is in no loaded segment: {FIX}", path.display());
+    }
+    Ok(Image { bytes, entry, segments })
+}
+
 /// Load `path` into `ram`; returns the entry point.
 ///
 /// # Errors
-/// Unreadable or malformed ELF, not aarch64, or a segment outside RAM.
+/// As [`inspect`].
 pub fn load(ram: &GuestRam, path: &Path) -> anyhow::Result<u64> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read guest image {}", path.display()))?;
-    let elf = Elf::parse(&bytes).with_context(|| format!("{} is not an ELF file", path.display()))?;
-    if elf.header.e_machine != goblin::elf::header::EM_AARCH64 || !elf.is_64 {
-        bail!("{} is not an aarch64 ELF: rebuild it with `cargo xtask build-guest`", path.display());
-    }
-    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD && p.p_memsz > 0) {
-        if !ram.contains(ph.p_paddr, ph.p_memsz) {
-            bail!("{}: segment at {:#x} (+{:#x}) is outside guest RAM", path.display(), ph.p_paddr, ph.p_memsz);
-        }
-        let data = bytes
-            .get(ph.p_offset as usize..(ph.p_offset + ph.p_filesz) as usize)
-            .with_context(|| format!("{}: truncated segment at {:#x}", path.display(), ph.p_paddr))?;
-        ram.write_bytes(ph.p_paddr, data)?;
-        if ph.p_memsz > ph.p_filesz {
-            ram.fill(ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz, 0)?;
+    let image = inspect(path)?;
+    for (pa, range, memsz) in &image.segments {
+        let data = &image.bytes[range.clone()];
+        let (pa, filesz) = (*pa, data.len() as u64);
+        ram.write_bytes(pa, data)?;
+        if *memsz > filesz {
+            ram.fill(pa + filesz, memsz - filesz, 0)?;
         }
     }
-    Ok(elf.entry)
+    Ok(image.entry)
 }
 
 #[cfg(test)]

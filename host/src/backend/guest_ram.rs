@@ -110,7 +110,9 @@ impl GuestRam {
     /// # Errors
     /// When `pa` is not RAM.
     pub fn store_release(&self, pa: u64, value: u64) -> anyhow::Result<()> {
-        self.mem.store(value, GuestAddress(pa), Ordering::Release).with_context(|| format!("guest RAM store at {pa:#x}"))
+        self.mem
+            .store(value, GuestAddress(pa), Ordering::Release)
+            .with_context(|| format!("guest RAM store at {pa:#x}"))
     }
 }
 

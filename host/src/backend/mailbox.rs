@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytemuck::Zeroable;
 use ptcheck_shared::abi::layout::{tag, MAILBOX_PA, PLAN_PA, RESULT_PA};
-use ptcheck_shared::abi::mailbox::{Command, Mailbox, COMMAND_OFFSET, GUEST_READY, REQUEST_SEQ_OFFSET, RESPONSE_SEQ_OFFSET};
+use ptcheck_shared::abi::mailbox::{
+    Command, Mailbox, COMMAND_OFFSET, GUEST_READY, REQUEST_SEQ_OFFSET, RESPONSE_SEQ_OFFSET,
+};
 use ptcheck_shared::abi::{AllocRecord, Event, Plan, ProbeRecord, RunResult};
 
 use super::guest_ram::GuestRam;

@@ -50,6 +50,16 @@ pub trait Backend: Send {
         false
     }
 
+    /// Make sure plans can run at all, once per run, before the first plan: a VM boots
+    /// its guest and waits for it to answer the mailbox.
+    ///
+    /// # Errors
+    /// One line naming the cause and the fix (bad guest image, QEMU refused the CPU
+    /// model, the guest never answered).
+    fn preflight(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Run one plan: poison its pool, write `tag_pages` (PAs whose first word must hold
     /// `layout::tag(pa)`), build, probe.
     ///

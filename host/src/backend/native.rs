@@ -181,8 +181,13 @@ impl Backend for NativeBackend {
                 self.result.push_event(ev);
             }
             self.result.status = Status::Exception as u32;
-            self.result.exception =
-                ExceptionRecord { esr: ESR_DABT_TRANSLATION_L3, far, op: u32::MAX, phase: 1, ..ExceptionRecord::zeroed() };
+            self.result.exception = ExceptionRecord {
+                esr: ESR_DABT_TRANSLATION_L3,
+                far,
+                op: u32::MAX,
+                phase: 1,
+                ..ExceptionRecord::zeroed()
+            };
         }
         Ok(RunView { result: &self.result, ram: &self.ram })
     }

@@ -98,6 +98,8 @@ impl QemuVm {
         if !opts.guest_image.is_file() {
             bail!("guest image {} not found: build it with `cargo xtask build-guest`", opts.guest_image.display());
         }
+        // QEMU would take anything as a raw image and wait forever: check it first.
+        super::elf::inspect(&opts.guest_image)?;
         Ok(QemuVm { opts, running: None })
     }
 
@@ -155,7 +157,18 @@ impl Vm for QemuVm {
     fn stopped(&mut self) -> Option<String> {
         let r = self.running.as_mut()?;
         match r.child.try_wait() {
-            Ok(Some(status)) => Some(format!("QEMU exited ({status})")),
+            Ok(Some(status)) => {
+                // QEMU's own last words say why (a bad -cpu model, a missing file, …);
+                // give the console threads a moment to read them to the end.
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let said = tail(&r.console);
+                let last = said.lines().rev().find(|l| l.contains("qemu-system")).unwrap_or("").trim().to_string();
+                Some(if last.is_empty() {
+                    format!("QEMU exited ({status})")
+                } else {
+                    format!("QEMU exited ({status}): {last}")
+                })
+            }
             Ok(None) => None,
             Err(e) => Some(format!("cannot wait for QEMU: {e}")),
         }

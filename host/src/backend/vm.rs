@@ -155,6 +155,19 @@ impl<V: Vm> Backend for VmBackend<V> {
         true
     }
 
+    fn preflight(&mut self) -> anyhow::Result<()> {
+        if self.policy.plan_timeout.is_zero() {
+            bail!("the plan timeout is 0: give --timeout at least 1 (seconds)");
+        }
+        self.ensure_booted().map_err(|e| {
+            let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
+            anyhow::anyhow!(
+                "the {} guest did not boot and answer the mailbox: {first} (check --cpu and --guest; rebuild the image with `cargo xtask build-guest`)",
+                self.vm.name()
+            )
+        })
+    }
+
     fn run_tagged(&mut self, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {
         self.ensure_booted()?;
         mailbox::prepare(&self.ram, plan, tag_pages)?;

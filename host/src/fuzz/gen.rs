@@ -96,7 +96,8 @@ impl Geometry {
     /// A size weighted toward block and contiguous-run boundaries.
     fn size(&self, r: &mut Rng) -> u64 {
         let p = self.page;
-        let mut choices = vec![p, 2 * p, 3 * p, 7 * p, self.cont_pte - p, self.cont_pte, self.cont_pte + p, 2 * self.cont_pte];
+        let mut choices =
+            vec![p, 2 * p, 3 * p, 7 * p, self.cont_pte - p, self.cont_pte, self.cont_pte + p, 2 * self.cont_pte];
         choices.extend([self.pmd - p, self.pmd, self.pmd + p, 2 * self.pmd, 3 * self.pmd + self.cont_pte]);
         choices.extend([self.cont_pmd, self.cont_pmd + self.pmd, self.cont_pmd - self.pmd]);
         if let Some(pud) = self.pud {
@@ -195,7 +196,11 @@ pub fn generate(seed: u64, index: u64, cfg: TranslationConfig) -> Box<Plan> {
 
     // RAM banks with holes, and their linear map (slots 1..=4).
     let banks = 1 + r.below(3);
-    let mut pa = if r.chance(50) { g.place(r, TAG_START, RAM_BASE + RAM_SIZE / 2) } else { g.place(r, RAM_BASE, g.pa_limit / 2) };
+    let mut pa = if r.chance(50) {
+        g.place(r, TAG_START, RAM_BASE + RAM_SIZE / 2)
+    } else {
+        g.place(r, RAM_BASE, g.pa_limit / 2)
+    };
     if high_pa {
         pa |= 1 << 48;
     }
@@ -251,7 +256,13 @@ pub fn generate(seed: u64, index: u64, cfg: TranslationConfig) -> Box<Plan> {
 
     // The very top of the address space needs every level.
     if r.chance(15) {
-        b.push(MapOp { va: u64::MAX - page + 1, pa: g.place(r, RAM_BASE, g.pa_limit / 2), size: page, prot: Prot::KERNEL.0, flags: 0 });
+        b.push(MapOp {
+            va: u64::MAX - page + 1,
+            pa: g.place(r, RAM_BASE, g.pa_limit / 2),
+            size: page,
+            prot: Prot::KERNEL.0,
+            flags: 0,
+        });
     }
 
     // mark_rodata_ro: a safe permission change.

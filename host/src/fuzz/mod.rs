@@ -16,6 +16,7 @@ use ptcheck_shared::abi::Plan;
 use ptcheck_shared::TranslationConfig;
 
 use crate::backend::Backend;
+use crate::outcome::{Class, Outcome};
 use crate::repro::{self, Repro};
 use crate::run::run_and_verify;
 
@@ -34,6 +35,8 @@ pub struct FuzzSpec {
     pub shard: u64,
     /// Number of shards.
     pub shards: u64,
+    /// Names the backend and builder in reproducer file names ("native-clean").
+    pub label: String,
 }
 
 impl FuzzSpec {
@@ -46,6 +49,18 @@ impl FuzzSpec {
     /// Whether ordinal `j` belongs to this shard.
     pub fn mine(&self, j: u64) -> bool {
         j % self.shards == self.shard - 1
+    }
+
+    /// The `m`-th ordinal of this shard (`None` past the end of the ordinals).
+    pub fn nth_mine(&self, m: u64) -> Option<u64> {
+        m.checked_mul(self.shards)?.checked_add(self.shard - 1).filter(|&j| self.count.is_none_or(|c| j < c))
+    }
+
+    /// How many of the ordinals `0..count` are this shard's (counted, not enumerated).
+    pub fn planned(&self) -> Option<u64> {
+        let c = self.count?;
+        let first = self.shard - 1;
+        Some(if c > first { (c - first).div_ceil(self.shards) } else { 0 })
     }
 
     /// The plan of ordinal `j`.
@@ -68,8 +83,32 @@ pub struct Failure {
     pub ops: (u32, u32),
     /// The check that failed first.
     pub check: String,
-    /// Where the reproducer was written.
-    pub repro: std::path::PathBuf,
+    /// Where the reproducer was written, or why it could not be.
+    pub repro: Result<std::path::PathBuf, String>,
+}
+
+impl Failure {
+    /// The reproducer's path, or the write error, for printing.
+    pub fn repro_text(&self) -> String {
+        match &self.repro {
+            Ok(p) => p.display().to_string(),
+            Err(e) => format!("NOT WRITTEN: {e}"),
+        }
+    }
+}
+
+/// A plan the checks could not judge (bad plan, over capacity, infrastructure): never
+/// shrunk, never written as a builder reproducer.
+#[derive(Debug, Clone)]
+pub struct Unchecked {
+    /// Ordinal in the run.
+    pub ordinal: u64,
+    /// Regime.
+    pub config: TranslationConfig,
+    /// Plan index.
+    pub index: u64,
+    /// Why it could not be checked.
+    pub outcome: Outcome,
 }
 
 /// What a fuzz run did.
@@ -83,6 +122,10 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Failures, by ordinal.
     pub failures: Vec<Failure>,
+    /// Plans not checked, by ordinal.
+    pub unchecked: Vec<Unchecked>,
+    /// Why a worker stopped early (repeated infrastructure failures), if one did.
+    pub gave_up: Option<String>,
 }
 
 impl Summary {
@@ -90,35 +133,93 @@ impl Summary {
     pub fn rate(&self) -> f64 {
         self.plans as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Plans that were checked (passed or failed).
+    pub fn checked(&self) -> u64 {
+        self.plans - self.unchecked.len() as u64
+    }
+
+    /// What the exit code says: a builder failure first, then anything unchecked
+    /// (a run that checked nothing counts as unchecked).
+    pub fn class(&self) -> Class {
+        if !self.failures.is_empty() {
+            Class::BuilderFailed
+        } else if !self.unchecked.is_empty() || self.gave_up.is_some() || self.checked() == 0 {
+            Class::NotChecked
+        } else {
+            Class::Passed
+        }
+    }
+}
+
+/// Infrastructure failures in a row after which a worker stops (QEMU keeps dying).
+const GIVE_UP_AFTER: u32 = 3;
+
+/// What one ordinal came to.
+enum Case {
+    Passed,
+    Failed(Failure),
+    Unchecked(Unchecked),
 }
 
 /// Candidate runs a shrink may try.
 const SHRINK_BUDGET: usize = 400;
 
-/// Verify ordinal `j` on `backend`; on failure shrink it there and write a reproducer.
-fn one(spec: &FuzzSpec, backend: &mut dyn Backend, j: u64, hw: &AtomicU64) -> Option<Failure> {
+/// Verify ordinal `j` on `backend`; on a builder failure shrink it there and write a
+/// reproducer. A plan that cannot be checked is reported as such, never shrunk.
+fn one(spec: &FuzzSpec, backend: &mut dyn Backend, j: u64, hw: &AtomicU64) -> Case {
     let (cfg, index) = spec.case(j);
     let mut plan = spec.plan(j);
     let probe_seed = spec.seed ^ j;
     let o = run_and_verify(backend, &mut plan, probe_seed);
     hw.fetch_add(o.hw_probes, Ordering::Relaxed);
-    let check = *o.verdict.failed().first()?;
+    let unchecked = |outcome| Case::Unchecked(Unchecked { ordinal: j, config: cfg, index, outcome });
+    match o.class() {
+        Class::Passed => return Case::Passed,
+        Class::NotChecked => return unchecked(o.outcome),
+        Class::BuilderFailed => {}
+    }
+    let check = o.verdict.failed()[0];
     let original_ops = plan.n_ops;
     let small = shrink::shrink(
         &plan,
         |p| {
             let mut p = Box::new(*p);
             let o = run_and_verify(backend, &mut p, probe_seed);
-            o.verdict.check(check).is_some_and(|c| !c.passed())
+            o.builder_failed() && o.verdict.check(check).is_some_and(|c| !c.passed())
         },
         SHRINK_BUDGET,
     );
     let mut rerun = small.clone();
-    let v = run_and_verify(backend, &mut rerun, probe_seed).verdict;
-    let notes = format!("{cfg} seed {} index {index} on {}: shrunk from {original_ops} to {} operations\n{}", spec.seed, backend.name(), small.n_ops, v.describe_failures());
-    let r = Repro { plan: small.clone(), origin: Some((spec.seed, index, gen::FORMAT)), fails: vec![check.to_string()] };
-    let path = repro::write_repro(&format!("fuzz-{cfg}-s{}-i{index}", spec.seed), &r, &notes).unwrap_or_default();
-    Some(Failure { ordinal: j, config: cfg, index, ops: (original_ops, small.n_ops), check: check.into(), repro: path })
+    let again = run_and_verify(backend, &mut rerun, probe_seed);
+    if !again.outcome.checked() {
+        // The environment failed while shrinking: what we hold is not a builder reproducer.
+        return unchecked(again.outcome);
+    }
+    let notes = format!(
+        "{cfg} seed {} index {index} on {} ({}): shrunk from {original_ops} to {} operations\n{}",
+        spec.seed,
+        backend.name(),
+        spec.label,
+        small.n_ops,
+        again.describe()
+    );
+    let r = Repro {
+        plan: small.clone(),
+        origin: Some((spec.seed, index, gen::FORMAT)),
+        fails: vec![check.to_string()],
+        outcome: Some(again.outcome.to_string()),
+    };
+    let stem = format!("fuzz-{}-{cfg}-s{}-i{index}", spec.label, spec.seed);
+    let repro = repro::write_repro(&stem, &r, &notes).map_err(|e| format!("{e:#}"));
+    Case::Failed(Failure {
+        ordinal: j,
+        config: cfg,
+        index,
+        ops: (original_ops, small.n_ops),
+        check: check.into(),
+        repro,
+    })
 }
 
 /// Run `spec` with `workers` backends made by `make` (native: one per core; a VM: one).
@@ -132,8 +233,9 @@ pub fn run(
     progress: bool,
 ) -> anyhow::Result<Summary> {
     let start = Instant::now();
-    let total = spec.count.map(|c| (0..c).filter(|&j| spec.mine(j)).count() as u64);
-    let bar = if progress { total.map_or_else(ProgressBar::new_spinner, ProgressBar::new) } else { ProgressBar::hidden() };
+    let total = spec.planned();
+    let bar =
+        if progress { total.map_or_else(ProgressBar::new_spinner, ProgressBar::new) } else { ProgressBar::hidden() };
     let template = if total.is_some() {
         "{bar:30} {pos}/{len} plans  {per_sec}  failures: {msg}  ETA {eta}"
     } else {
@@ -145,34 +247,70 @@ pub fn run(
     let (hw, done) = (AtomicU64::new(0), AtomicU64::new(0));
     let nfail = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
+    let unchecked = Mutex::new(Vec::new());
+    let gave_up = Mutex::new(None);
     let backends: Vec<_> = (0..workers.max(1)).map(|_| make()).collect::<anyhow::Result<_>>()?;
     std::thread::scope(|s| {
         for mut backend in backends {
             let (next, hw, done, nfail, failures, bar) = (&next, &hw, &done, &nfail, &failures, &bar);
-            s.spawn(move || loop {
-                if spec.time.is_some_and(|t| start.elapsed() >= t) {
-                    break;
+            let (unchecked, gave_up) = (&unchecked, &gave_up);
+            s.spawn(move || {
+                let mut infra_in_a_row = 0;
+                loop {
+                    if spec.time.is_some_and(|t| start.elapsed() >= t) || gave_up.lock().expect("no panics").is_some() {
+                        break;
+                    }
+                    let Some(j) = spec.nth_mine(next.fetch_add(1, Ordering::Relaxed)) else { break };
+                    match one(spec, backend.as_mut(), j, hw) {
+                        Case::Passed => infra_in_a_row = 0,
+                        Case::Failed(f) => {
+                            infra_in_a_row = 0;
+                            let n = nfail.fetch_add(1, Ordering::Relaxed) + 1;
+                            bar.set_message(n.to_string());
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "FAIL {} index {}: [{}] shrunk {} -> {} ops, reproducer {}",
+                                    f.config,
+                                    f.index,
+                                    f.check,
+                                    f.ops.0,
+                                    f.ops.1,
+                                    f.repro_text()
+                                )
+                            });
+                            failures.lock().expect("no panics hold it").push(f);
+                        }
+                        Case::Unchecked(u) => {
+                            let infra = matches!(u.outcome, Outcome::Infrastructure(_));
+                            infra_in_a_row = if infra { infra_in_a_row + 1 } else { 0 };
+                            bar.suspend(|| eprintln!("NOT CHECKED {} index {}: {}", u.config, u.index, u.outcome));
+                            if infra_in_a_row >= GIVE_UP_AFTER {
+                                let why = format!(
+                                    "{GIVE_UP_AFTER} infrastructure failures in a row, the last: {}",
+                                    u.outcome
+                                );
+                                *gave_up.lock().expect("no panics") = Some(why);
+                            }
+                            unchecked.lock().expect("no panics hold it").push(u);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                    bar.inc(1);
                 }
-                let j = next.fetch_add(1, Ordering::Relaxed);
-                if spec.count.is_some_and(|c| j >= c) {
-                    break;
-                }
-                if !spec.mine(j) {
-                    continue;
-                }
-                if let Some(f) = one(spec, backend.as_mut(), j, hw) {
-                    let n = nfail.fetch_add(1, Ordering::Relaxed) + 1;
-                    bar.set_message(n.to_string());
-                    bar.suspend(|| eprintln!("FAIL {} index {}: [{}] shrunk {} -> {} ops, reproducer {}", f.config, f.index, f.check, f.ops.0, f.ops.1, f.repro.display()));
-                    failures.lock().expect("no panics hold it").push(f);
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-                bar.inc(1);
             });
         }
     });
     bar.finish_and_clear();
     let mut failures = failures.into_inner().expect("no panics hold it");
     failures.sort_by_key(|f| f.ordinal);
-    Ok(Summary { plans: done.into_inner(), hw_probes: hw.into_inner(), elapsed: start.elapsed(), failures })
+    let mut unchecked = unchecked.into_inner().expect("no panics hold it");
+    unchecked.sort_by_key(|u| u.ordinal);
+    Ok(Summary {
+        plans: done.into_inner(),
+        hw_probes: hw.into_inner(),
+        elapsed: start.elapsed(),
+        failures,
+        unchecked,
+        gave_up: gave_up.into_inner().expect("no panics hold it"),
+    })
 }

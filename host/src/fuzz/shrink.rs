@@ -101,7 +101,13 @@ mod tests {
         let mut plan = Box::new(Plan::new(cfg));
         plan.push_pool(0x4400_0000, 16 * page);
         for k in 0..2 {
-            plan.push_op(MapOp { va: va + k * 2 * page, pa: 0x8000_0000 + k * 2 * page, size: 2 * page, prot: Prot::KERNEL.0, flags: 0 });
+            plan.push_op(MapOp {
+                va: va + k * 2 * page,
+                pa: 0x8000_0000 + k * 2 * page,
+                size: 2 * page,
+                prot: Prot::KERNEL.0,
+                flags: 0,
+            });
         }
         let covers = |p: &Plan| p.ops().iter().map(|o| o.size).sum::<u64>() == 4 * page && p.ops()[0].va == va;
         let small = shrink(&plan, covers, 100);

@@ -78,6 +78,20 @@ impl BugKind {
             _ => return None,
         })
     }
+
+    /// The name outcomes and reports use ("unsafe-change", "pool-exhausted", …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            BugKind::UnsafeChange => "unsafe-change",
+            BugKind::ReplaceTable => "replace-table",
+            BugKind::SplitBlock => "split-block",
+            BugKind::PoolExhausted => "pool-exhausted",
+            BugKind::Misaligned => "misaligned",
+            BugKind::OutOfRange => "out-of-range",
+            BugKind::BadProt => "bad-prot",
+            BugKind::BadEntry => "bad-entry",
+        }
+    }
 }
 
 /// The operation the builder refused and why.

@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use kvm_bindings::{
-    kvm_enable_cap, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_NISV_TO_USER, KVM_EXIT_ARM_NISV,
-    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+    kvm_enable_cap, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_NISV_TO_USER,
+    KVM_EXIT_ARM_NISV, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use ptcheck_shared::abi::layout::{RAM_BASE, RAM_SIZE};
 
+use super::console::{append, tail};
 use super::elf;
 use super::guest_ram::GuestRam;
-use super::console::{append, tail};
 use super::vm::{Vm, VmBackend, VmPolicy};
 
 /// The guest's console: PL011 data register page of QEMU `virt`, which the guest
@@ -173,10 +173,14 @@ fn handle_exit(exit: VcpuExit<'_>, console: &Mutex<String>) -> Next {
             data.fill(0);
             Next::Continue
         }
-        VcpuExit::MmioWrite(addr, _) | VcpuExit::MmioRead(addr, _) => Next::Stop(format!("{} (MMIO exit)", not_ram(addr))),
+        VcpuExit::MmioWrite(addr, _) | VcpuExit::MmioRead(addr, _) => {
+            Next::Stop(format!("{} (MMIO exit)", not_ram(addr)))
+        }
         VcpuExit::Unsupported(KVM_EXIT_ARM_NISV) => Next::NotRam,
         VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, _) => Next::Stop("powered off (PSCI SYSTEM_OFF)".into()),
-        VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, _) => Next::Stop("reset (PSCI SYSTEM_RESET): treated as a failure".into()),
+        VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, _) => {
+            Next::Stop("reset (PSCI SYSTEM_RESET): treated as a failure".into())
+        }
         VcpuExit::Intr => Next::Continue,
         other => Next::Stop(format!("unexpected KVM exit {other:?}")),
     }
