@@ -143,6 +143,11 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
             if by_mmu.is_empty() { "none".into() } else { by_mmu.join(", ") }
         );
     }
+    println!("regimes where fuzzed plans (not only built-in ones) caught the variant:");
+    for o in outcomes.iter().filter(|o| o.variant.is_some()) {
+        let regimes = o.caught_by_fuzzing();
+        println!("  {:<22} {}", o.name(), if regimes.is_empty() { "none".into() } else { regimes.join(" ") });
+    }
     let ok = outcomes.iter().all(|o| o.ok());
     println!(
         "mutants: {}",

@@ -32,21 +32,53 @@ fn same_seed_gives_byte_identical_plans() {
     }
 }
 
-/// FNV-1a over the bytes of a few plans. If this changes, the generator changed:
-/// bump `gen::FORMAT` (old seeds no longer name the same plans) and update the value.
-#[test]
-fn generator_output_is_pinned_to_its_format() {
+fn fnv_of_format(format: u32) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for cfg in all() {
         for index in 0..3 {
-            for b in bytemuck::bytes_of(&*gen::generate(1, index, cfg)) {
+            for b in bytemuck::bytes_of(&*gen::generate_format(format, 1, index, cfg)) {
                 h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
             }
         }
     }
-    assert_eq!((gen::FORMAT, h), (1, GOLDEN), "generator output changed: bump gen::FORMAT and update GOLDEN");
+    h
 }
-const GOLDEN: u64 = 13865541104903157413;
+
+/// FNV-1a over the bytes of a few plans. If this changes, the generator changed:
+/// bump `gen::FORMAT` (old seeds no longer name the same plans) and pin the new value.
+/// Every older format stays pinned: its seeds must keep naming the same plans.
+#[test]
+fn generator_output_is_pinned_to_its_format() {
+    assert_eq!(gen::FORMATS, [1, 2]);
+    assert_eq!(fnv_of_format(1), GOLDEN_FORMAT_1, "format 1 output changed");
+    assert_eq!(
+        (gen::FORMAT, fnv_of_format(gen::FORMAT)),
+        (2, GOLDEN_FORMAT_2),
+        "generator output changed: bump gen::FORMAT and pin the new value"
+    );
+    assert_eq!(
+        bytemuck::bytes_of(&*gen::generate(1, 0, all()[0])),
+        bytemuck::bytes_of(&*gen::generate_format(2, 1, 0, all()[0]))
+    );
+}
+const GOLDEN_FORMAT_1: u64 = 13865541104903157413;
+const GOLDEN_FORMAT_2: u64 = 652499753015357537;
+
+/// Format 2 reaches output-address bits 50 and 51 on every 52-bit-PA regime (the
+/// lpa2-oa-bits variant is invisible without them); format 1 never did.
+#[test]
+fn high_output_address_bits_are_generated() {
+    for cfg in all().into_iter().filter(|c| c.pa_bits() == 52) {
+        let bits = |format: u32| {
+            (0..400).fold(0u64, |acc, i| {
+                let p = gen::generate_format(format, 1, i, cfg);
+                p.ops().iter().fold(acc, |a, op| a | (op.pa & (0b11 << 50)))
+            })
+        };
+        assert_eq!(bits(1), 0, "{cfg}: format 1 is pinned as it was");
+        assert_eq!(bits(2), 0b11 << 50, "{cfg}: format 2 must set PA bits 50 and 51");
+    }
+}
 
 #[test]
 fn shards_cover_the_run_exactly_once() {

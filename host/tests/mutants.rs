@@ -47,3 +47,16 @@ fn every_variant_is_caught_and_the_clean_builder_passes() {
         assert!(o.applicable().count() > 0, "{} applies nowhere", v.name);
     }
 }
+
+/// Fuzzing alone finds lost output-address bits on the LPA2 regimes: generated plans,
+/// not only the built-in high-pa plan, catch lpa2-oa-bits on 4k-52 and 16k-52.
+#[test]
+fn lpa2_oa_bits_is_caught_by_fuzzed_plans() {
+    let v = by_name("lpa2-oa-bits").unwrap();
+    let mut b = NativeBackend::with_builder(mutant_builder(v.name).unwrap());
+    let o = run_variant(&mut b, Some(v), &configs(), 40, 1);
+    let by_fuzzing = o.caught_by_fuzzing();
+    for name in ["4k-52", "16k-52", "64k-52"] {
+        assert!(by_fuzzing.iter().any(|c| c == name), "{name}: fuzzed plans did not catch it: {by_fuzzing:?}");
+    }
+}

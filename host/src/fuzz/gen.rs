@@ -19,7 +19,14 @@ use ptcheck_shared::{Level, Prot, TranslationConfig};
 use crate::expect::expected;
 
 /// Generator format: part of every plan's identity.
-pub const FORMAT: u32 = 1;
+///
+/// * 1: the first.
+/// * 2: high physical addresses on 52-bit regimes set output-address bits 50 and 51
+///   too, not only bit 48 (format 1 never reached the bits LPA2 keeps apart).
+pub const FORMAT: u32 = 2;
+
+/// Every format this generator can still produce, oldest first.
+pub const FORMATS: [u32; 2] = [1, 2];
 
 /// Deterministic randomness for one plan, from a seed built byte by byte (not through
 /// any library's seed expansion, which may change between versions).
@@ -33,9 +40,9 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 impl Rng {
-    /// The stream for plan `index` of `seed` on `cfg`.
-    pub fn new(seed: u64, index: u64, cfg: &TranslationConfig) -> Self {
-        let words = [seed, index, ((cfg.kernel as u64) << 8) | u64::from(cfg.va_bits), u64::from(FORMAT)];
+    /// The stream for plan `index` of `seed` on `cfg`, in generator format `format`.
+    pub fn new(seed: u64, index: u64, cfg: &TranslationConfig, format: u32) -> Self {
+        let words = [seed, index, ((cfg.kernel as u64) << 8) | u64::from(cfg.va_bits), u64::from(format)];
         let mut bytes = [0u8; 32];
         let mut acc = 0u64;
         for (i, w) in words.iter().enumerate() {
@@ -186,10 +193,16 @@ fn flags(r: &mut Rng) -> u64 {
     ])
 }
 
-/// Plan `index` of `seed` for `cfg`.
+/// Plan `index` of `seed` for `cfg`, in the current [`FORMAT`].
 pub fn generate(seed: u64, index: u64, cfg: TranslationConfig) -> Box<Plan> {
+    generate_format(FORMAT, seed, index, cfg)
+}
+
+/// Plan `index` of `seed` for `cfg` as generator format `format` made it (one of
+/// [`FORMATS`]; an unknown format is treated as the current one).
+pub fn generate_format(format: u32, seed: u64, index: u64, cfg: TranslationConfig) -> Box<Plan> {
     let g = Geometry::new(cfg);
-    let r = &mut Rng::new(seed, index, &cfg);
+    let r = &mut Rng::new(seed, index, &cfg, format);
     let mut b = Builder { g: &g, ops: Vec::new(), budget: if r.chance(20) { 2048 } else { 192 }, used: 0 };
     let (page, pmd) = (g.page, g.pmd);
     let high_pa = cfg.pa_bits() == 52 && r.chance(15);
@@ -202,7 +215,7 @@ pub fn generate(seed: u64, index: u64, cfg: TranslationConfig) -> Box<Plan> {
         g.place(r, RAM_BASE, g.pa_limit / 2)
     };
     if high_pa {
-        pa |= 1 << 48;
+        pa |= if format == 1 { 1 << 48 } else { r.pick(&[1 << 48, 1 << 50, 1 << 51, 0b11 << 50]) };
     }
     // Real RAM banks usually start on a large boundary.
     if r.chance(25) {
