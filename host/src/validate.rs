@@ -53,7 +53,7 @@ fn pools(plan: &Plan, cfg: &TranslationConfig) -> Result<(), Outcome> {
         if size == 0 {
             return Err(bad(format!("{what} is empty: {allowed}")));
         }
-        if (base | size) % page != 0 {
+        if !(base | size).is_multiple_of(page) {
             return Err(bad(format!("{what} is not page aligned: {allowed}")));
         }
         let Some(end) = base.checked_add(size) else {
@@ -81,7 +81,7 @@ fn ops(plan: &Plan, cfg: &TranslationConfig) -> Result<(), Outcome> {
             return Err(bad(format!("{what} has size 0: map at least one {}K page", page >> 10)));
         }
         for (field, v) in [("va", op.va), ("pa", op.pa), ("size", op.size)] {
-            if v % page != 0 {
+            if !v.is_multiple_of(page) {
                 return Err(bad(format!("{what}: {field} {v:#x} is not {}K-page aligned", page >> 10)));
             }
         }
@@ -119,7 +119,7 @@ fn ops(plan: &Plan, cfg: &TranslationConfig) -> Result<(), Outcome> {
 /// block (NO_BLOCK_MAPPINGS, or VA and PA not congruent modulo the smallest block).
 fn leaf_tables_at_least(cfg: &TranslationConfig, va: u64, pa: u64, size: u64, flags: u64) -> u64 {
     let span = cfg.entry_span(Level(2));
-    let blocks_possible = flags & MapFlags::NO_BLOCK_MAPPINGS == 0 && (va ^ pa) % span == 0;
+    let blocks_possible = flags & MapFlags::NO_BLOCK_MAPPINGS == 0 && (va ^ pa).is_multiple_of(span);
     if blocks_possible || cfg.root_level() == Level(3) {
         return 0;
     }

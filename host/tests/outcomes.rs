@@ -214,7 +214,7 @@ impl Backend for Flaky {
     }
     fn run_tagged(&mut self, plan: &Plan, tags: &[u64]) -> anyhow::Result<RunView<'_>> {
         self.runs += 1;
-        if self.runs % 3 == 0 {
+        if self.runs.is_multiple_of(3) {
             anyhow::bail!("QEMU exited (signal: 9 (SIGKILL)) while running the plan");
         }
         self.inner.run_tagged(plan, tags)

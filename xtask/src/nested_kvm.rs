@@ -61,7 +61,7 @@ fn work_dir() -> PathBuf {
 }
 
 fn cross_build_runner() -> Result {
-    sh(Command::new("rustup").args(["target", "add", MUSL]))?;
+    steps::ensure_target(MUSL)?;
     sh(steps::cargo()
         .args(["build", "--release", "--package", "ptcheck-host", "--bin", "ptcheck", "--target", MUSL])
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld")

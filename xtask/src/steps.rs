@@ -69,7 +69,36 @@ extern "C" {
     fn geteuid() -> u32;
 }
 
+/// Whether `rustup` lists `what` (a target or component) as installed.
+fn rustup_has(kind: &str, what: &str) -> bool {
+    Command::new("rustup").args([kind, "list", "--installed"]).current_dir(root()).output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == what || l.starts_with(&format!("{what}-")))
+    })
+}
+
+/// The rustup target `target` for the pinned toolchain: rust-toolchain.toml lists it,
+/// but a preinstalled or linked toolchain does not install listed targets.
+pub fn ensure_target(target: &str) -> Result {
+    if rustup_has("target", target) {
+        return Ok(());
+    }
+    println!("rust target {target} not installed: installing it with rustup");
+    sh(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// rustfmt and clippy, which `cargo xtask test` runs first.
+fn ensure_lint_tools() -> Result {
+    for c in ["rustfmt", "clippy"] {
+        if !rustup_has("component", c) {
+            println!("rust component {c} not installed: installing it with rustup");
+            sh(Command::new("rustup").args(["component", "add", c]))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn build_guest() -> Result {
+    ensure_target(GUEST_TARGET)?;
     sh(cargo().args([
         "build",
         "--release",
@@ -100,15 +129,34 @@ fn ptcheck_build(args: &[&str], mutants_build: bool) -> Result {
     sh(cmd.arg("--").args(args))
 }
 
+/// Whether a VM run may need QEMU: `--backend qemu`, or `auto` where this host's KVM
+/// cannot run an arm64 guest.
+fn needs_qemu(args: &[String]) -> bool {
+    let backend = args
+        .windows(2)
+        .find(|w| w[0] == "--backend")
+        .map(|w| w[1].as_str())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--backend=")));
+    match backend {
+        Some("kvm") => false,
+        Some("qemu") => true,
+        _ => !(cfg!(all(target_arch = "aarch64", target_os = "linux")) && std::path::Path::new("/dev/kvm").exists()),
+    }
+}
+
 /// Commands that may use a VM backend need the guest image (and maybe QEMU).
 fn uses_vm(args: &[String]) -> bool {
     !(args.windows(2).any(|w| w[0] == "--backend" && w[1] == "native") || args.iter().any(|a| a == "--backend=native"))
 }
 
-/// `ptcheck <sub> args`, building the guest image first when a VM may run.
+/// `ptcheck <sub> args`, setting up what a VM needs first (the guest image, QEMU
+/// where KVM cannot run it), exactly as `test` does.
 fn forward(sub: &str, args: &[String]) -> Result {
     if uses_vm(args) {
         build_guest()?;
+        if needs_qemu(args) {
+            ensure_qemu()?;
+        }
     }
     let mut full: Vec<&str> = vec![sub];
     full.extend(args.iter().map(String::as_str));
@@ -198,6 +246,34 @@ pub fn bench(args: &[String]) -> Result {
 }
 
 pub fn test() -> Result {
+    // Formatting and lints first: they are part of the test.
+    ensure_lint_tools()?;
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    sh(cargo().args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--features",
+        "ptcheck-host/mutants",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    ensure_target(GUEST_TARGET)?;
+    sh(cargo().args([
+        "clippy",
+        "--release",
+        "--package",
+        "ptcheck-guest",
+        "--bin",
+        "ptcheck-guest-image",
+        "--target",
+        GUEST_TARGET,
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     ensure_qemu()?;
     build_guest()?;
     // Every test, the QEMU ones (ignored by plain `cargo test`) included.
