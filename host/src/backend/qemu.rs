@@ -157,18 +157,7 @@ impl Vm for QemuVm {
     fn stopped(&mut self) -> Option<String> {
         let r = self.running.as_mut()?;
         match r.child.try_wait() {
-            Ok(Some(status)) => {
-                // QEMU's own last words say why (a bad -cpu model, a missing file, …);
-                // give the console threads a moment to read them to the end.
-                std::thread::sleep(std::time::Duration::from_millis(50));
-                let said = tail(&r.console);
-                let last = said.lines().rev().find(|l| l.contains("qemu-system")).unwrap_or("").trim().to_string();
-                Some(if last.is_empty() {
-                    format!("QEMU exited ({status})")
-                } else {
-                    format!("QEMU exited ({status}): {last}")
-                })
-            }
+            Ok(Some(status)) => Some(format!("QEMU exited ({status})")),
             Ok(None) => None,
             Err(e) => Some(format!("cannot wait for QEMU: {e}")),
         }

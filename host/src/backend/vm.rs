@@ -87,6 +87,9 @@ impl<V: Vm> VmBackend<V> {
         self.boots += 1;
         let vm = &mut self.vm;
         if let Err(e) = mailbox::wait_ready(&self.ram, self.policy.boot_timeout, || vm.stopped()) {
+            // Let the console readers catch the hypervisor's last words (QEMU says why
+            // it refused to start on stderr just before it exits).
+            std::thread::sleep(Duration::from_millis(50));
             let tail = vm.console_tail();
             vm.kill();
             bail!("{e}\n--- guest console ---\n{tail}");
@@ -160,7 +163,12 @@ impl<V: Vm> Backend for VmBackend<V> {
             bail!("the plan timeout is 0: give --timeout at least 1 (seconds)");
         }
         self.ensure_booted().map_err(|e| {
-            let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
+            let text = format!("{e:#}");
+            let mut first = text.lines().next().unwrap_or("").to_string();
+            // QEMU's own complaint ("qemu-system-aarch64: unable to find CPU model …").
+            if let Some(said) = text.lines().find(|l| l.starts_with("qemu-system")) {
+                first = format!("{first}: {}", said.trim());
+            }
             anyhow::anyhow!(
                 "the {} guest did not boot and answer the mailbox: {first} (check --cpu and --guest; rebuild the image with `cargo xtask build-guest`)",
                 self.vm.name()
