@@ -382,7 +382,8 @@ fn broken_setups_fail_before_any_plan() {
 
 /// QEMU stopped (SIGSTOP) under a running backend: the plan is `infrastructure`
 /// (the watchdog fired), not a builder failure; QEMU killed (SIGKILL) between plans:
-/// the next plan boots a fresh guest. Either way the following plans pass.
+/// the next plan says so (`infrastructure`, never silent). Either way the plan after
+/// that boots a fresh guest and passes.
 #[test]
 #[ignore = "needs the guest image and QEMU: run by `cargo xtask test`"]
 fn stopped_or_killed_qemu_is_infrastructure_and_the_next_plan_recovers() {
@@ -405,6 +406,60 @@ fn stopped_or_killed_qemu_is_infrastructure_and_the_next_plan_recovers() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     std::thread::sleep(Duration::from_millis(200));
     let o = run_and_verify(&mut b, &mut plans.next().unwrap(), 1);
+    assert_eq!(o.outcome.kind(), "infrastructure", "{}", o.describe());
+    assert!(o.outcome.to_string().contains("between plans"), "{}", o.outcome);
+    let o = run_and_verify(&mut b, &mut plans.next().unwrap(), 1);
     assert!(o.passed(), "{}", o.describe());
     assert_eq!(b.boots, 3);
+}
+
+/// The grandchildren of `pid` named qemu-system-aarch64.
+fn qemu_children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for c in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+            if comm.trim().starts_with("qemu-system") {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// `ptcheck fuzz` on QEMU with QEMU killed under it: the plan in flight is counted
+/// as infrastructure with its cause, fuzzing goes on on a fresh guest, the run exits
+/// 2, and no reproducer is written.
+#[test]
+#[ignore = "needs the guest image and QEMU: run by `cargo xtask test`"]
+fn fuzz_survives_a_killed_qemu_and_says_so() {
+    let dir = scratch("killed");
+    let child = Command::new(env!("CARGO_BIN_EXE_ptcheck"))
+        .args(["fuzz", "--backend", "qemu", "--config", "all", "--time", "6s", "--no-progress"])
+        .env("CARGO_TARGET_DIR", &dir)
+        .env("PTCHECK_GUEST_IMAGE", image())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = 0;
+    let start = Instant::now();
+    while killed < 2 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1500));
+        for q in qemu_children(child.id()) {
+            // SAFETY: kill(2) on a process of this test's own child.
+            if unsafe { libc::kill(q, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(killed >= 1, "never found QEMU to kill: {text}");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("not checked") && text.contains("infrastructure qemu backend"), "{text}");
+    assert!(text.contains("QEMU exited"), "{text}");
+    assert!(text.contains("0 failures"), "a killed QEMU is never the builder's failure: {text}");
+    assert!(!dir.join("ptcheck/repro").exists(), "no reproducer for a killed QEMU: {text}");
 }

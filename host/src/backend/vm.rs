@@ -98,8 +98,15 @@ impl<V: Vm> VmBackend<V> {
     }
 
     fn ensure_booted(&mut self) -> anyhow::Result<()> {
-        if !self.vm.is_running() || self.vm.stopped().is_some() {
-            self.boot()?;
+        if !self.vm.is_running() {
+            return self.boot();
+        }
+        if let Some(why) = self.vm.stopped() {
+            // Nothing of ours stopped it (an exception or boot-per-plan shuts it down
+            // through `shutdown`): say so, once; the next plan boots a fresh guest.
+            let what = self.vm.describe();
+            self.vm.kill();
+            bail!("{why} between plans: {what} died while idle; the next plan boots a fresh guest");
         }
         Ok(())
     }
