@@ -153,7 +153,12 @@ fn run_full(
     let name = backend.name();
     let view = match backend.run_tagged(plan, &tags) {
         Ok(view) => view,
-        Err(e) => return (PlanRun::unchecked(Outcome::Infrastructure(format!("{name} backend: {e:#}"))), None),
+        Err(e) => {
+            // One line: the cause (the guest console that follows it is for debugging).
+            let text = format!("{e:#}");
+            let cause = text.lines().next().unwrap_or("the backend failed");
+            return (PlanRun::unchecked(Outcome::Infrastructure(format!("{name} backend: {cause}"))), None);
+        }
     };
     if expect == Expectation::WrongByOnePage && plan.n_ops > 0 {
         let mut against = *plan;
