@@ -36,8 +36,8 @@ pub fn measure(label: &str, backend: &mut dyn Backend, min_time: Duration, max_p
     let start = Instant::now();
     'rounds: loop {
         for np in &all {
-            let mut plan = np.plan.clone();
-            let o = run_and_verify(backend, &mut plan, n);
+            let plan = np.plan.clone();
+            let o = run_and_verify(backend, &plan, n);
             n += 1;
             if !o.passed() {
                 failed += 1;

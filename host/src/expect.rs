@@ -77,6 +77,21 @@ impl Expected {
 }
 
 impl Expected {
+    /// What the plan says `va` translates to.
+    pub fn at(&self, cfg: &TranslationConfig, va: u64) -> Option<crate::walker::Translation> {
+        (cfg.root_level().0..=3).find_map(|l| {
+            let level = Level(l);
+            let span = cfg.entry_span(level);
+            match self.entries.get(&(level, va & !(span - 1)))? {
+                ModelEntry::Leaf(d) => Some(crate::walker::Translation {
+                    pa: (d.address(cfg) & !(span - 1)) + (va & (span - 1)),
+                    prot: d.prot(cfg),
+                }),
+                ModelEntry::Table { .. } => None,
+            }
+        })
+    }
+
     /// Trace events a builder following the kernel's structure records for this plan
     /// when it runs to the end: the root (alloc, fixmap set, zero, barrier, clear), the
     /// pgd fixmap set and clear of each operation, a set and clear per table visit, and

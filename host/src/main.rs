@@ -433,9 +433,9 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Class> {
     let cfg = r.plan.config().ok_or_else(|| anyhow::anyhow!("{}: the config is not valid", args.file.display()))?;
     let (mut backend, why) = open_backend(args.backend, &args.vm)?;
     println!("replay {}: {cfg}, {} operations, on {} ({why})", args.file.display(), r.plan.n_ops, backend.name());
-    let mut plan = r.plan.clone();
+    let plan = r.plan.clone();
     let started = std::time::Instant::now();
-    let (run, walk) = ptcheck_host::run::run_for_listing(backend.as_mut(), &mut plan, 1);
+    let (run, walk) = ptcheck_host::run::run_for_listing(backend.as_mut(), &plan, 1);
     println!("outcome: {}", run.outcome);
     if let Some(recorded) = &r.outcome {
         let same = *recorded == run.outcome.to_string();
@@ -593,14 +593,14 @@ pub(crate) fn run_matrix(args: &RunArgs) -> anyhow::Result<Report> {
     for cfg in cfgs {
         let mut line = ConfigReport::new(cfg.to_string());
         let mut failed_checks = BTreeSet::new();
-        for (i, mut np) in plans::builtin(cfg).into_iter().enumerate() {
+        for (i, np) in plans::builtin(cfg).into_iter().enumerate() {
             let seed = np.plan.plan_id;
             let expect = if args.inject_wrong_expectation && i == 0 {
                 Expectation::WrongByOnePage
             } else {
                 Expectation::AsPlanned
             };
-            let run = run_against(backend.as_mut(), &mut np.plan, seed, expect);
+            let run = run_against(backend.as_mut(), &np.plan, seed, expect);
             line.add(&np.name, &run);
             match run.class() {
                 Class::Passed => {}

@@ -108,9 +108,9 @@ pub fn run_variant(
         };
         let builtin = plans::builtin(cfg).into_iter().map(|np| (false, np.plan));
         let fuzzed = (0..fuzz_count).map(|i| (true, gen::generate(seed, i, cfg)));
-        for (is_fuzzed, mut plan) in builtin.chain(fuzzed) {
+        for (is_fuzzed, plan) in builtin.chain(fuzzed) {
             r.plans += 1;
-            let o = run_and_verify(backend, &mut plan, seed ^ r.plans as u64);
+            let o = run_and_verify(backend, &plan, seed ^ r.plans as u64);
             match o.class() {
                 Class::Passed => {}
                 Class::NotChecked => {

@@ -68,11 +68,11 @@ pub enum Expectation {
     WrongByOnePage,
 }
 
-/// Run `plan` on `backend` and verify it. The plan gains its probes (VM backends).
+/// Run `plan` on `backend` and verify it (VM backends probe a copy of it with the MMU).
 ///
 /// A backend failure (VM would not boot, hung, died) is an `infrastructure` outcome,
 /// not an error and never a builder failure: the run goes on with the next plan.
-pub fn run_and_verify(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> PlanRun {
+pub fn run_and_verify(backend: &mut dyn Backend, plan: &Plan, seed: u64) -> PlanRun {
     run_against(backend, plan, seed, Expectation::AsPlanned)
 }
 
@@ -134,13 +134,13 @@ fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>, want_walk: bool) -> (P
 }
 
 /// [`run_and_verify`] with a chosen [`Expectation`].
-pub fn run_against(backend: &mut dyn Backend, plan: &mut Plan, seed: u64, expect: Expectation) -> PlanRun {
+pub fn run_against(backend: &mut dyn Backend, plan: &Plan, seed: u64, expect: Expectation) -> PlanRun {
     run_full(backend, plan, seed, expect, false).0
 }
 
 fn run_full(
     backend: &mut dyn Backend,
-    plan: &mut Plan,
+    plan: &Plan,
     seed: u64,
     expect: Expectation,
     want_walk: bool,
@@ -149,6 +149,9 @@ fn run_full(
         Ok(exp) => exp,
         Err(o) => return (PlanRun::unchecked(o), None),
     };
+    // What the guest gets: the plan with its MMU probes (the caller's plan is not touched).
+    let mut sent: Box<Plan> = Box::new(*plan);
+    let plan = &mut *sent;
     let tags = prepare_probes(backend, plan, &exp, seed);
     let name = backend.name();
     let view = match backend.run_tagged(plan, &tags) {
@@ -173,6 +176,6 @@ fn run_full(
 
 /// Run and verify like [`run_and_verify`], and also return what the tables map
 /// (walked from the result's root) for listings, and the expected state.
-pub fn run_for_listing(backend: &mut dyn Backend, plan: &mut Plan, seed: u64) -> (PlanRun, Option<Walk>) {
+pub fn run_for_listing(backend: &mut dyn Backend, plan: &Plan, seed: u64) -> (PlanRun, Option<Walk>) {
     run_full(backend, plan, seed, Expectation::AsPlanned, true)
 }

@@ -187,3 +187,21 @@ mod tests {
         assert_eq!(w.anomalies[0].what, "reserved descriptor encoding (translation fault)");
     }
 }
+
+/// What a VA translates to, in one view (the plan's, the walker's or the MMU's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// Physical address of the byte at the VA.
+    pub pa: u64,
+    /// Attribute bits of the leaf.
+    pub prot: ptcheck_shared::Prot,
+}
+
+impl Walk {
+    /// What the walked tables translate `va` to.
+    pub fn at(&self, cfg: &TranslationConfig, va: u64) -> Option<Translation> {
+        let i = self.leaves.partition_point(|l| l.va <= va).checked_sub(1)?;
+        let l = &self.leaves[i];
+        (va - l.va < l.size).then(|| Translation { pa: l.pa + (va - l.va), prot: l.desc.prot(cfg) })
+    }
+}

@@ -10,6 +10,7 @@ use ptcheck_host::expect::expected;
 use ptcheck_host::fuzz::{self, gen, FuzzSpec};
 use ptcheck_host::repro;
 use ptcheck_host::run::run_and_verify;
+use ptcheck_host::verify::CheckName;
 use ptcheck_shared::abi::{BugKind, Plan, RunResult, Status};
 use ptcheck_shared::{Level, TranslationConfig};
 
@@ -160,11 +161,11 @@ fn a_broken_builder_is_found_shrunk_and_replayed() {
     assert_eq!(r.plan.n_ops, f.ops.1);
     assert_eq!(r.fails, vec!["ordering".to_string()]);
     assert_eq!(r.origin.map(|o| (o.0, o.2)), Some((3, gen::FORMAT)));
-    let mut plan = r.plan.clone();
-    let v = run_and_verify(&mut NativeBackend::with_builder(zero_after_link), &mut plan, 1).verdict;
-    assert!(!v.check("ordering").unwrap().passed(), "replay with the broken builder fails the same way");
-    let mut plan = r.plan.clone();
-    assert!(run_and_verify(&mut NativeBackend::new(), &mut plan, 1).passed(), "and the clean builder passes it");
+    let plan = r.plan.clone();
+    let v = run_and_verify(&mut NativeBackend::with_builder(zero_after_link), &plan, 1).verdict;
+    assert!(!v.check(CheckName::Ordering).unwrap().passed(), "replay with the broken builder fails the same way");
+    let plan = r.plan.clone();
+    assert!(run_and_verify(&mut NativeBackend::new(), &plan, 1).passed(), "and the clean builder passes it");
 }
 
 #[test]

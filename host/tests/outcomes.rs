@@ -140,8 +140,8 @@ fn hostile() -> Vec<(&'static str, String, &'static str, &'static str)> {
 
 fn outcome_on(backend: &mut dyn Backend, text: &str) -> Outcome {
     let r = repro::parse(text).unwrap();
-    let mut plan = r.plan.clone();
-    run_and_verify(backend, &mut plan, 1).outcome
+    let plan = r.plan.clone();
+    run_and_verify(backend, &plan, 1).outcome
 }
 
 #[test]
@@ -152,8 +152,8 @@ fn hostile_plans_get_a_named_outcome_on_native() {
         assert_eq!(o.kind(), kind, "{name}: {o}");
         assert!(o.to_string().contains(words), "{name}: '{o}' lacks '{words}'");
         let class = if kind == "bug" { Class::Passed } else { Class::NotChecked };
-        let mut plan = repro::parse(&text).unwrap().plan;
-        assert_eq!(run_and_verify(&mut b, &mut plan, 1).class(), class, "{name}");
+        let plan = repro::parse(&text).unwrap().plan;
+        assert_eq!(run_and_verify(&mut b, &plan, 1).class(), class, "{name}");
     }
 }
 
@@ -392,23 +392,23 @@ fn stopped_or_killed_qemu_is_infrastructure_and_the_next_plan_recovers() {
     let mut b = qemu::backend(opts).unwrap();
     let cfg = TranslationConfig::parse("4k-48").unwrap();
     let mut plans = ptcheck_host::plans::builtin(cfg).into_iter().map(|np| np.plan);
-    assert!(run_and_verify(&mut b, &mut plans.next().unwrap(), 1).passed());
+    assert!(run_and_verify(&mut b, &plans.next().unwrap(), 1).passed());
     let pid = b.vm.pid().expect("QEMU runs") as i32;
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    let o = run_and_verify(&mut b, &mut plans.next().unwrap(), 1);
+    let o = run_and_verify(&mut b, &plans.next().unwrap(), 1);
     assert_eq!(o.outcome.kind(), "infrastructure", "{}", o.describe());
     assert!(o.outcome.to_string().contains("did not answer within 1s"), "{}", o.outcome);
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the stopped QEMU {pid} was killed and reaped");
-    assert!(run_and_verify(&mut b, &mut plans.next().unwrap(), 1).passed());
+    assert!(run_and_verify(&mut b, &plans.next().unwrap(), 1).passed());
     let pid = b.vm.pid().expect("QEMU runs again") as i32;
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     std::thread::sleep(Duration::from_millis(200));
-    let o = run_and_verify(&mut b, &mut plans.next().unwrap(), 1);
+    let o = run_and_verify(&mut b, &plans.next().unwrap(), 1);
     assert_eq!(o.outcome.kind(), "infrastructure", "{}", o.describe());
     assert!(o.outcome.to_string().contains("between plans"), "{}", o.outcome);
-    let o = run_and_verify(&mut b, &mut plans.next().unwrap(), 1);
+    let o = run_and_verify(&mut b, &plans.next().unwrap(), 1);
     assert!(o.passed(), "{}", o.describe());
     assert_eq!(b.boots, 3);
 }

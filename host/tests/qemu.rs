@@ -9,6 +9,7 @@ use ptcheck_host::backend::qemu::{self, QemuBackend, QemuOptions};
 use ptcheck_host::backend::Backend;
 use ptcheck_host::plans;
 use ptcheck_host::run::run_and_verify;
+use ptcheck_host::verify::CheckName;
 use ptcheck_shared::abi::{MapOp, Plan};
 use ptcheck_shared::{Prot, TranslationConfig};
 
@@ -44,8 +45,8 @@ fn every_builtin_plan_passes_with_mmu_probes() {
     let mut b = qemu(QemuMode::Persistent);
     for c in TranslationConfig::all() {
         let mut probes = 0;
-        for mut np in plans::builtin(c) {
-            let o = run_and_verify(&mut b, &mut np.plan, 7);
+        for np in plans::builtin(c) {
+            let o = run_and_verify(&mut b, &np.plan, 7);
             assert!(o.passed(), "{c} {}:\n{}", np.name, o.describe());
             assert!(!o.hw_unsupported, "{c}: -cpu max supports every regime");
             probes += o.hw_probes;
@@ -63,20 +64,20 @@ fn every_builtin_plan_passes_with_mmu_probes() {
 fn wrong_expectation_fails_the_mmu_cross_check() {
     let mut b = qemu(QemuMode::Persistent);
     let c = cfg("16k-47");
-    let mut np = plans::builtin(c).into_iter().find(|p| p.name == "cont-pte").unwrap();
-    let o = run_and_verify(&mut b, &mut np.plan, 1);
+    let np = plans::builtin(c).into_iter().find(|p| p.name == "cont-pte").unwrap();
+    let o = run_and_verify(&mut b, &np.plan, 1);
     assert!(o.passed(), "{}", o.describe());
     // Same plan again, then check it against a shifted expectation.
     let view = b.run_tagged(&np.plan, &[]).unwrap();
     let mut wrong = np.plan.clone();
     wrong.ops[0].pa += c.page_size();
     let v = ptcheck_host::verify::verify(&wrong, &view);
-    let hw = v.check("hw_probe").unwrap();
+    let hw = v.check(CheckName::HwProbe).unwrap();
     assert!(!hw.passed());
     let msg = &hw.failures[0];
     assert!(msg.contains("plan:") && msg.contains("walker:") && msg.contains("MMU:"), "{msg}");
     assert!(msg.contains("the MMU translates elsewhere"), "{msg}");
-    assert!(!v.check("translation").unwrap().passed());
+    assert!(!v.check(CheckName::Translation).unwrap().passed());
 }
 
 /// A plan whose table pool is not RAM is refused up front (`bad-plan`); sent to the
@@ -91,19 +92,19 @@ fn guest_exception_is_reported_decoded() {
     plan.plan_id = 99;
     plan.push_pool(0x10_0000_0000, 16 * c.page_size()); // 64 GiB: no RAM there
     plan.push_op(MapOp { va: c.va_start(), pa: 0x8000_0000, size: c.page_size(), prot: Prot::KERNEL.0, flags: 0 });
-    let o = run_and_verify(&mut b, &mut plan.clone(), 1);
+    let o = run_and_verify(&mut b, &plan.clone(), 1);
     assert_eq!(o.outcome.kind(), "bad-plan", "{}", o.outcome);
     assert!(o.outcome.to_string().contains("leaves the pool window"), "{}", o.outcome);
     let view = b.run(&plan).expect("an exception is a result, not a backend failure");
     let v = ptcheck_host::verify::verify(&plan, &view);
-    let result = v.check("result").unwrap();
+    let result = v.check(CheckName::Result).unwrap();
     let msg = result.failures.first().expect("the exception must fail the result check");
     assert!(msg.contains("guest exception during"), "{msg}");
     assert!(msg.contains("abort"), "{msg}");
     assert!(msg.contains("FAR 0x"), "{msg}");
     // The backend recovers: the next plan boots a fresh guest and passes.
-    let mut np = plans::builtin(c).into_iter().next().unwrap();
-    let o = run_and_verify(&mut b, &mut np.plan, 1);
+    let np = plans::builtin(c).into_iter().next().unwrap();
+    let o = run_and_verify(&mut b, &np.plan, 1);
     assert!(o.passed(), "{}", o.describe());
     assert_eq!(b.boots, 2);
 }
@@ -135,8 +136,8 @@ fn boot_per_plan_mode_boots_each_time_and_agrees() {
     let mut b = qemu(QemuMode::BootPerPlan);
     let c = cfg("64k-52");
     let plans: Vec<_> = plans::builtin(c).into_iter().take(3).collect();
-    for mut np in plans {
-        let o = run_and_verify(&mut b, &mut np.plan, 3);
+    for np in plans {
+        let o = run_and_verify(&mut b, &np.plan, 3);
         assert!(o.passed(), "{}", o.describe());
         assert!(o.hw_probes > 0);
     }
@@ -153,8 +154,8 @@ fn regimes_the_cpu_lacks_are_reported_unsupported() {
     opts.cpu = "cortex-a57".into();
     let mut b = qemu::backend(opts).unwrap();
     for (name, unsupported) in [("4k-52", true), ("4k-52@48", false), ("16k-47", true), ("64k-48", false)] {
-        let mut np = plans::builtin(cfg(name)).into_iter().next().unwrap();
-        let o = run_and_verify(&mut b, &mut np.plan, 5);
+        let np = plans::builtin(cfg(name)).into_iter().next().unwrap();
+        let o = run_and_verify(&mut b, &np.plan, 5);
         assert!(o.passed(), "{name}: {}", o.describe());
         assert_eq!(o.hw_unsupported, unsupported, "{name}");
         assert_eq!(o.hw_probes > 0, !unsupported, "{name}");

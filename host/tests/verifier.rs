@@ -5,6 +5,7 @@ use ptcheck_guest::mutation::{self, run_plan_mutant};
 use ptcheck_host::backend::native::{NativeBackend, NativeMemory};
 use ptcheck_host::backend::{Backend, PhysMemory, RunView};
 use ptcheck_host::plans::{self, NamedPlan};
+use ptcheck_host::verify::CheckName;
 use ptcheck_host::verify::{verify, Verdict};
 use ptcheck_host::walker::walk;
 use ptcheck_shared::abi::{BugKind, Plan, RunResult, Status};
@@ -114,8 +115,8 @@ fn run_mutant(build: ptcheck_host::backend::native::BuildFn, cfg: TranslationCon
 fn skipped_zeroing_is_caught_by_zeroing_and_ordering() {
     for cfg in TranslationConfig::all() {
         let v = run_mutant(skip_zero, cfg, "cont-pte");
-        assert!(!v.check("zeroing").unwrap().passed(), "{cfg}: {}", v.describe_failures());
-        let ordering = v.check("ordering").unwrap();
+        assert!(!v.check(CheckName::Zeroing).unwrap().passed(), "{cfg}: {}", v.describe_failures());
+        let ordering = v.check(CheckName::Ordering).unwrap();
         assert!(ordering.failures.iter().any(|f| f.contains("linked before it was zeroed")), "{cfg}: {ordering:?}");
     }
 }
@@ -124,11 +125,11 @@ fn skipped_zeroing_is_caught_by_zeroing_and_ordering() {
 fn zeroing_after_link_is_caught_by_ordering() {
     for cfg in TranslationConfig::all() {
         let v = run_mutant(zero_after_link, cfg, "cont-pte");
-        let ordering = v.check("ordering").unwrap();
+        let ordering = v.check(CheckName::Ordering).unwrap();
         assert!(ordering.failures.iter().any(|f| f.contains("linked before it was zeroed")), "{cfg}: {ordering:?}");
         // The final memory is right: only the order gives it away.
-        assert!(v.check("translation").unwrap().passed(), "{cfg}");
-        assert!(v.check("zeroing").unwrap().passed(), "{cfg}");
+        assert!(v.check(CheckName::Translation).unwrap().passed(), "{cfg}");
+        assert!(v.check(CheckName::Zeroing).unwrap().passed(), "{cfg}");
     }
 }
 
@@ -137,9 +138,9 @@ fn folded_level_accessor_is_caught_on_every_folded_config_only() {
     for cfg in TranslationConfig::all() {
         let v = run_mutant(folded_fixmap, cfg, "reenter-existing");
         if has_folded_level(&cfg) {
-            let ordering = v.check("ordering").unwrap();
+            let ordering = v.check(CheckName::Ordering).unwrap();
             assert!(ordering.failures.iter().any(|f| f.contains("is folded in")), "{cfg}: {ordering:?}");
-            let result = v.check("result").unwrap();
+            let result = v.check(CheckName::Result).unwrap();
             assert!(result.failures.iter().any(|f| f.contains("data abort")), "{cfg}: {result:?}");
         } else {
             assert!(v.passed(), "{cfg} has no folded level, mutant must be harmless: {}", v.describe_failures());
@@ -190,14 +191,14 @@ fn tampered_tables_fail_the_matching_check() {
         let np = plan(cfg, "no-block-cont-exec");
         let view = b.run(&np.plan).unwrap();
         let ((leaf_pa, leaf), (tdesc_pa, tdesc)) = first_entries(&cfg, &view);
-        let check = |pa, value, name: &str| {
+        let check = |pa, value, name: CheckName| {
             let ram = Tampered { inner: view.ram, pa, value };
             let v = verify(&np.plan, &RunView { result: view.result, ram: &ram });
             assert!(!v.check(name).unwrap().passed(), "{cfg}: tampering {pa:#x} not caught by {name}");
         };
-        check(leaf_pa, leaf + cfg.page_size(), "translation");
-        check(leaf_pa, leaf | Descriptor::CONT, "policy");
-        check(tdesc_pa, tdesc & !Descriptor::PXN_TABLE, "table_bits");
-        check(leaf_pa, 0xdead_0000, "zeroing");
+        check(leaf_pa, leaf + cfg.page_size(), CheckName::Translation);
+        check(leaf_pa, leaf | Descriptor::CONT, CheckName::Policy);
+        check(tdesc_pa, tdesc & !Descriptor::PXN_TABLE, CheckName::TableBits);
+        check(leaf_pa, 0xdead_0000, CheckName::Zeroing);
     }
 }

@@ -19,6 +19,7 @@ use crate::backend::Backend;
 use crate::outcome::{Class, Outcome};
 use crate::repro::{self, Repro};
 use crate::run::run_and_verify;
+use crate::verify::CheckName;
 
 /// Which plans a fuzz run covers.
 #[derive(Clone, Debug)]
@@ -169,9 +170,9 @@ const SHRINK_BUDGET: usize = 400;
 /// reproducer. A plan that cannot be checked is reported as such, never shrunk.
 fn one(spec: &FuzzSpec, backend: &mut dyn Backend, j: u64, hw: &AtomicU64) -> Case {
     let (cfg, index) = spec.case(j);
-    let mut plan = spec.plan(j);
+    let plan = spec.plan(j);
     let probe_seed = spec.seed ^ j;
-    let o = run_and_verify(backend, &mut plan, probe_seed);
+    let o = run_and_verify(backend, &plan, probe_seed);
     hw.fetch_add(o.hw_probes, Ordering::Relaxed);
     let unchecked = |outcome| Case::Unchecked(Unchecked { ordinal: j, config: cfg, index, outcome });
     match o.class() {
@@ -179,19 +180,19 @@ fn one(spec: &FuzzSpec, backend: &mut dyn Backend, j: u64, hw: &AtomicU64) -> Ca
         Class::NotChecked => return unchecked(o.outcome),
         Class::BuilderFailed => {}
     }
-    let check = o.verdict.failed()[0];
+    let check = o.verdict.checks.iter().find(|c| !c.passed()).map_or(CheckName::Result, |c| c.name);
     let original_ops = plan.n_ops;
     let small = shrink::shrink(
         &plan,
         |p| {
-            let mut p = Box::new(*p);
-            let o = run_and_verify(backend, &mut p, probe_seed);
+            let p = Box::new(*p);
+            let o = run_and_verify(backend, &p, probe_seed);
             o.builder_failed() && o.verdict.check(check).is_some_and(|c| !c.passed())
         },
         SHRINK_BUDGET,
     );
-    let mut rerun = small.clone();
-    let again = run_and_verify(backend, &mut rerun, probe_seed);
+    let rerun = small.clone();
+    let again = run_and_verify(backend, &rerun, probe_seed);
     if !again.outcome.checked() {
         // The environment failed while shrinking: what we hold is not a builder reproducer.
         return unchecked(again.outcome);
@@ -217,7 +218,7 @@ fn one(spec: &FuzzSpec, backend: &mut dyn Backend, j: u64, hw: &AtomicU64) -> Ca
         config: cfg,
         index,
         ops: (original_ops, small.n_ops),
-        check: check.into(),
+        check: check.to_string(),
         repro,
     })
 }
