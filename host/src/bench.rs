@@ -49,3 +49,62 @@ pub fn measure(label: &str, backend: &mut dyn Backend, min_time: Duration, max_p
     }
     Figure { label: label.into(), plans: n, elapsed: start.elapsed(), failed }
 }
+
+/// `ptcheck bench`: plans/s on native, QEMU persistent and QEMU boot-per-plan, side by
+/// side in one run, at least `min` per figure. `backend` supplies the guest image,
+/// CPU model and timeouts.
+///
+/// # Errors
+/// A backend cannot be made.
+pub fn bench(min: Duration, backend: &crate::backend::open::BackendOptions) -> anyhow::Result<bool> {
+    use crate::backend::native::NativeBackend;
+    use crate::backend::open::{open, BackendChoice, BackendOptions};
+    use crate::fuzz::{self, FuzzSpec};
+    let n: usize = TranslationConfig::all().map(|c| plans::builtin(c).len()).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "one run, side by side: the {n} built-in plans and the default fuzz mix (every plan verified; VM runs include MMU probes)"
+    );
+    let fuzz_figure = |label: &str, workers: usize, make: &(dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Sync)| {
+        let spec = FuzzSpec {
+            seed: 1,
+            configs: TranslationConfig::all().collect(),
+            count: None,
+            time: Some(min),
+            shard: 1,
+            shards: 1,
+            label: "bench".into(),
+        };
+        fuzz::run(&spec, workers, make, false).map(|s| Figure {
+            label: label.into(),
+            plans: s.plans,
+            elapsed: s.elapsed,
+            failed: (s.failures.len() + s.unchecked.len()) as u64,
+        })
+    };
+    let native = || -> anyhow::Result<Box<dyn Backend>> { Ok(Box::new(NativeBackend::new())) };
+    let qemu = |boot_per_plan: bool| {
+        let mut o = BackendOptions { choice: BackendChoice::Qemu, mutant: None, ..backend.clone() };
+        o.policy.boot_per_plan = boot_per_plan;
+        o
+    };
+    let (persistent, boot_per_plan) = (qemu(false), qemu(true));
+    let figures = vec![
+        measure("native built-in", &mut NativeBackend::new(), min, u64::MAX),
+        fuzz_figure(&format!("native fuzz x{cores}"), cores, &native)?,
+        measure("qemu persistent built-in", open(&persistent)?.0.as_mut(), min, u64::MAX),
+        fuzz_figure("qemu persistent fuzz", 1, &|| Ok(open(&persistent)?.0))?,
+        measure("qemu boot-per-plan built-in", open(&boot_per_plan)?.0.as_mut(), min, 200),
+    ];
+    println!("{:<30} {:>8} {:>9} {:>11} {:>7}", "backend / plans", "plans", "seconds", "plans/s", "failed");
+    for f in &figures {
+        println!("{:<30} {:>8} {:>9.2} {:>11.1} {:>7}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
+    }
+    let r = |i: usize| figures[i].rate();
+    println!(
+        "ratios (built-in plans): native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x",
+        r(0) / r(2),
+        r(2) / r(4)
+    );
+    Ok(figures.iter().all(|f| f.failed == 0))
+}

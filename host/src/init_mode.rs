@@ -90,6 +90,11 @@ fn vm_checks() -> Vec<(String, bool, String)> {
 /// Run as init; never returns.
 #[cfg(target_os = "linux")]
 pub fn main() -> ! {
+    use ptcheck_host::backend::open::{open, BackendOptions};
+    use ptcheck_host::backend::vm::VmPolicy;
+    use ptcheck_host::fuzz::command::{fuzz, FuzzCommand};
+    use ptcheck_host::matrix::{run_matrix, MatrixOptions};
+    use ptcheck_shared::TranslationConfig;
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("proc", "/proc", "proc");
     let self_test = std::env::var("ptcheck_self_test").is_ok_and(|v| v == "wrong-expectation");
@@ -97,34 +102,29 @@ pub fn main() -> ! {
         "ptcheck init: running the matrix on KVM{}",
         if self_test { " with the wrong-expectation self-test" } else { "" }
     );
-    let args = crate::RunArgs {
-        backend: crate::BackendChoice::Auto,
-        config: "all".into(),
-        report: None,
-        inject_wrong_expectation: self_test,
-        vm: crate::VmArgs {
-            guest: Some(PathBuf::from("/guest.elf")),
-            qemu_mode: crate::ModeChoice::Persistent,
-            cpu: "max".into(),
-            timeout: 120,
-            #[cfg(feature = "mutants")]
-            mutant: None,
-        },
+    let backend = BackendOptions {
+        guest: Some(PathBuf::from("/guest.elf")),
+        policy: VmPolicy { plan_timeout: std::time::Duration::from_secs(120), ..VmPolicy::default() },
+        ..BackendOptions::default()
     };
-    let fuzz = crate::FuzzArgs {
-        backend: crate::BackendChoice::Auto,
-        config: "all".into(),
-        seed: 1,
-        count: Some(260),
-        time: None,
-        shard: (1, 1),
-        jobs: None,
-        no_progress: true,
-        vm: args.vm.clone(),
-    };
-    match crate::run_matrix(&args) {
+    let configs: Vec<TranslationConfig> = TranslationConfig::all().collect();
+    let report = open(&backend).map(|(mut b, why)| {
+        println!("backend: {} ({why})", b.name());
+        let label = backend.label(b.name());
+        run_matrix(b.as_mut(), &MatrixOptions { configs: configs.clone(), inject_wrong_expectation: self_test, label })
+    });
+    match report {
         Ok(mut report) => {
-            match crate::fuzz(&fuzz) {
+            let cmd = FuzzCommand {
+                seed: 1,
+                configs,
+                count: Some(260),
+                time: None,
+                shard: (1, 1),
+                jobs: None,
+                progress: false,
+            };
+            match fuzz(&cmd, &backend) {
                 Ok(s) => report.fuzz = Some(ptcheck_host::report::FuzzLine::from(&s)),
                 Err(e) => println!("ptcheck init: fuzz error: {e:#}"),
             }
@@ -135,10 +135,4 @@ pub fn main() -> ! {
         Err(e) => println!("ptcheck init: error: {e:#}"),
     }
     power_off()
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn main() -> ! {
-    eprintln!("ptcheck: init mode needs Linux");
-    std::process::exit(2)
 }

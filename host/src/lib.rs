@@ -10,12 +10,14 @@ pub mod bench;
 pub mod esr;
 pub mod expect;
 pub mod fuzz;
+pub mod matrix;
 #[cfg(feature = "mutants")]
 pub mod mutants;
 pub mod outcome;
 pub mod plans;
 pub mod probes;
 pub mod ptdump;
+pub mod replay;
 pub mod report;
 pub mod repro;
 pub mod run;

@@ -170,3 +170,96 @@ pub fn table(outcomes: &[VariantOutcome], backend: &str) -> String {
     }
     s
 }
+
+/// What `ptcheck mutants` runs.
+#[derive(Clone, Debug)]
+pub struct CatalogueOptions {
+    /// Fuzzed plans per regime, after the built-in ones.
+    pub count: u64,
+    /// Seed of the fuzzed plans.
+    pub seed: u64,
+    /// Only these variants (empty: all).
+    pub only: Vec<String>,
+    /// VM backends: the directory with one guest image per variant,
+    /// `ptcheck-guest-image-<name>` (`cargo xtask mutants` builds them).
+    pub guest_dir: Option<std::path::PathBuf>,
+}
+
+/// Run the catalogue on the backend `backend` asks for: every variant must be caught
+/// where it applies and the clean builder must pass, in one run. Prints the table.
+///
+/// # Errors
+/// An unknown variant name, a VM backend without `guest_dir`, or a backend that
+/// cannot be made.
+pub fn catalogue(opts: &CatalogueOptions, backend: &crate::backend::open::BackendOptions) -> anyhow::Result<bool> {
+    use crate::backend::open::{open, BackendChoice};
+    use ptcheck_guest::mutation::ALL_VARIANTS;
+    for name in &opts.only {
+        if ALL_VARIANTS.iter().all(|v| v.name != *name) {
+            anyhow::bail!("unknown variant '{name}'");
+        }
+    }
+    let chosen = ALL_VARIANTS.iter().filter(|v| opts.only.is_empty() || opts.only.iter().any(|o| o == v.name));
+    let variants: Vec<Option<&'static Variant>> = std::iter::once(None).chain(chosen.map(Some)).collect();
+    let configs: Vec<TranslationConfig> = TranslationConfig::all().collect();
+    let backend_for = |v: Option<&'static Variant>| -> anyhow::Result<Box<dyn Backend>> {
+        let mut b = crate::backend::open::BackendOptions { mutant: None, ..backend.clone() };
+        if backend.choice == BackendChoice::Native {
+            b.mutant = v.map(|v| v.name.to_string());
+        } else if let Some(v) = v {
+            let dir = opts.guest_dir.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--guest-dir is needed for VM backends: `cargo xtask mutants` builds one image per variant"
+                )
+            })?;
+            b.guest = Some(dir.join(format!("ptcheck-guest-image-{}", v.name)));
+        }
+        Ok(open(&b)?.0)
+    };
+    let name = backend_for(None)?.name();
+    println!(
+        "bug catalogue on {name}: built-in plans + {} fuzzed plans (seed {}) per regime, {} regimes",
+        opts.count,
+        opts.seed,
+        configs.len()
+    );
+    let mut outcomes = Vec::new();
+    for v in variants {
+        let mut b = backend_for(v)?;
+        let o = run_variant(b.as_mut(), v, &configs, opts.count, opts.seed);
+        let verdict = match (o.ok(), v) {
+            (true, _) => "ok",
+            (false, None) => "CLEAN BUILDER FAILED",
+            (false, Some(_)) => "NOT CAUGHT everywhere",
+        };
+        println!("  {:<22} {verdict}", o.name());
+        outcomes.push(o);
+    }
+    print!("{}", table(&outcomes, name));
+    if name != "native" {
+        let by_mmu: Vec<_> = outcomes
+            .iter()
+            .filter(|o| o.variant.is_some() && o.checks().contains("hw_probe"))
+            .map(|o| o.name())
+            .collect();
+        println!(
+            "caught by the MMU cross-check (hw_probe): {}",
+            if by_mmu.is_empty() { "none".into() } else { by_mmu.join(", ") }
+        );
+    }
+    println!("regimes where fuzzed plans (not only built-in ones) caught the variant:");
+    for o in outcomes.iter().filter(|o| o.variant.is_some()) {
+        let regimes = o.caught_by_fuzzing();
+        println!("  {:<22} {}", o.name(), if regimes.is_empty() { "none".into() } else { regimes.join(" ") });
+    }
+    let ok = outcomes.iter().all(VariantOutcome::ok);
+    println!(
+        "mutants: {}",
+        if ok {
+            "every variant caught on every regime where it applies; the clean builder passed everything"
+        } else {
+            "FAILED"
+        }
+    );
+    Ok(ok)
+}

@@ -103,6 +103,33 @@ impl From<&crate::fuzz::Summary> for FuzzLine {
     }
 }
 
+/// One plan of one regime, for JUnit.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The regime ("4k-48").
+    pub config: String,
+    /// The plan ("pmd-blocks").
+    pub plan: String,
+    /// How it ended.
+    pub class: Class,
+    /// One line: the first failing check, or why the plan was not checked.
+    pub message: String,
+    /// The outcome and any failing checks, in words.
+    pub text: String,
+}
+
+impl Case {
+    /// The case for `plan` of `config` that ran as `run`.
+    pub fn of(config: &str, plan: &str, run: &PlanRun) -> Case {
+        let failures = run.verdict.describe_failures();
+        let message = match run.class() {
+            Class::BuilderFailed => failures.lines().next().unwrap_or_default().trim().to_string(),
+            _ => run.outcome.to_string(),
+        };
+        Case { config: config.into(), plan: plan.into(), class: run.class(), message, text: run.describe() }
+    }
+}
+
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -116,9 +143,59 @@ pub struct Report {
     /// Failure-path checks of the VM backend: (name, passed, what happened).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub vm_checks: Vec<(String, bool, String)>,
+    /// Every plan, for `--junit`.
+    #[serde(skip)]
+    pub cases: Vec<Case>,
 }
 
 impl Report {
+    /// An empty report for `backend`.
+    pub fn new(backend: &str) -> Report {
+        Report { backend: backend.into(), configs: vec![], fuzz: None, vm_checks: vec![], cases: vec![] }
+    }
+
+    /// The report as JSON, to `path`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_json(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("cannot write report {}", path.display()))
+    }
+
+    /// Every case as JUnit XML, one test suite per regime, to `path`: GitHub and
+    /// GitLab show failing plans natively. A plan that could not be checked is an
+    /// `error`, a builder failure a `failure`.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write_junit(&self, path: &std::path::Path, run_name: &str) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+        let mut report = quick_junit::Report::new(run_name);
+        let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
+        for c in &self.cases {
+            let mut status = match c.class {
+                Class::Passed => TestCaseStatus::success(),
+                Class::BuilderFailed => TestCaseStatus::non_success(NonSuccessKind::Failure),
+                Class::NotChecked => TestCaseStatus::non_success(NonSuccessKind::Error),
+            };
+            if c.class != Class::Passed {
+                status.set_message(c.message.as_str());
+                status.set_description(c.text.as_str());
+            }
+            let mut case = TestCase::new(c.plan.as_str(), status);
+            case.set_classname(format!("ptcheck.{}.{}", self.backend, c.config));
+            let suite =
+                suites.entry(&c.config).or_insert_with(|| TestSuite::new(format!("{} {}", self.backend, c.config)));
+            suite.add_test_case(case);
+        }
+        report.add_test_suites(suites.into_values());
+        let xml = report.to_string().context("cannot render the JUnit report")?;
+        std::fs::write(path, xml).with_context(|| format!("cannot write JUnit report {}", path.display()))
+    }
+
     /// Plans that failed, over every config.
     pub fn failed(&self) -> usize {
         self.configs.iter().map(|c| c.failed).sum()

@@ -116,7 +116,7 @@ fn outcome_of(result: &RunResult) -> Result<Outcome, Outcome> {
 }
 
 /// The verdict on one finished run, with the walk the checks used.
-fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>, want_walk: bool) -> (PlanRun, Option<Walk>) {
+fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (PlanRun, Option<Walk>) {
     let result = view.result;
     let outcome = match outcome_of(result) {
         Ok(o) => o,
@@ -130,24 +130,29 @@ fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>, want_walk: bool) -> (P
         hw_probes: if probed { u64::from(result.n_probes) } else { 0 },
         hw_unsupported: result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
     };
-    (run, want_walk.then_some(w))
+    (run, Some(w))
 }
 
 /// [`run_and_verify`] with a chosen [`Expectation`].
 pub fn run_against(backend: &mut dyn Backend, plan: &Plan, seed: u64, expect: Expectation) -> PlanRun {
-    run_full(backend, plan, seed, expect, false).0
+    run_full(backend, plan, seed, expect).run
 }
 
-fn run_full(
-    backend: &mut dyn Backend,
-    plan: &Plan,
-    seed: u64,
-    expect: Expectation,
-    want_walk: bool,
-) -> (PlanRun, Option<Walk>) {
+/// A run with what its checks looked at: for listings.
+pub struct Listing {
+    /// The run.
+    pub run: PlanRun,
+    /// The expected state (absent for a plan rejected before it ran).
+    pub expected: Option<Expected>,
+    /// The walk of the tables the builder left (absent when the checks did not run).
+    pub walk: Option<Walk>,
+}
+
+fn run_full(backend: &mut dyn Backend, plan: &Plan, seed: u64, expect: Expectation) -> Listing {
+    let unchecked = |o| Listing { run: PlanRun::unchecked(o), expected: None, walk: None };
     let exp = match validate(plan) {
         Ok(exp) => exp,
-        Err(o) => return (PlanRun::unchecked(o), None),
+        Err(o) => return unchecked(o),
     };
     // What the guest gets: the plan with its MMU probes (the caller's plan is not touched).
     let mut sent: Box<Plan> = Box::new(*plan);
@@ -160,22 +165,28 @@ fn run_full(
             // One line: the cause (the guest console that follows it is for debugging).
             let text = format!("{e:#}");
             let cause = text.lines().next().unwrap_or("the backend failed");
-            return (PlanRun::unchecked(Outcome::Infrastructure(format!("{name} backend: {cause}"))), None);
+            return Listing {
+                run: PlanRun::unchecked(Outcome::Infrastructure(format!("{name} backend: {cause}"))),
+                expected: Some(exp),
+                walk: None,
+            };
         }
     };
     if expect == Expectation::WrongByOnePage && plan.n_ops > 0 {
         let mut against = *plan;
         against.ops[0].pa = against.ops[0].pa.wrapping_add(against.config().map_or(4096, |c| c.page_size()));
         let Some(wrong) = expected(&against) else {
-            return (PlanRun::unchecked(Outcome::BadPlan("the self-test expectation has no model".into())), None);
+            return unchecked(Outcome::BadPlan("the self-test expectation has no model".into()));
         };
-        return judge(&against, &wrong, &view, want_walk);
+        let (run, walk) = judge(&against, &wrong, &view);
+        return Listing { run, expected: Some(wrong), walk };
     }
-    judge(plan, &exp, &view, want_walk)
+    let (run, walk) = judge(plan, &exp, &view);
+    Listing { run, expected: Some(exp), walk }
 }
 
-/// Run and verify like [`run_and_verify`], and also return what the tables map
-/// (walked from the result's root) for listings, and the expected state.
-pub fn run_for_listing(backend: &mut dyn Backend, plan: &Plan, seed: u64) -> (PlanRun, Option<Walk>) {
-    run_full(backend, plan, seed, Expectation::AsPlanned, true)
+/// Run and verify like [`run_and_verify`], and also return the expected state and
+/// what the tables map (walked from the result's root), for listings.
+pub fn run_for_listing(backend: &mut dyn Backend, plan: &Plan, seed: u64) -> Listing {
+    run_full(backend, plan, seed, Expectation::AsPlanned)
 }

@@ -463,3 +463,39 @@ fn fuzz_survives_a_killed_qemu_and_says_so() {
     assert!(text.contains("0 failures"), "a killed QEMU is never the builder's failure: {text}");
     assert!(!dir.join("ptcheck/repro").exists(), "no reproducer for a killed QEMU: {text}");
 }
+
+/// `--junit`: one test case per plan and regime; a failing plan is a `failure` with
+/// the failing check as its message, and the exit code says the builder failed.
+#[test]
+fn junit_lists_every_plan_and_names_failures() {
+    let dir = scratch("junit");
+    let xml = dir.join("r.xml");
+    let json = dir.join("r.json");
+    let (code, text, _) = ptcheck(
+        &[
+            "run",
+            "--backend",
+            "native",
+            "--config",
+            "4k-48",
+            "--inject-wrong-expectation",
+            "--junit",
+            &xml.to_string_lossy(),
+            "--report",
+            &json.to_string_lossy(),
+        ],
+        &dir,
+    );
+    assert_eq!(code, 1, "{text}");
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    let plans = ptcheck_host::plans::builtin(TranslationConfig::parse("4k-48").unwrap()).len();
+    assert_eq!(xml.matches("<testcase ").count(), plans, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 1, "{xml}");
+    assert!(xml.contains("<failure message=\"[translation]"), "{xml}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["configs"][0]["failed"], 1);
+    let outcomes = &report["configs"][0]["outcomes"];
+    let n = |k: &str| outcomes[k].as_u64().unwrap_or(0) as usize;
+    assert_eq!(n("done") + n("bug"), plans, "{outcomes}");
+    assert!(n("bug") >= 6, "the built-in forbidden remaps end in a BUG: {outcomes}");
+}

@@ -67,9 +67,12 @@ fn wrong_expectation_fails_the_mmu_cross_check() {
     let np = plans::builtin(c).into_iter().find(|p| p.name == "cont-pte").unwrap();
     let o = run_and_verify(&mut b, &np.plan, 1);
     assert!(o.passed(), "{}", o.describe());
-    // Same plan again, then check it against a shifted expectation.
-    let view = b.run_tagged(&np.plan, &[]).unwrap();
-    let mut wrong = np.plan.clone();
+    // Same plan again, with its MMU probes, then check it against a shifted expectation.
+    let mut plan = np.plan.clone();
+    ptcheck_host::probes::choose(&mut plan, &ptcheck_host::expect::expected(&np.plan).unwrap(), 1);
+    assert!(plan.n_probes > 0);
+    let view = b.run_tagged(&plan, &[]).unwrap();
+    let mut wrong = plan.clone();
     wrong.ops[0].pa += c.page_size();
     let v = ptcheck_host::verify::verify(&wrong, &view);
     let hw = v.check(CheckName::HwProbe).unwrap();

@@ -9,6 +9,7 @@ pub mod guest_ram;
 pub mod kvm;
 pub mod mailbox;
 pub mod native;
+pub mod open;
 pub mod qemu;
 pub mod vm;
 

@@ -4,6 +4,7 @@
 //! Plan ordinal `j` of a run is plan index `j / n` of regime `configs[j % n]`; shard
 //! `i/k` runs the ordinals with `j % k == i - 1`, so k shards cover one run exactly.
 
+pub mod command;
 pub mod gen;
 pub mod shrink;
 

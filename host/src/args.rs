@@ -1,0 +1,221 @@
+//! The command line: clap structs and the parsers for durations and shards. Each
+//! command's arguments turn into the library's option structs here; `main.rs` only
+//! dispatches.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand, ValueEnum};
+use ptcheck_host::backend::open::{BackendChoice, BackendOptions};
+use ptcheck_host::backend::vm::VmPolicy;
+use ptcheck_shared::TranslationConfig;
+
+#[derive(Parser)]
+#[command(name = "ptcheck", about = "Build arm64 stage-1 page tables the Linux way and prove them correct")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Run the built-in plans and verify them.
+    Run(RunArgs),
+    /// Verify generated plans; shrink every failure to a reproducer.
+    Fuzz(FuzzArgs),
+    /// Run a reproducer again: its outcome, expected vs actual mappings, failing checks.
+    Replay(ReplayArgs),
+    /// Measure plans/s on native, QEMU persistent and QEMU boot-per-plan, in one run.
+    Bench(BenchArgs),
+    /// List the regimes ptcheck knows.
+    Configs,
+    /// Run the bug catalogue: is every variant caught? (`mutants` builds only.)
+    #[cfg(feature = "mutants")]
+    Mutants(MutantsArgs),
+}
+
+/// How a VM runs: persistent or one boot per plan.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+pub(crate) enum ModeChoice {
+    /// One QEMU boot serves every plan through the mailbox.
+    Persistent,
+    /// A fresh QEMU for each plan.
+    BootPerPlan,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct VmArgs {
+    /// The guest image (default: $PTCHECK_GUEST_IMAGE, else the xtask build output).
+    #[arg(long)]
+    pub(crate) guest: Option<PathBuf>,
+    /// QEMU: persistent guest or one boot per plan.
+    #[arg(long, value_enum, default_value = "persistent")]
+    pub(crate) qemu_mode: ModeChoice,
+    /// QEMU `-cpu` model.
+    #[arg(long, default_value = "max")]
+    pub(crate) cpu: String,
+    /// Seconds one plan may take before the guest counts as hung (1 to 86400).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) timeout: u64,
+    /// Run a deliberately broken builder (native backend; `mutants` builds only).
+    #[cfg(feature = "mutants")]
+    #[arg(long)]
+    pub(crate) mutant: Option<String>,
+}
+
+impl VmArgs {
+    pub(crate) fn options(&self, choice: BackendChoice) -> BackendOptions {
+        BackendOptions {
+            choice,
+            guest: self.guest.clone(),
+            cpu: self.cpu.clone(),
+            policy: VmPolicy {
+                plan_timeout: Duration::from_secs(self.timeout),
+                boot_per_plan: self.qemu_mode == ModeChoice::BootPerPlan,
+                ..VmPolicy::default()
+            },
+            #[cfg(feature = "mutants")]
+            mutant: self.mutant.clone(),
+            #[cfg(not(feature = "mutants"))]
+            mutant: None,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    /// Where to run the plans.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) backend: BackendChoice,
+    /// A regime name (4k-39 … 64k-52, 4k-52@48 for a folded-down variant) or "all".
+    #[arg(long, default_value = "all")]
+    pub(crate) config: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+    /// Write a JUnit XML report here (one test case per plan and regime).
+    #[arg(long)]
+    pub(crate) junit: Option<PathBuf>,
+    /// Self-test: verify the first plan of every config against an expectation one
+    /// page off. Those plans must fail; proves the backend's failures are real.
+    #[arg(long)]
+    pub(crate) inject_wrong_expectation: bool,
+    #[command(flatten)]
+    pub(crate) vm: VmArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct FuzzArgs {
+    /// Where to run the plans.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) backend: BackendChoice,
+    /// A regime name or "all" (plans alternate between regimes).
+    #[arg(long, default_value = "all")]
+    pub(crate) config: String,
+    /// The run's seed: same seed, same plans, on every machine.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Plans in the run (default: until --time ends, else 1000).
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+    /// Stop after this long ("90s", "5m", "1h").
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) time: Option<Duration>,
+    /// Run only shard i of n ("2/4"): n shards together run exactly the plans of one run.
+    #[arg(long, default_value = "1/1", value_parser = parse_shard)]
+    pub(crate) shard: (u64, u64),
+    /// Parallel workers (native only; default: one per core; 1 to 256).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) jobs: Option<u16>,
+    /// No progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    #[command(flatten)]
+    pub(crate) vm: VmArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The reproducer file (target/ptcheck/repro/*.repro, or one written by hand).
+    pub(crate) file: PathBuf,
+    /// Where to run it.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) backend: BackendChoice,
+    #[command(flatten)]
+    pub(crate) vm: VmArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Minimum seconds per figure (1 to 3600).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) seconds: u64,
+    #[command(flatten)]
+    pub(crate) vm: VmArgs,
+}
+
+#[cfg(feature = "mutants")]
+#[derive(clap::Args)]
+pub(crate) struct MutantsArgs {
+    /// Where to run (native, qemu; kvm on arm64 hosts).
+    #[arg(long, value_enum, default_value = "native")]
+    pub(crate) backend: BackendChoice,
+    /// Fuzzed plans per regime, after the built-in ones.
+    #[arg(long, default_value_t = 40)]
+    pub(crate) count: u64,
+    /// Seed of the fuzzed plans.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Only these variants (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
+    /// Directory with one guest image per variant, `ptcheck-guest-image-<name>`
+    /// (VM backends; `cargo xtask mutants` builds them).
+    #[arg(long)]
+    pub(crate) guest_dir: Option<PathBuf>,
+    /// Just list the variant names, one per line.
+    #[arg(long)]
+    pub(crate) list: bool,
+    #[command(flatten)]
+    pub(crate) vm: VmArgs,
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    // A year is more than any run needs; past it the number is a typo.
+    const MAX_SECS: u64 = 366 * 24 * 3600;
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a duration like 90s, 5m or 1h"))?;
+    let per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("'{s}': the unit must be s, m or h")),
+    };
+    match n.checked_mul(per_unit) {
+        Some(0) => Err(format!("'{s}': a duration of 0 checks nothing")),
+        Some(secs) if secs <= MAX_SECS => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("'{s}' is longer than a year: use at most {}h", MAX_SECS / 3600)),
+    }
+}
+
+pub(crate) fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("'{s}' is not a shard like 1/4 (1 <= i <= n)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u64, u64) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+pub(crate) fn configs(sel: &str) -> anyhow::Result<Vec<TranslationConfig>> {
+    if sel == "all" {
+        return Ok(TranslationConfig::all().collect());
+    }
+    let Some(cfg) = TranslationConfig::parse(sel) else {
+        let names: Vec<String> = TranslationConfig::all().map(|c| c.to_string()).collect();
+        bail!("unknown config '{sel}': use one of {} or all", names.join(", "));
+    };
+    Ok(vec![cfg])
+}

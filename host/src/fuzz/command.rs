@@ -1,0 +1,135 @@
+//! `ptcheck fuzz`: open the backend(s), run a [`FuzzSpec`], print the summary with
+//! every failure's reproducer and every unchecked plan's cause.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::bail;
+use ptcheck_shared::TranslationConfig;
+
+use super::{gen, run, FuzzSpec, Summary};
+use crate::backend::open::{open, BackendChoice, BackendOptions};
+use crate::backend::Backend;
+use crate::outcome::Class;
+
+/// What a fuzz command asks for.
+#[derive(Clone, Debug)]
+pub struct FuzzCommand {
+    /// The run's seed.
+    pub seed: u64,
+    /// Regimes, in ordinal order.
+    pub configs: Vec<TranslationConfig>,
+    /// Plans in the run (`None`: until `time` ends, else 1000).
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub time: Option<Duration>,
+    /// (i, n): shard i of n.
+    pub shard: (u64, u64),
+    /// Native workers (`None`: one per core); VM backends use one guest.
+    pub jobs: Option<usize>,
+    /// Draw a progress bar (on a terminal).
+    pub progress: bool,
+}
+
+/// The last line of a run: what the exit code means.
+pub fn verdict_line(class: Class) -> &'static str {
+    match class {
+        Class::Passed => "every plan checked passed (exit 0)",
+        Class::BuilderFailed => "the builder failed a check (exit 1)",
+        Class::NotChecked => "some plans could not be checked: see the causes above (exit 2)",
+    }
+}
+
+/// Run the fuzz command on the backend `backend` asks for.
+///
+/// # Errors
+/// Nothing to run (`--count 0`, an empty shard), or no backend could be made.
+pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summary> {
+    if cmd.count == Some(0) {
+        bail!("--count 0 checks nothing: give at least 1 plan");
+    }
+    let count = cmd.count.or(if cmd.time.is_some() { None } else { Some(1000) });
+    let workers = if backend.choice == BackendChoice::Native {
+        cmd.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    } else {
+        1
+    };
+    let (first, why) = open(backend)?;
+    let spec = FuzzSpec {
+        seed: cmd.seed,
+        configs: cmd.configs.clone(),
+        count,
+        time: cmd.time,
+        shard: cmd.shard.0,
+        shards: cmd.shard.1,
+        label: backend.label(first.name()),
+    };
+    if spec.planned() == Some(0) {
+        bail!(
+            "shard {}/{} of {} plans holds no plan: use fewer shards or more plans",
+            spec.shard,
+            spec.shards,
+            count.unwrap_or(0)
+        );
+    }
+    println!("backend: {} ({why}), {workers} worker{}", first.name(), if workers == 1 { "" } else { "s" });
+    let span = count.map_or("until the time budget ends".to_string(), |c| format!("plans 0..{c}"));
+    let regimes = spec.configs.len();
+    println!(
+        "fuzz: seed {}, {span} over {regimes} regime{}, shard {}/{} (generator format {})",
+        spec.seed,
+        if regimes == 1 { "" } else { "s" },
+        spec.shard,
+        spec.shards,
+        gen::FORMAT
+    );
+    let spare = Mutex::new(Some(first));
+    let make = || -> anyhow::Result<Box<dyn Backend>> {
+        if let Some(b) = spare.lock().expect("not poisoned").take() {
+            return Ok(b);
+        }
+        Ok(open(backend)?.0)
+    };
+    let summary = run(&spec, workers, &make, cmd.progress)?;
+    print_summary(&summary);
+    Ok(summary)
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} not checked, {} MMU-checked pages",
+        s.plans,
+        s.elapsed.as_secs_f64(),
+        s.rate(),
+        s.failures.len(),
+        if s.failures.len() == 1 { "" } else { "s" },
+        s.unchecked.len(),
+        s.hw_probes
+    );
+    for f in &s.failures {
+        println!(
+            "  {} index {}: [{}] shrunk {} -> {} ops: {}",
+            f.config,
+            f.index,
+            f.check,
+            f.ops.0,
+            f.ops.1,
+            f.repro_text()
+        );
+    }
+    let mut causes: BTreeMap<String, usize> = BTreeMap::new();
+    for u in &s.unchecked {
+        *causes.entry(u.outcome.to_string()).or_insert(0) += 1;
+    }
+    for (cause, n) in &causes {
+        println!("  not checked ({n} plan{}): {cause}", if *n == 1 { "" } else { "s" });
+    }
+    if let Some(why) = &s.gave_up {
+        println!("fuzz: stopped early: {why}");
+    }
+    if s.checked() == 0 {
+        println!("fuzz: 0 plans checked: nothing was verified (is the time budget too short?)");
+    }
+    println!("outcome: {}", verdict_line(s.class()));
+}

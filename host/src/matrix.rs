@@ -1,0 +1,94 @@
+//! `ptcheck run`: every built-in plan of every asked regime on one backend, a table
+//! line per regime, a reproducer per failing plan, and the [`Report`].
+
+use std::collections::BTreeSet;
+
+use ptcheck_shared::TranslationConfig;
+
+use crate::backend::Backend;
+use crate::outcome::Class;
+use crate::plans;
+use crate::report::{Case, ConfigReport, Report};
+use crate::repro;
+use crate::run::{run_against, Expectation};
+
+/// What a matrix run covers.
+#[derive(Clone, Debug)]
+pub struct MatrixOptions {
+    /// Regimes, in report order.
+    pub configs: Vec<TranslationConfig>,
+    /// Self-test: verify the first plan of every regime against an expectation one page
+    /// off; those plans must fail (proves the backend's failures are real).
+    pub inject_wrong_expectation: bool,
+    /// Names the backend and builder in reproducer names.
+    pub label: String,
+}
+
+/// Run the matrix on `backend`, printing the table; the report says what passed.
+pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
+    let label = &opts.label;
+    println!(
+        "{:<11} {:>6} {:>7} {:>7} {:>7} {:>10}  failed checks / outcomes not checked",
+        "config", "plans", "passed", "failed", "n/chk", "hw_probes"
+    );
+    let mut report = Report::new(backend.name());
+    for &cfg in &opts.configs {
+        let mut line = ConfigReport::new(cfg.to_string());
+        let mut failed_checks = BTreeSet::new();
+        for (i, np) in plans::builtin(cfg).into_iter().enumerate() {
+            let seed = np.plan.plan_id;
+            let expect = if opts.inject_wrong_expectation && i == 0 {
+                Expectation::WrongByOnePage
+            } else {
+                Expectation::AsPlanned
+            };
+            let run = run_against(backend, &np.plan, seed, expect);
+            line.add(&np.name, &run);
+            report.cases.push(Case::of(&cfg.to_string(), &np.name, &run));
+            match run.class() {
+                Class::Passed => {}
+                Class::NotChecked => {
+                    failed_checks.insert(run.outcome.kind());
+                    eprintln!("NOT CHECKED {cfg} {}: {}", np.name, run.outcome);
+                }
+                Class::BuilderFailed => {
+                    let verdict = &run.verdict;
+                    failed_checks.extend(verdict.failed());
+                    let notes = format!("{cfg} plan {} on {} ({label})\n{}", np.name, backend.name(), run.describe());
+                    let stem = format!("run-{label}-{cfg}-{}", np.name);
+                    let written = repro::write(&stem, &np.plan, &verdict.failed(), &run.outcome.to_string(), &notes);
+                    let path = written.map_or_else(|e| format!("NOT WRITTEN: {e:#}"), |p| p.display().to_string());
+                    eprintln!("FAIL {cfg} {}: reproducer {path}\n{}", np.name, run.describe().trim_end());
+                }
+            }
+        }
+        let fc: Vec<_> = failed_checks.into_iter().collect();
+        let hw = if line.hw_unsupported {
+            "unsupported".to_string()
+        } else if backend.has_mmu() {
+            line.hw_probes.to_string()
+        } else {
+            "no MMU".to_string()
+        };
+        println!(
+            "{:<11} {:>6} {:>7} {:>7} {:>7} {:>10}  {}",
+            line.name,
+            line.plans,
+            line.passed,
+            line.failed,
+            line.not_checked,
+            hw,
+            fc.join(",")
+        );
+        report.configs.push(line);
+    }
+    let total: usize = report.configs.iter().map(|c| c.plans).sum();
+    let passed: usize = report.configs.iter().map(|c| c.passed).sum();
+    println!(
+        "total: {total} plans, {passed} passed, {} failed, {} not checked ({} backend)",
+        report.failed(),
+        report.not_checked(),
+        report.backend
+    );
+    report
+}

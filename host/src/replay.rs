@@ -1,0 +1,63 @@
+//! `ptcheck replay FILE`: run a reproducer (fuzzed, or written by hand) again and say
+//! how it ended first, then the expected vs walked mappings and the failing checks.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::backend::open::{open, BackendOptions};
+use crate::outcome::{Class, Outcome};
+use crate::run::run_for_listing;
+use crate::{ptdump, repro};
+
+/// Replay `file` on the backend `backend` asks for; returns the plan's class.
+///
+/// # Errors
+/// The file cannot be read or parsed (line and field named), or no backend can run it.
+pub fn replay(file: &Path, backend: &BackendOptions) -> anyhow::Result<Class> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let cfg = r.plan.config().ok_or_else(|| anyhow::anyhow!("{}: the config is not valid", file.display()))?;
+    let (mut b, why) = open(backend)?;
+    println!("replay {}: {cfg}, {} operations, on {} ({why})", file.display(), r.plan.n_ops, b.name());
+    let started = std::time::Instant::now();
+    let listing = run_for_listing(b.as_mut(), &r.plan, 1);
+    let took = started.elapsed();
+    let run = &listing.run;
+    println!("outcome: {}", run.outcome);
+    if let Some(recorded) = &r.outcome {
+        let same = *recorded == run.outcome.to_string();
+        println!("recorded outcome: {recorded} ({})", if same { "the same" } else { "DIFFERENT" });
+    }
+    if let (Some(exp), Some(walk)) = (&listing.expected, &listing.walk) {
+        let want = ptdump::rows(&cfg, exp.leaves());
+        let got = ptdump::rows(&cfg, walk.leaves.iter().map(|l| (l.va, l.level, l.desc)));
+        let (text, differing) = ptdump::diff(&want, &got);
+        let s = if differing == 1 { "" } else { "s" };
+        println!("mappings (- expected only, + in the tables only): {differing} differing line{s}");
+        print!("{text}");
+    }
+    let class = run.class();
+    match class {
+        Class::Passed => {
+            let bug = matches!(run.outcome, Outcome::Bug { .. });
+            println!(
+                "every check passes{}{}",
+                if bug { ": the model expects exactly this BUG" } else { "" },
+                if r.fails.is_empty() { "" } else { "; the recorded failure does not reproduce here" }
+            );
+        }
+        Class::BuilderFailed => {
+            print!("{}", run.verdict.describe_failures());
+            let failed = run.verdict.failed();
+            println!("failing checks: {}", failed.join(", "));
+            for recorded in &r.fails {
+                let again = failed.contains(&recorded.as_str());
+                println!("recorded failure [{recorded}]: {}", if again { "reproduced" } else { "NOT reproduced" });
+            }
+        }
+        Class::NotChecked => println!("not checked: no check was run on this plan (exit 2)"),
+    }
+    println!("replay: the plan took {:.2}s (the guest booted before)", took.as_secs_f64());
+    Ok(class)
+}
