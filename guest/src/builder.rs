@@ -37,9 +37,47 @@ type Outcome = Result<(), BugRecord>;
 /// Run every operation of `plan`, writing what happened into `result`.
 ///
 /// Never panics on bad input: a malformed plan ends with `Status::BadPlan`, a refused
-/// operation with `Status::Bug` and the [`BugRecord`].
+/// operation with `Status::Bug` and the [`BugRecord`]. `plan.mutation` selects a
+/// bug-catalogue variant in a `mutants` build; any other build (and any unknown id)
+/// refuses such a plan with `Status::BadPlan`.
 pub fn run_plan<M: TableMemory>(plan: &Plan, mem: &mut M, result: &mut RunResult) {
-    run_plan_with::<M, { mutation::NONE }>(plan, mem, result)
+    if plan.mutation == mutation::NONE {
+        return run_plan_with::<M, { mutation::NONE }>(plan, mem, result);
+    }
+    #[cfg(feature = "mutants")]
+    if let Some(run) = variants::<M>().get(plan.mutation as usize) {
+        return run(plan, mem, result);
+    }
+    result.reset(plan.plan_id);
+    result.status = Status::BadPlan as u32;
+}
+
+/// Run `plan` with the builder broken by `MUTATION` (tests pick a variant by type).
+#[cfg(feature = "mutants")]
+pub fn run_plan_mutant<M: TableMemory, const MUTATION: u32>(plan: &Plan, mem: &mut M, result: &mut RunResult) {
+    run_plan_with::<M, MUTATION>(plan, mem, result)
+}
+
+/// One builder per catalogue id, indexed by id (0 is the clean builder).
+#[cfg(feature = "mutants")]
+fn variants<M: TableMemory>() -> [fn(&Plan, &mut M, &mut RunResult); 14] {
+    const _: () = assert!(mutation::ALL_VARIANTS.len() + 1 == 14, "one builder per catalogue id");
+    [
+        run_plan_with::<M, 0>,
+        run_plan_with::<M, 1>,
+        run_plan_with::<M, 2>,
+        run_plan_with::<M, 3>,
+        run_plan_with::<M, 4>,
+        run_plan_with::<M, 5>,
+        run_plan_with::<M, 6>,
+        run_plan_with::<M, 7>,
+        run_plan_with::<M, 8>,
+        run_plan_with::<M, 9>,
+        run_plan_with::<M, 10>,
+        run_plan_with::<M, 11>,
+        run_plan_with::<M, 12>,
+        run_plan_with::<M, 13>,
+    ]
 }
 
 pub(crate) fn run_plan_with<M: TableMemory, const MUTATION: u32>(plan: &Plan, mem: &mut M, result: &mut RunResult) {

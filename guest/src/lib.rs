@@ -15,5 +15,7 @@ pub mod mutation;
 pub mod pool;
 
 pub use builder::run_plan;
+#[cfg(feature = "mutants")]
+pub use builder::run_plan_mutant;
 pub use memory::{TableMemory, TablePtr};
 pub use pool::TablePool;

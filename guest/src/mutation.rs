@@ -1,11 +1,12 @@
 //! The bug catalogue: deliberate builder bugs, each a real mistake someone could make
 //! in this code.
 //!
-//! The builder is generic over `const MUTATION: u32`; the clean builder is
-//! `MUTATION == NONE`, and the public entry point [`crate::run_plan`] only ever uses
-//! that. A variant is reachable only with the `mutants` cargo feature (tests,
-//! `cargo xtask mutants`), or, in the guest image, with one `mutant-<name>` feature;
-//! no normal build can select one.
+//! This file is the catalogue's one home: each variant's id, name and where it can
+//! show up. The builder is generic over `const MUTATION: u32` and each variant is one
+//! `if MUTATION == …` at the place the mistake would be made; the clean builder is
+//! `MUTATION == NONE`. A plan selects a variant with [`ptcheck_shared::abi::Plan::mutation`],
+//! honoured only by builds with the `mutants` cargo feature (tests, `cargo xtask
+//! mutants`); a normal build refuses such a plan, so no normal build can run one.
 
 use ptcheck_shared::{Granule, Level, LinuxLevel, OaFormat, TranslationConfig};
 
@@ -169,12 +170,16 @@ pub fn by_name(name: &str) -> Option<&'static Variant> {
     ALL_VARIANTS.iter().find(|v| v.name == name)
 }
 
-/// Run `plan` with the builder broken by `MUTATION`.
-#[cfg(feature = "mutants")]
-pub fn run_plan_mutant<M: crate::TableMemory, const MUTATION: u32>(
-    plan: &ptcheck_shared::abi::Plan,
-    mem: &mut M,
-    result: &mut ptcheck_shared::abi::RunResult,
-) {
-    crate::builder::run_plan_with::<M, MUTATION>(plan, mem, result)
+/// The variant with id `id` (`None` for the clean builder and unknown ids).
+pub fn by_id(id: u32) -> Option<&'static Variant> {
+    ALL_VARIANTS.iter().find(|v| v.id == id)
 }
+
+/// Ids run from 1 to the number of variants: the builder's dispatch table relies on it.
+const _: () = {
+    let mut i = 0;
+    while i < ALL_VARIANTS.len() {
+        assert!(ALL_VARIANTS[i].id as usize == i + 1, "variant ids must be 1, 2, 3, … in order");
+        i += 1;
+    }
+};

@@ -58,7 +58,8 @@ pub(crate) struct VmArgs {
     /// Seconds one plan may take before the guest counts as hung (1 to 86400).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) timeout: u64,
-    /// Run a deliberately broken builder (native backend; `mutants` builds only).
+    /// Run a bug-catalogue variant instead of the clean builder (`mutants` builds only;
+    /// VM backends need the catalogue guest image `cargo xtask mutants` builds).
     #[cfg(feature = "mutants")]
     #[arg(long)]
     pub(crate) mutant: Option<String>,
@@ -170,10 +171,6 @@ pub(crate) struct MutantsArgs {
     /// Only these variants (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub(crate) only: Vec<String>,
-    /// Directory with one guest image per variant, `ptcheck-guest-image-<name>`
-    /// (VM backends; `cargo xtask mutants` builds them).
-    #[arg(long)]
-    pub(crate) guest_dir: Option<PathBuf>,
     /// Just list the variant names, one per line.
     #[arg(long)]
     pub(crate) list: bool,

@@ -8,10 +8,7 @@
 
 use std::path::PathBuf;
 
-/// Marker lines around the report on the console.
-pub const REPORT_BEGIN: &str = "PTCHECK-REPORT-BEGIN";
-/// End marker.
-pub const REPORT_END: &str = "PTCHECK-REPORT-END";
+use ptcheck_shared::abi::{NESTED_REPORT_BEGIN as REPORT_BEGIN, NESTED_REPORT_END as REPORT_END};
 
 /// Whether this process is PID 1 started as /init.
 pub fn is_init() -> bool {
@@ -46,7 +43,7 @@ fn power_off() -> ! {
 /// must fail with the address named. Each is (name, passed, what happened).
 #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 fn vm_checks() -> Vec<(String, bool, String)> {
-    use ptcheck_host::backend::vm::VmPolicy;
+    use ptcheck_host::backend::vm::{VmError, VmPolicy};
     use ptcheck_shared::abi::{MapOp, Plan};
     use ptcheck_shared::{Prot, TranslationConfig};
     let mut out = Vec::new();
@@ -59,8 +56,9 @@ fn vm_checks() -> Vec<(String, bool, String)> {
     let hang = b.hang(std::time::Duration::from_secs(3));
     let msg = hang.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_else(|| "the guest answered".into());
     let first = msg.lines().next().unwrap_or("").to_string();
-    let ok = msg.contains("did not answer within 3s")
-        && msg.contains("killed the KVM vCPU thread")
+    let hung = hang.as_ref().err().and_then(|e| e.downcast_ref::<VmError>());
+    let ok = matches!(hung, Some(VmError::Hung { after, killed, .. })
+        if after.as_secs() == 3 && killed == "the KVM vCPU thread")
         && started.elapsed().as_secs() < 10;
     println!("ptcheck init: watchdog: {first} ({:.1}s)", started.elapsed().as_secs_f64());
     out.push(("watchdog".into(), ok, first));
@@ -72,13 +70,15 @@ fn vm_checks() -> Vec<(String, bool, String)> {
     // Straight to the backend: plan validation would (rightly) refuse a pool outside
     // the pool window before the guest ever touched it.
     use ptcheck_host::backend::Backend as _;
-    let why = match b.run(&plan) {
-        Err(e) => format!("{e:#}"),
-        Ok(view) => format!("status {} FAR {:#x}", view.result.status, view.result.exception.far),
+    let (named, first) = match b.run(&plan) {
+        Err(e) => match e.downcast_ref::<VmError>() {
+            Some(VmError::Died { why, idle: false, .. }) => (why.contains("0x1000000000"), why.clone()),
+            _ => (false, format!("{e:#}").lines().next().unwrap_or("").to_string()),
+        },
+        Ok(view) => (false, format!("status {} FAR {:#x}", view.result.status, view.result.exception.far)),
     };
-    let first = why.lines().next().unwrap_or("").to_string();
     println!("ptcheck init: non-RAM access: {first}");
-    out.push(("non-ram access".into(), why.contains("0x1000000000"), first));
+    out.push(("non-ram access".into(), named, first));
     out
 }
 

@@ -67,12 +67,7 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
         }
         return Ok(true);
     }
-    let opts = CatalogueOptions {
-        count: args.count,
-        seed: args.seed,
-        only: args.only.clone(),
-        guest_dir: args.guest_dir.clone(),
-    };
+    let opts = CatalogueOptions { count: args.count, seed: args.seed, only: args.only.clone() };
     catalogue(&opts, &args.vm.options(args.backend))
 }
 

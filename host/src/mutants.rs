@@ -180,19 +180,19 @@ pub struct CatalogueOptions {
     pub seed: u64,
     /// Only these variants (empty: all).
     pub only: Vec<String>,
-    /// VM backends: the directory with one guest image per variant,
-    /// `ptcheck-guest-image-<name>` (`cargo xtask mutants` builds them).
-    pub guest_dir: Option<std::path::PathBuf>,
 }
 
 /// Run the catalogue on the backend `backend` asks for: every variant must be caught
 /// where it applies and the clean builder must pass, in one run. Prints the table.
 ///
+/// VM backends run one guest image with the catalogue (`cargo xtask mutants` builds
+/// it); the plan selects the variant.
+///
 /// # Errors
-/// An unknown variant name, a VM backend without `guest_dir`, or a backend that
-/// cannot be made.
+/// An unknown variant name, or a backend that cannot be made (a guest image without
+/// the catalogue says so).
 pub fn catalogue(opts: &CatalogueOptions, backend: &crate::backend::open::BackendOptions) -> anyhow::Result<bool> {
-    use crate::backend::open::{open, BackendChoice};
+    use crate::backend::open::open;
     use ptcheck_guest::mutation::ALL_VARIANTS;
     for name in &opts.only {
         if ALL_VARIANTS.iter().all(|v| v.name != *name) {
@@ -203,17 +203,7 @@ pub fn catalogue(opts: &CatalogueOptions, backend: &crate::backend::open::Backen
     let variants: Vec<Option<&'static Variant>> = std::iter::once(None).chain(chosen.map(Some)).collect();
     let configs: Vec<TranslationConfig> = TranslationConfig::all().collect();
     let backend_for = |v: Option<&'static Variant>| -> anyhow::Result<Box<dyn Backend>> {
-        let mut b = crate::backend::open::BackendOptions { mutant: None, ..backend.clone() };
-        if backend.choice == BackendChoice::Native {
-            b.mutant = v.map(|v| v.name.to_string());
-        } else if let Some(v) = v {
-            let dir = opts.guest_dir.clone().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--guest-dir is needed for VM backends: `cargo xtask mutants` builds one image per variant"
-                )
-            })?;
-            b.guest = Some(dir.join(format!("ptcheck-guest-image-{}", v.name)));
-        }
+        let b = crate::backend::open::BackendOptions { mutant: v.map(|v| v.name.to_string()), ..backend.clone() };
         Ok(open(&b)?.0)
     };
     let name = backend_for(None)?.name();

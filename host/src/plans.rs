@@ -6,11 +6,7 @@
 use ptcheck_shared::abi::{MapFlags, MapOp, Plan};
 use ptcheck_shared::{Level, Prot, TranslationConfig};
 
-/// Guest RAM starts here on QEMU's `virt` machine; pools live inside it so every
-/// plan runs on every backend.
-pub const RAM_BASE: u64 = 0x4000_0000;
-/// Where the default table pool starts (64 MiB into RAM, clear of the guest image).
-pub const POOL_BASE: u64 = RAM_BASE + 0x0400_0000;
+use ptcheck_shared::abi::layout::{POOL_START as POOL_BASE, RAM_BASE};
 /// Pages in the default pool.
 pub const POOL_PAGES: u64 = 48;
 

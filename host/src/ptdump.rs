@@ -73,9 +73,10 @@ pub fn line(r: &Row) -> String {
     let shape = if r.level == Level::LEAF { "page" } else { "block" };
     let cont = if r.cont { " cont" } else { "" };
     format!(
-        "{:#018x}-{:<#18x} {:>6} {} {shape:<5}{cont:<5} -> {:#014x}  {}",
+        "{:#018x}-{:#018x} {:>6} {} {shape:<5}{cont:<5} -> {:#014x}  {}",
         r.va,
-        r.end,
+        // As Linux's ptdump prints it: the end of the address space is 0x0000000000000000.
+        r.end as u64,
         size(r.end - u128::from(r.va)),
         r.level,
         r.pa,

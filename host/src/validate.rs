@@ -35,6 +35,11 @@ fn header(plan: &Plan) -> Result<TranslationConfig, Outcome> {
             return Err(bad(format!("{n} {what}: at most {max}")));
         }
     }
+    if plan.mutation != 0 || plan.reserved != 0 {
+        return Err(bad(
+            "the plan selects a builder variant itself: variants come from --mutant, not from plans".into()
+        ));
+    }
     if plan.n_probes as usize > MAX_PROBES {
         return Err(bad(format!("{} probes: at most {MAX_PROBES}", plan.n_probes)));
     }

@@ -38,6 +38,34 @@ pub struct TableVisit {
     pub parent_desc: Descriptor,
 }
 
+/// What is wrong with an entry the walker could not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnomalyKind {
+    /// A table reached from two entries (shared or looped).
+    TableReachedTwice,
+    /// A table address not aligned to the table's size.
+    MisalignedTable,
+    /// A table outside memory.
+    TableOutsideMemory,
+    /// An invalid entry that is not zero.
+    NonZeroInvalid,
+    /// A reserved descriptor encoding (translates as a fault).
+    Reserved,
+}
+
+impl AnomalyKind {
+    /// In words.
+    pub const fn what(self) -> &'static str {
+        match self {
+            AnomalyKind::TableReachedTwice => "table reached twice (shared or looped)",
+            AnomalyKind::MisalignedTable => "table address not aligned to the table size",
+            AnomalyKind::TableOutsideMemory => "table is outside memory",
+            AnomalyKind::NonZeroInvalid => "invalid entry is not zero",
+            AnomalyKind::Reserved => "reserved descriptor encoding (translation fault)",
+        }
+    }
+}
+
 /// An entry the walker could not accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Anomaly {
@@ -49,8 +77,15 @@ pub struct Anomaly {
     pub level: Level,
     /// The raw value.
     pub value: u64,
+    /// What is wrong.
+    pub kind: AnomalyKind,
+}
+
+impl Anomaly {
     /// What is wrong, in words.
-    pub what: &'static str,
+    pub fn what(&self) -> &'static str {
+        self.kind.what()
+    }
 }
 
 /// Everything one walk found.
@@ -85,13 +120,13 @@ fn walk_table(
     seen: &mut HashSet<u64>,
     w: &mut Walk,
 ) {
-    let anomaly = |what, entry_pa, value| Anomaly { entry_pa, va: va_base, level, value, what };
+    let anomaly = |kind, entry_pa, value| Anomaly { entry_pa, va: va_base, level, value, kind };
     if !seen.insert(table_pa) {
-        w.anomalies.push(anomaly("table reached twice (shared or looped)", table_pa, parent_desc.0));
+        w.anomalies.push(anomaly(AnomalyKind::TableReachedTwice, table_pa, parent_desc.0));
         return;
     }
     if !table_pa.is_multiple_of(cfg.table_bytes(level)) {
-        w.anomalies.push(anomaly("table address not aligned to the table size", table_pa, parent_desc.0));
+        w.anomalies.push(anomaly(AnomalyKind::MisalignedTable, table_pa, parent_desc.0));
         return;
     }
     w.tables.push(TableVisit { pa: table_pa, level, va: va_base, parent_desc });
@@ -99,7 +134,7 @@ fn walk_table(
     let mut table = vec![0u64; cfg.entries(level)];
     if !mem.read_words(table_pa, &mut table) {
         let missing = (0..table.len() as u64).map(|i| table_pa + 8 * i).find(|&pa| mem.read_u64(pa).is_none());
-        w.anomalies.push(anomaly("table is outside memory", missing.unwrap_or(table_pa), 0));
+        w.anomalies.push(anomaly(AnomalyKind::TableOutsideMemory, missing.unwrap_or(table_pa), 0));
         return;
     }
     for (i, &value) in (0u64..).zip(&table) {
@@ -109,9 +144,9 @@ fn walk_table(
         let entry_pa = table_pa + i * 8;
         let va = va_base.wrapping_add(i * span);
         let desc = Descriptor(value);
-        let at = |what| Anomaly { entry_pa, va, level, value, what };
+        let at = |kind| Anomaly { entry_pa, va, level, value, kind };
         match desc.kind(cfg, level) {
-            DescriptorKind::Invalid if value != 0 => w.nonzero_invalid.push(at("invalid entry is not zero")),
+            DescriptorKind::Invalid if value != 0 => w.nonzero_invalid.push(at(AnomalyKind::NonZeroInvalid)),
             DescriptorKind::Invalid => {}
             DescriptorKind::Table => walk_table(cfg, mem, desc.address(cfg), level.next(), va, desc, seen, w),
             DescriptorKind::Block | DescriptorKind::Page => {
@@ -119,7 +154,7 @@ fn walk_table(
                 let pa = desc.address(cfg) & !(span - 1);
                 w.leaves.push(Leaf { va, size: span, pa, level, desc });
             }
-            DescriptorKind::Reserved => w.anomalies.push(at("reserved descriptor encoding (translation fault)")),
+            DescriptorKind::Reserved => w.anomalies.push(at(AnomalyKind::Reserved)),
         }
     }
 }
@@ -174,7 +209,7 @@ mod tests {
         assert_eq!(w.nonzero_invalid.len(), 1);
         assert_eq!(w.nonzero_invalid[0].entry_pa, 0x1000_2000 + 48);
         assert_eq!(w.anomalies.len(), 1, "{:?}", w.anomalies);
-        assert!(w.anomalies[0].what.contains("twice"));
+        assert_eq!(w.anomalies[0].kind, AnomalyKind::TableReachedTwice);
     }
 
     #[test]
@@ -184,7 +219,7 @@ mod tests {
         m.insert(0x1000_0000, 0x8000_0000_0000 | Prot::KERNEL.0 | 0b01);
         let w = walk(&cfg, 0x1000_0000, &Words(m));
         assert!(w.leaves.is_empty());
-        assert_eq!(w.anomalies[0].what, "reserved descriptor encoding (translation fault)");
+        assert_eq!(w.anomalies[0].kind, AnomalyKind::Reserved);
     }
 }
 

@@ -4,7 +4,7 @@
 #![cfg(feature = "mutants")]
 
 use ptcheck_guest::mutation::{by_name, ALL_VARIANTS};
-use ptcheck_host::backend::native::{mutant_builder, NativeBackend};
+use ptcheck_host::backend::native::NativeBackend;
 use ptcheck_host::mutants::run_variant;
 use ptcheck_shared::{LinuxLevel, TranslationConfig};
 
@@ -15,7 +15,7 @@ fn configs() -> Vec<TranslationConfig> {
 #[test]
 fn folded_fixmap_is_caught_exactly_where_a_level_is_folded() {
     let v = by_name("folded-fixmap").unwrap();
-    let mut b = NativeBackend::with_builder(mutant_builder(v.name).unwrap());
+    let mut b = NativeBackend::with_mutation(v.id);
     let o = run_variant(&mut b, Some(v), &configs(), 10, 1);
     for r in &o.regimes {
         let folded = LinuxLevel::ALL.iter().any(|&l| r.config.is_folded(l));
@@ -36,7 +36,7 @@ fn every_variant_is_caught_and_the_clean_builder_passes() {
     let mut clean = NativeBackend::new();
     assert!(run_variant(&mut clean, None, &configs(), 10, 1).ok(), "clean builder failed");
     for v in ALL_VARIANTS {
-        let mut b = NativeBackend::with_builder(mutant_builder(v.name).unwrap());
+        let mut b = NativeBackend::with_mutation(v.id);
         let o = run_variant(&mut b, Some(v), &configs(), 10, 1);
         assert!(
             o.ok(),
@@ -53,7 +53,7 @@ fn every_variant_is_caught_and_the_clean_builder_passes() {
 #[test]
 fn lpa2_oa_bits_is_caught_by_fuzzed_plans() {
     let v = by_name("lpa2-oa-bits").unwrap();
-    let mut b = NativeBackend::with_builder(mutant_builder(v.name).unwrap());
+    let mut b = NativeBackend::with_mutation(v.id);
     let o = run_variant(&mut b, Some(v), &configs(), 40, 1);
     let by_fuzzing = o.caught_by_fuzzing();
     for name in ["4k-52", "16k-52", "64k-52"] {

@@ -1,7 +1,8 @@
 //! The verifier must pass the clean builder on every built-in plan, and must fail,
 //! by the matching named check, builders and tables that are wrong.
 
-use ptcheck_guest::mutation::{self, run_plan_mutant};
+use ptcheck_guest::mutation;
+use ptcheck_guest::run_plan_mutant;
 use ptcheck_host::backend::native::{NativeBackend, NativeMemory};
 use ptcheck_host::backend::{Backend, PhysMemory, RunView};
 use ptcheck_host::plans::{self, NamedPlan};

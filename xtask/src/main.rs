@@ -5,6 +5,7 @@
 
 mod nested_kvm;
 mod steps;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     let cmd = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let outcome = match cmd.as_str() {
-        "build-guest" => steps::build_guest(),
+        "build-guest" => tools::build_guest(),
         "run" => steps::run(&rest),
         "test" => steps::test(),
         "bench" => steps::bench(&rest),

@@ -1,117 +1,9 @@
 //! The steps behind each xtask command.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-pub type Result = std::result::Result<(), String>;
-
-const GUEST_TARGET: &str = "aarch64-unknown-none";
-
-/// The workspace root (xtask lives one level below it).
-pub fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().expect("xtask is inside the workspace").to_path_buf()
-}
-
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
-}
-
-/// Where `build-guest` puts the image.
-pub fn guest_image() -> PathBuf {
-    target_dir().join(GUEST_TARGET).join("release").join("ptcheck-guest-image")
-}
-
-/// Run a command in the workspace root, echoing it; fail with the command line.
-pub fn sh(cmd: &mut Command) -> Result {
-    let line = format!("{cmd:?}").replace('"', "");
-    println!("$ {line}");
-    if cmd.get_current_dir().is_none() {
-        cmd.current_dir(root());
-    }
-    let status = cmd.status().map_err(|e| format!("cannot start `{line}`: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{line}` failed ({status})"))
-    }
-}
-
-pub fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.env("PTCHECK_GUEST_IMAGE", guest_image());
-    c
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-}
-
-/// QEMU is needed: install it where we can (root with apt), else say exactly how.
-pub fn ensure_qemu() -> Result {
-    if on_path("qemu-system-aarch64") {
-        return Ok(());
-    }
-    // SAFETY: geteuid has no preconditions. (std has no safe wrapper; one call is not
-    // worth a dependency.)
-    let root = unsafe { geteuid() } == 0;
-    if !root || !on_path("apt-get") {
-        return Err("qemu-system-aarch64 not found: install it with `sudo apt-get install qemu-system-arm`".into());
-    }
-    println!("qemu-system-aarch64 not found: installing qemu-system-arm");
-    sh(Command::new("apt-get").args(["update", "-qq"]))?;
-    sh(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"])
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
-extern "C" {
-    fn geteuid() -> u32;
-}
-
-/// Whether `rustup` lists `what` (a target or component) as installed.
-fn rustup_has(kind: &str, what: &str) -> bool {
-    Command::new("rustup").args([kind, "list", "--installed"]).current_dir(root()).output().is_ok_and(|o| {
-        String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == what || l.starts_with(&format!("{what}-")))
-    })
-}
-
-/// The rustup target `target` for the pinned toolchain: rust-toolchain.toml lists it,
-/// but a preinstalled or linked toolchain does not install listed targets.
-pub fn ensure_target(target: &str) -> Result {
-    if rustup_has("target", target) {
-        return Ok(());
-    }
-    println!("rust target {target} not installed: installing it with rustup");
-    sh(Command::new("rustup").args(["target", "add", target]))
-}
-
-/// rustfmt and clippy, which `cargo xtask test` runs first.
-fn ensure_lint_tools() -> Result {
-    for c in ["rustfmt", "clippy"] {
-        if !rustup_has("component", c) {
-            println!("rust component {c} not installed: installing it with rustup");
-            sh(Command::new("rustup").args(["component", "add", c]))?;
-        }
-    }
-    Ok(())
-}
-
-pub fn build_guest() -> Result {
-    ensure_target(GUEST_TARGET)?;
-    sh(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "ptcheck-guest",
-        "--bin",
-        "ptcheck-guest-image",
-        "--target",
-        GUEST_TARGET,
-    ]))?;
-    println!("guest image: {}", guest_image().display());
-    Ok(())
-}
+use crate::tools::{
+    build_guest, build_mutants_image, cargo, ensure_lint_tools, ensure_qemu, ensure_target, mutants_image, sh,
+    target_dir, Result, GUEST_TARGET,
+};
 
 /// `cargo run` of the host runner with `args` (release: fuzzing wants the speed).
 fn ptcheck(args: &[&str]) -> Result {
@@ -152,15 +44,22 @@ fn uses_vm(args: &[String]) -> bool {
 /// `ptcheck <sub> args`, setting up what a VM needs first (the guest image, QEMU
 /// where KVM cannot run it), exactly as `test` does.
 fn forward(sub: &str, args: &[String]) -> Result {
+    let mut full: Vec<String> = vec![sub.into()];
+    full.extend(args.iter().cloned());
     if uses_vm(args) {
         build_guest()?;
         if needs_qemu(args) {
             ensure_qemu()?;
         }
+        // A bug-catalogue variant in a VM needs the image that has the catalogue.
+        let mutant = args.iter().any(|a| a == "--mutant" || a.starts_with("--mutant="));
+        if mutant && !args.iter().any(|a| a == "--guest" || a.starts_with("--guest=")) {
+            build_mutants_image()?;
+            full.extend(["--guest".into(), mutants_image().to_string_lossy().into_owned()]);
+        }
     }
-    let mut full: Vec<&str> = vec![sub];
-    full.extend(args.iter().map(String::as_str));
-    ptcheck(&full)
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    ptcheck(&refs)
 }
 
 pub fn fuzz(args: &[String]) -> Result {
@@ -180,58 +79,20 @@ pub fn run(args: &[String]) -> Result {
     forward("run", args)
 }
 
-/// `cargo xtask mutants [--backend B] [ptcheck mutants args]`: for a VM backend,
-/// first build one guest image per catalogue variant.
+/// `cargo xtask mutants [--backend B] [ptcheck mutants args]`: for a VM backend, the
+/// guest image with the catalogue first.
 pub fn mutants(args: &[String]) -> Result {
     let mut full: Vec<String> = vec!["mutants".into()];
     full.extend(args.iter().cloned());
     let backend = args.windows(2).find(|w| w[0] == "--backend").map_or("native", |w| w[1].as_str());
     if backend != "native" {
-        ensure_qemu()?;
-        build_guest()?;
-        let dir = target_dir().join("mutants");
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let list = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "ptcheck-host",
-                "--bin",
-                "ptcheck",
-                "--features",
-                "mutants",
-                "--",
-                "mutants",
-                "--list",
-            ])
-            .current_dir(root())
-            .output()
-            .map_err(|e| format!("cannot list the variants: {e}"))?;
-        if !list.status.success() {
-            return Err(format!("cannot list the variants: {}", String::from_utf8_lossy(&list.stderr)));
+        if needs_qemu(args) {
+            ensure_qemu()?;
         }
-        for name in String::from_utf8_lossy(&list.stdout).lines() {
-            let feature = format!("mutant-{name}");
-            sh(cargo().args([
-                "build",
-                "--release",
-                "--package",
-                "ptcheck-guest",
-                "--bin",
-                "ptcheck-guest-image",
-                "--target",
-                GUEST_TARGET,
-                "--features",
-                &feature,
-            ]))?;
-            let image = dir.join(format!("ptcheck-guest-image-{name}"));
-            std::fs::copy(guest_image(), &image).map_err(|e| format!("cannot copy the {name} image: {e}"))?;
+        build_mutants_image()?;
+        if !args.iter().any(|a| a == "--guest" || a.starts_with("--guest=")) {
+            full.extend(["--guest".into(), mutants_image().to_string_lossy().into_owned()]);
         }
-        // Leave the clean image in place for everything else.
-        build_guest()?;
-        full.extend(["--guest-dir".into(), dir.to_string_lossy().into_owned()]);
     }
     let refs: Vec<&str> = full.iter().map(String::as_str).collect();
     ptcheck(&refs)
@@ -245,35 +106,24 @@ pub fn bench(args: &[String]) -> Result {
     ptcheck(&full)
 }
 
-pub fn test() -> Result {
-    // Formatting and lints first: they are part of the test.
+/// `cargo fmt --check`, then clippy with warnings denied on every build the project
+/// has: the host workspace, the guest image (aarch64-unknown-none) and the KVM backend
+/// (arm64 Linux only).
+fn lint() -> Result {
     ensure_lint_tools()?;
     sh(cargo().args(["fmt", "--all", "--check"]))?;
-    sh(cargo().args([
-        "clippy",
-        "--release",
-        "--workspace",
-        "--all-targets",
-        "--features",
-        "ptcheck-host/mutants",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    let clippy = |what: &[&str]| sh(cargo().args(["clippy", "--release"]).args(what).args(["--", "-D", "warnings"]));
+    clippy(&["--workspace", "--all-targets", "--features", "ptcheck-host/mutants"])?;
     ensure_target(GUEST_TARGET)?;
-    sh(cargo().args([
-        "clippy",
-        "--release",
-        "--package",
-        "ptcheck-guest",
-        "--bin",
-        "ptcheck-guest-image",
-        "--target",
-        GUEST_TARGET,
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    clippy(&["--package", "ptcheck-guest", "--bin", "ptcheck-guest-image", "--target", GUEST_TARGET])?;
+    let musl = crate::nested_kvm::MUSL;
+    ensure_target(musl)?;
+    clippy(&["--package", "ptcheck-host", "--all-targets", "--features", "mutants", "--target", musl])
+}
+
+pub fn test() -> Result {
+    // Formatting and lints first: they are part of the test.
+    lint()?;
     ensure_qemu()?;
     build_guest()?;
     // Every test, the QEMU ones (ignored by plain `cargo test`) included.
@@ -324,12 +174,14 @@ fn kvm_stage(reports: &std::path::Path) -> std::result::Result<&'static str, Str
         timeout: std::time::Duration::from_secs(900),
     };
     crate::nested_kvm::run(&run(false, report))?;
-    match crate::nested_kvm::run(&run(true, reports.join("kvm-self-test.json"))) {
-        Err(e) if e.contains("plans failed on KVM") => {
-            println!("KVM stage: the wrong-expectation self-test failed the nested run, as it must: {e}")
-        }
-        Err(e) => return Err(format!("the nested self-test failed for the wrong reason: {e}")),
-        Ok(()) => return Err("the nested self-test passed: failures on KVM would not reach the exit code".into()),
+    let self_test = crate::nested_kvm::run_nested(&run(true, reports.join("kvm-self-test.json")))
+        .map_err(|e| format!("the nested self-test failed for the wrong reason: {e}"))?;
+    if self_test.failed_plans == 0 {
+        return Err("the nested self-test passed: failures on KVM would not reach the exit code".into());
     }
+    println!(
+        "KVM stage: the wrong-expectation self-test failed {} plans on KVM, as it must: {}",
+        self_test.failed_plans, self_test.summary
+    );
     Ok("KVM (nested)")
 }

@@ -1,12 +1,12 @@
-//! Entry, exception vectors, panic handler and PSCI power-off.
+//! Entry, exception vectors and panic handler.
 
-use core::arch::{asm, global_asm};
-use core::sync::atomic::Ordering;
+use core::arch::global_asm;
 
-use ptcheck_shared::abi::{ExceptionRecord, Status};
+use ptcheck_shared::abi::{ExceptionRecord, Phase, Status};
 
+use crate::channel;
 use crate::console::println;
-use crate::serve;
+use crate::psci::system_off;
 
 // Entry at EL1, MMU off, x0 = DTB (unused). Set the stack, allow FP/SIMD (the
 // compiler uses SIMD registers for copies), clear .bss, install the vectors, go.
@@ -69,39 +69,33 @@ exception_entry:
 "#
 );
 
-/// PSCI SYSTEM_OFF through the HVC conduit (QEMU `virt` without EL2, and KVM).
-pub fn power_off() -> ! {
-    // SAFETY: PSCI SYSTEM_OFF does not return; x0 is clobbered by the call.
-    unsafe { asm!("hvc #0", in("x0") 0x8400_0008u64, options(noreturn)) }
-}
-
 /// Every exception ends the run: record it, answer the host, power off.
 #[no_mangle]
 extern "C" fn on_exception(vector: u64, esr: u64, far: u64, elr: u64, spsr: u64) -> ! {
-    let phase = serve::PHASE.load(Ordering::Relaxed);
+    let phase = channel::phase();
     println!("ptcheck guest: exception vector {vector:#x} ESR {esr:#x} FAR {far:#x} ELR {elr:#x} phase {phase}");
     report_exception(ExceptionRecord { esr, far, elr, spsr, vector, op: 0, phase });
-    power_off()
+    system_off()
 }
 
 fn report_exception(mut record: ExceptionRecord) {
-    if serve::PHASE.load(Ordering::Relaxed) == serve::PHASE_BOOT {
+    if channel::phase() == Phase::Boot as u32 {
         return; // no request to answer yet: the host sees QEMU exit and the console
     }
     // SAFETY: the result area is identity mapped and only this CPU writes it; the host
     // reads it only after the response below.
-    let result = unsafe { serve::result() };
+    let result = unsafe { channel::result() };
     record.op = result.ops_done;
     result.exception = record;
     result.status = Status::Exception as u32;
-    serve::respond();
+    channel::respond();
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     println!("ptcheck guest: panic: {info}");
-    let phase = serve::PHASE.load(Ordering::Relaxed);
+    let phase = channel::phase();
     // vector u64::MAX marks a panic rather than a CPU exception.
     report_exception(ExceptionRecord { vector: u64::MAX, phase, ..ExceptionRecord::default() });
-    power_off()
+    system_off()
 }

@@ -23,7 +23,7 @@ const PXN: u64 = 1 << 53;
 const UXN: u64 = 1 << 54;
 const ATTR_NORMAL: u64 = 0 << 2;
 const ATTR_DEVICE: u64 = 4 << 2;
-const UART_BASE: u64 = 0x0900_0000;
+use ptcheck_shared::abi::layout::UART_PA as UART_BASE;
 
 /// MAIR_EL1 (the kernel's MT_* indices).
 pub const MAIR: u64 = ptcheck_shared::abi::layout::MAIR_EL1;

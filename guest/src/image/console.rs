@@ -1,10 +1,12 @@
-//! PL011 UART of QEMU `virt` at 0x0900_0000: transmit only, for diagnostics the host
+//! PL011 UART of QEMU `virt` (`layout::UART_PA`): transmit only, for diagnostics the host
 //! prints when a run goes wrong.
 
 use core::fmt;
 
-const UART_DR: *mut u32 = 0x0900_0000 as *mut u32;
-const UART_FR: *const u32 = 0x0900_0018 as *const u32;
+use ptcheck_shared::abi::layout::{UART_FR_OFFSET, UART_PA};
+
+const UART_DR: *mut u32 = UART_PA as *mut u32;
+const UART_FR: *const u32 = (UART_PA + UART_FR_OFFSET) as *const u32;
 const FR_TXFF: u32 = 1 << 5;
 
 /// The console.

@@ -12,11 +12,15 @@ mod boot;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod bootmap;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod channel;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod cpu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod fixmap_memory;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod psci;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod serve;
 

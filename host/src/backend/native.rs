@@ -3,7 +3,7 @@
 
 use bytemuck::Zeroable;
 use ptcheck_guest::{TableMemory, TablePtr};
-use ptcheck_shared::abi::{Event, EventKind, ExceptionRecord, Plan, PoolRange, RunResult, Status};
+use ptcheck_shared::abi::{Event, EventKind, ExceptionRecord, Phase, Plan, PoolRange, RunResult, Status};
 use ptcheck_shared::{LinuxLevel, TranslationConfig};
 
 use super::{Backend, PhysMemory, RunView};
@@ -139,6 +139,7 @@ fn clean_builder(plan: &Plan, mem: &mut NativeMemory<'_>, result: &mut RunResult
 /// Runs plans in-process.
 pub struct NativeBackend {
     build: BuildFn,
+    mutation: u32,
     ram: SimRam,
     result: Box<RunResult>,
 }
@@ -151,7 +152,13 @@ impl NativeBackend {
 
     /// The backend with a specific builder (tests use this to plant bugs).
     pub fn with_builder(build: BuildFn) -> Self {
-        NativeBackend { build, ram: SimRam::default(), result: bytemuck::zeroed_box() }
+        NativeBackend { build, mutation: 0, ram: SimRam::default(), result: bytemuck::zeroed_box() }
+    }
+
+    /// The backend running bug-catalogue variant `id` for every plan
+    /// (`ptcheck_guest::mutation`; honoured by builds with the catalogue).
+    pub fn with_mutation(id: u32) -> Self {
+        NativeBackend { mutation: id, ..Self::new() }
     }
 }
 
@@ -170,7 +177,13 @@ impl Backend for NativeBackend {
         let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("plan header is not a valid ptcheck plan"))?;
         self.ram = SimRam::for_pool(plan.pool());
         let mut mem = NativeMemory::new(cfg, &mut self.ram);
-        (self.build)(plan, &mut mem, &mut self.result);
+        if self.mutation == 0 {
+            (self.build)(plan, &mut mem, &mut self.result);
+        } else {
+            let mut variant = Box::new(*plan);
+            variant.mutation = self.mutation;
+            (self.build)(&variant, &mut mem, &mut self.result);
+        }
         // A fault is what the guest would take as a synchronous exception: report it
         // the same way, with every faulting access in the trace.
         if let Some(&(far, _)) = mem.faults.first() {
@@ -185,41 +198,10 @@ impl Backend for NativeBackend {
                 esr: ESR_DABT_TRANSLATION_L3,
                 far,
                 op: u32::MAX,
-                phase: 1,
+                phase: Phase::Build as u32,
                 ..ExceptionRecord::zeroed()
             };
         }
         Ok(RunView { result: &self.result, ram: &self.ram })
     }
-}
-
-/// The native builder broken by the mutation called `name` (see
-/// `ptcheck_guest::mutation::ALL`).
-#[cfg(feature = "mutants")]
-pub fn mutant_builder(name: &str) -> Option<BuildFn> {
-    use ptcheck_guest::mutation::{self as m, run_plan_mutant as run};
-    let id = &m::by_name(name)?.id;
-    macro_rules! builders {
-        ($($id:path),* $(,)?) => {
-            match *id {
-                $($id => Some(|p: &Plan, mem: &mut NativeMemory<'_>, r: &mut RunResult| run::<_, { $id }>(p, mem, r)),)*
-                _ => None,
-            }
-        };
-    }
-    builders!(
-        m::SKIP_ZERO,
-        m::ZERO_AFTER_LINK,
-        m::FOLDED_FIXMAP,
-        m::MISSING_INDEX,
-        m::CONT_MISALIGNED,
-        m::BLOCK_IGNORES_FLAG,
-        m::PUD_BLOCK_ANY_GRANULE,
-        m::UNSAFE_REMAP_ALLOWED,
-        m::TABLE_BITS_DROPPED,
-        m::OFF_BY_ONE_END,
-        m::STALE_EXISTING_TABLE,
-        m::LPA2_OA_BITS,
-        m::MISSING_BARRIER,
-    )
 }

@@ -34,8 +34,8 @@ pub struct BackendOptions {
     pub cpu: String,
     /// Timeouts, and persistent or boot-per-plan.
     pub policy: VmPolicy,
-    /// A catalogue variant to run instead of the clean builder (native; `mutants`
-    /// builds only).
+    /// A bug-catalogue variant to run instead of the clean builder (`mutants` builds
+    /// only; a VM needs a guest image with the catalogue).
     pub mutant: Option<String>,
 }
 
@@ -91,24 +91,29 @@ pub fn open(opts: &BackendOptions) -> anyhow::Result<(Box<dyn Backend>, String)>
     Ok((backend, why))
 }
 
-fn native(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
-    let Some(name) = &opts.mutant else { return Ok(Box::new(NativeBackend::new())) };
+/// The catalogue id of `opts.mutant` (0: the clean builder).
+fn mutation(opts: &BackendOptions) -> anyhow::Result<u32> {
+    let Some(name) = &opts.mutant else { return Ok(0) };
     #[cfg(feature = "mutants")]
     {
         let names: Vec<_> = ptcheck_guest::mutation::ALL_VARIANTS.iter().map(|v| v.name).collect();
-        super::native::mutant_builder(name)
-            .map(|b| Box::new(NativeBackend::with_builder(b)) as Box<dyn Backend>)
+        ptcheck_guest::mutation::by_name(name)
+            .map(|v| v.id)
             .ok_or_else(|| anyhow::anyhow!("unknown mutant '{name}': one of {}", names.join(", ")))
     }
     #[cfg(not(feature = "mutants"))]
     bail!("--mutant {name}: this ptcheck was built without the bug catalogue (`cargo xtask mutants` builds one)")
 }
 
+fn native(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
+    Ok(Box::new(NativeBackend::with_mutation(mutation(opts)?)))
+}
+
 fn qemu_backend(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
     let mut q = QemuOptions::new(opts.guest_image());
     q.cpu = opts.cpu.clone();
     q.policy = opts.policy;
-    Ok(Box::new(qemu::backend(q)?))
+    Ok(Box::new(qemu::backend(q)?.with_mutation(mutation(opts)?)))
 }
 
 /// Whether this host's KVM can run the arm64 guest; `Err` says why not.
@@ -128,7 +133,7 @@ pub fn kvm_usable() -> anyhow::Result<()> {
 
 #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 fn kvm_backend(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
-    Ok(Box::new(super::kvm::backend(opts.guest_image(), opts.policy)?))
+    Ok(Box::new(super::kvm::backend(opts.guest_image(), opts.policy)?.with_mutation(mutation(opts)?)))
 }
 
 #[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]
@@ -138,11 +143,6 @@ fn kvm_backend(_: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
 }
 
 fn choose(opts: &BackendOptions) -> anyhow::Result<(Box<dyn Backend>, String)> {
-    if opts.choice != BackendChoice::Native {
-        if let Some(m) = &opts.mutant {
-            bail!("--mutant {m} runs on the native backend only: pass --backend native");
-        }
-    }
     match opts.choice {
         BackendChoice::Native => Ok((native(opts)?, "requested".into())),
         BackendChoice::Qemu => Ok((qemu_backend(opts)?, "requested".into())),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::bail;
-use ptcheck_shared::abi::mailbox::Command;
+use ptcheck_shared::abi::mailbox::{Command, Mailbox};
 use ptcheck_shared::abi::{Plan, RunResult, Status};
 
 use super::guest_ram::GuestRam;
@@ -33,6 +33,67 @@ pub trait Vm: Send {
     fn console_tail(&self) -> String;
 }
 
+/// How a VM failed: the backend's errors, typed so callers never match on text. The
+/// message's first line is the cause; the guest console's last lines follow.
+#[derive(Debug)]
+pub enum VmError {
+    /// The guest did not get ready after boot: it stopped, or the boot timeout passed.
+    Boot {
+        /// Why, in words.
+        why: String,
+        /// The console's last lines.
+        console: String,
+    },
+    /// The guest did not answer a request within `after`: the watchdog ended `killed`.
+    Hung {
+        /// How long the host waited.
+        after: Duration,
+        /// What was killed ("QEMU (pid 123)", "the KVM vCPU thread").
+        killed: String,
+        /// The console's last lines.
+        console: String,
+    },
+    /// The vCPU stopped on its own, while running a plan or (`idle`) between plans.
+    Died {
+        /// How it stopped ("QEMU exited (signal: 9)", "the guest accessed …").
+        why: String,
+        /// It died between plans, not during one.
+        idle: bool,
+        /// The console's last lines.
+        console: String,
+    },
+}
+
+impl std::fmt::Display for VmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let console = match self {
+            VmError::Boot { why, console } => {
+                write!(f, "{why}")?;
+                console
+            }
+            VmError::Hung { after, killed, console } => {
+                write!(f, "the guest did not answer within {after:?}: guest hung, killed {killed}")?;
+                console
+            }
+            VmError::Died { why, idle: true, console } => {
+                write!(f, "{why} between plans: the guest died while idle; the next plan boots a fresh guest")?;
+                console
+            }
+            VmError::Died { why, idle: false, console } => {
+                write!(f, "{why} while running the plan")?;
+                console
+            }
+        };
+        if console.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "\n--- guest console ---\n{console}")
+        }
+    }
+}
+
+impl std::error::Error for VmError {}
+
 /// Timeouts and boot policy.
 #[derive(Clone, Copy, Debug)]
 pub struct VmPolicy {
@@ -58,6 +119,8 @@ pub struct VmBackend<V: Vm> {
     policy: VmPolicy,
     seq: u64,
     result: Box<RunResult>,
+    /// Bug-catalogue variant run for every plan (0: the clean builder).
+    mutation: u32,
     /// Boots so far (benchmarks and tests read it).
     pub boots: u64,
 }
@@ -76,7 +139,14 @@ impl<V: Vm> VmBackend<V> {
     /// # Errors
     /// None today; kept fallible for hypervisors that check the RAM.
     pub fn with_ram(vm: V, ram: GuestRam, policy: VmPolicy) -> anyhow::Result<Self> {
-        Ok(VmBackend { vm, ram, policy, seq: 0, result: bytemuck::zeroed_box(), boots: 0 })
+        Ok(VmBackend { vm, ram, policy, seq: 0, result: bytemuck::zeroed_box(), mutation: 0, boots: 0 })
+    }
+
+    /// Run bug-catalogue variant `id` for every plan; the guest image must have the
+    /// catalogue (checked by [`Backend::preflight`]).
+    pub fn with_mutation(mut self, id: u32) -> Self {
+        self.mutation = id;
+        self
     }
 
     fn boot(&mut self) -> anyhow::Result<()> {
@@ -90,9 +160,9 @@ impl<V: Vm> VmBackend<V> {
             // Let the console readers catch the hypervisor's last words (QEMU says why
             // it refused to start on stderr just before it exits).
             std::thread::sleep(Duration::from_millis(50));
-            let tail = vm.console_tail();
+            let console = vm.console_tail();
             vm.kill();
-            bail!("{e}\n--- guest console ---\n{tail}");
+            return Err(VmError::Boot { why: format!("{e:#}"), console }.into());
         }
         Ok(())
     }
@@ -104,9 +174,9 @@ impl<V: Vm> VmBackend<V> {
         if let Some(why) = self.vm.stopped() {
             // Nothing of ours stopped it (an exception or boot-per-plan shuts it down
             // through `shutdown`): say so, once; the next plan boots a fresh guest.
-            let what = self.vm.describe();
+            let console = self.vm.console_tail();
             self.vm.kill();
-            bail!("{why} between plans: {what} died while idle; the next plan boots a fresh guest");
+            return Err(VmError::Died { why, idle: true, console }.into());
         }
         Ok(())
     }
@@ -118,10 +188,10 @@ impl<V: Vm> VmBackend<V> {
         let vm = &mut self.vm;
         match mailbox::wait_response(&self.ram, self.seq, timeout, || vm.stopped()) {
             Ok(w) => Ok(w),
-            Err(e) => {
-                let (tail, what) = (vm.console_tail(), vm.describe());
+            Err(_) => {
+                let (console, killed) = (vm.console_tail(), vm.describe());
                 vm.kill();
-                bail!("{e}: guest hung, killed {what}\n--- guest console ---\n{tail}")
+                Err(VmError::Hung { after: timeout, killed, console }.into())
             }
         }
     }
@@ -169,7 +239,7 @@ impl<V: Vm> Backend for VmBackend<V> {
         if self.policy.plan_timeout.is_zero() {
             bail!("the plan timeout is 0: give --timeout at least 1 (seconds)");
         }
-        self.ensure_booted().map_err(|e| {
+        let booted = self.ensure_booted().map_err(|e| {
             let text = format!("{e:#}");
             let mut first = text.lines().next().unwrap_or("").to_string();
             // QEMU's own complaint ("qemu-system-aarch64: unable to find CPU model …").
@@ -180,16 +250,24 @@ impl<V: Vm> Backend for VmBackend<V> {
                 "the {} guest did not boot and answer the mailbox: {first} (check --cpu and --guest; rebuild the image with `cargo xtask build-guest`)",
                 self.vm.name()
             )
-        })
+        });
+        booted?;
+        if self.mutation != 0 && mailbox::features(&self.ram)? & Mailbox::CATALOGUE == 0 {
+            bail!(
+                "the guest image has no bug catalogue, so it cannot run a --mutant: `cargo xtask mutants` builds one \
+                 (target/mutants/ptcheck-guest-image-mutants)"
+            );
+        }
+        Ok(())
     }
 
     fn run_tagged(&mut self, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {
         self.ensure_booted()?;
-        mailbox::prepare(&self.ram, plan, tag_pages)?;
+        mailbox::prepare(&self.ram, plan, tag_pages, self.mutation)?;
         if let Wait::Gone(why) = self.request(Command::RunPlan, self.policy.plan_timeout)? {
-            let tail = self.vm.console_tail();
+            let console = self.vm.console_tail();
             self.vm.kill();
-            bail!("{why} while running the plan\n--- guest console ---\n{tail}");
+            return Err(VmError::Died { why, idle: false, console }.into());
         }
         mailbox::read_result(&self.ram, &mut self.result)?;
         // After an exception the guest powers itself off; boot-per-plan always does.

@@ -3,7 +3,7 @@
 //! tag word loaded through the mapping).
 
 use ptcheck_shared::abi::layout::{in_tag_region, tag, MAIR_EL1};
-use ptcheck_shared::abi::{ProbeRecord, RunResult};
+use ptcheck_shared::abi::{ProbeRecord, RunResult, PAR_PA_MASK};
 use ptcheck_shared::Prot;
 
 use super::{Check, Ctx};
@@ -21,7 +21,7 @@ fn mair_attr(prot: Prot) -> u64 {
 /// PAR_EL1 in words.
 fn show_par(par: u64) -> String {
     if par & 1 == 0 {
-        format!("PA {:#x} attr {:#04x}", par & 0x000f_ffff_ffff_f000, par >> 56)
+        format!("PA {:#x} attr {:#04x}", par & PAR_PA_MASK, par >> 56)
     } else {
         format!("fault ({})", crate::esr::fault_status((par >> 1) & 0x3f))
     }
@@ -48,7 +48,7 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
     for (rec, &va) in r.probes().iter().zip(plan.probes()) {
         let ProbeRecord { par, par_w, loaded, flags, .. } = *rec;
         let (want, walked) = (exp.at(cfg, va), w.at(cfg, va));
-        let mmu = (par & 1 == 0).then_some(par & 0x000f_ffff_ffff_f000 | (va & 0xfff));
+        let mmu = (par & 1 == 0).then_some(par & PAR_PA_MASK | (va & 0xfff));
         let mut problems = Vec::new();
         if rec.va != va {
             problems.push(format!("record is for VA {:#x}", rec.va));

@@ -40,6 +40,6 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
         c.fail(format!("first difference: expected {}, tables map {}", show(want.get(i)), show(got.get(i))));
     }
     for a in &w.anomalies {
-        c.fail(format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what, a.level.0, a.va, a.entry_pa, a.value));
+        c.fail(format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value));
     }
 }

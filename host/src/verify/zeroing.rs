@@ -7,6 +7,7 @@ use ptcheck_shared::Level;
 
 use super::{Check, Ctx};
 use crate::expect::ModelEntry;
+use crate::walker::AnomalyKind;
 use crate::POISON;
 
 /// The `zeroing` check.
@@ -20,7 +21,7 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
         ));
     }
     // A reserved encoding is not a valid expected entry either: it must have been 0.
-    for a in w.anomalies.iter().filter(|a| a.what.starts_with("reserved")) {
+    for a in w.anomalies.iter().filter(|a| a.kind == AnomalyKind::Reserved) {
         c.fail(format!(
             "L{} entry at {:#x} (VA {:#x}) is {:#x}: a reserved encoding, not zero",
             a.level.0, a.entry_pa, a.va, a.value

@@ -12,6 +12,11 @@
 //! 0xC000_0000  end of RAM (2 GiB)
 //! ```
 
+/// The PL011 UART of QEMU `virt` (the KVM backend traps the same page as MMIO).
+pub const UART_PA: u64 = 0x0900_0000;
+/// PL011 flag register offset (UARTFR; bit 5 TXFF: transmit FIFO full).
+pub const UART_FR_OFFSET: u64 = 0x18;
+
 /// First byte of guest RAM.
 pub const RAM_BASE: u64 = 0x4000_0000;
 /// Guest RAM size.

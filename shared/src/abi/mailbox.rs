@@ -51,6 +51,13 @@ pub struct Mailbox {
     pub id_mmfr0: u64,
     /// ID_AA64MMFR2_EL1 read at boot.
     pub id_mmfr2: u64,
+    /// What this guest image can do: [`Mailbox::CATALOGUE`].
+    pub features: u64,
+}
+
+impl Mailbox {
+    /// The image has the bug catalogue: `Plan::mutation` selects a variant.
+    pub const CATALOGUE: u64 = 1 << 0;
 }
 
 /// Byte offset of `request_seq` in the mailbox.

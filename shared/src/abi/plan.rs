@@ -71,6 +71,11 @@ pub struct Plan {
     pub n_ops: u32,
     /// Used entries of `probes`.
     pub n_probes: u32,
+    /// Which builder variant runs: 0 the clean builder, else a bug-catalogue variant
+    /// (`ptcheck_guest::mutation`), honoured only by builds with the catalogue.
+    pub mutation: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
     /// Caller's identifier, echoed in the result (persistent mode matches on it).
     pub plan_id: u64,
     /// Table pool.

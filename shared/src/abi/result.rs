@@ -194,9 +194,13 @@ pub struct ExceptionRecord {
     pub vector: u64,
     /// Operation being applied.
     pub op: u32,
-    /// Guest phase (0 boot, 1 build, 2 probe).
+    /// [`super::Phase`] the guest was in.
     pub phase: u32,
 }
+
+/// The output-address field of PAR_EL1 after a successful `AT` (PA[51:12]; Arm ARM
+/// D19 "PAR_EL1, Physical Address Register", F == 0).
+pub const PAR_PA_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// One MMU probe of a VA.
 #[repr(C)]

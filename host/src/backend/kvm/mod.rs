@@ -26,7 +26,7 @@ use super::vm::{Vm, VmBackend, VmPolicy};
 
 /// The guest's console: PL011 data register page of QEMU `virt`, which the guest
 /// also uses under KVM. Nothing backs it, so every access is an MMIO exit.
-const UART_PAGE: u64 = 0x0900_0000;
+use ptcheck_shared::abi::layout::UART_PA as UART_PAGE;
 
 /// The signal that kicks the vCPU thread out of KVM_RUN (EINTR).
 fn kick_signal() -> i32 {
