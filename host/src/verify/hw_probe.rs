@@ -6,7 +6,7 @@ use ptcheck_shared::abi::layout::{in_tag_region, tag, MAIR_EL1};
 use ptcheck_shared::abi::{ProbeRecord, RunResult, PAR_PA_MASK};
 use ptcheck_shared::Prot;
 
-use super::{Check, Ctx};
+use super::check::{Check, Ctx};
 use crate::walker::Translation;
 
 /// FSC of a translation fault at any level (0x2b is level -1, with LPA2).

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use ptcheck_shared::abi::EventKind;
 use ptcheck_shared::{Descriptor, Level, LinuxLevel};
 
-use super::{op_name, Check, Ctx};
+use super::check::{op_name, Check, Ctx};
 
 #[derive(Default)]
 struct TableLife {

@@ -4,7 +4,7 @@
 use ptcheck_shared::abi::Status;
 use ptcheck_shared::{Descriptor, Level};
 
-use super::{describe_leaf, Check, Ctx};
+use super::check::{describe_leaf, Check, Ctx};
 
 /// The `policy` check.
 pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {

@@ -4,7 +4,7 @@ use ptcheck_shared::abi::{RunResult, Status};
 use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, TranslationConfig};
 
-use super::{bug_name, op_name, Check, Ctx};
+use super::check::{bug_name, op_name, Check, Ctx};
 use crate::esr;
 use crate::expect::Expected;
 

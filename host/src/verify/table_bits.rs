@@ -3,7 +3,7 @@
 
 use ptcheck_shared::{Descriptor, Level};
 
-use super::{op_name, Check, Ctx};
+use super::check::{op_name, Check, Ctx};
 use crate::expect::ModelEntry;
 
 /// The `table_bits` check.

@@ -3,7 +3,7 @@
 
 use ptcheck_shared::Prot;
 
-use super::{Check, Ctx};
+use super::check::{Check, Ctx};
 
 /// Maximal runs (va, end, pa, prot) of a leaf list, merged where VA and PA continue.
 fn runs(items: impl Iterator<Item = (u64, u64, u64, Prot)>) -> Vec<(u128, u128, u128, Prot)> {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use ptcheck_shared::Level;
 
-use super::{Check, Ctx};
+use super::check::{Check, Ctx};
 use crate::expect::ModelEntry;
 use crate::walker::AnomalyKind;
 use crate::POISON;
