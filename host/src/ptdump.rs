@@ -119,3 +119,24 @@ pub fn diff(expected: &[Row], actual: &[Row]) -> (String, usize) {
     }
     (out, differing)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The top of the address space prints as Linux's ptdump prints it: the end
+    /// address wraps to 0x0000000000000000, never a 17-digit number.
+    #[test]
+    fn the_end_of_the_address_space_prints_like_linux() {
+        let row = Row {
+            va: 0xffff_ffff_ffff_f000,
+            end: 1 << 64,
+            pa: 0x4100_0000,
+            level: Level::LEAF,
+            prot: Prot::KERNEL,
+            cont: false,
+        };
+        let text = line(&row);
+        assert!(text.starts_with("0xfffffffffffff000-0x0000000000000000     4K L3 page"), "{text}");
+    }
+}
