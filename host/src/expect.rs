@@ -1,27 +1,30 @@
 //! The expected state of a plan, computed without the builder.
 //!
-//! The Linux policy is restated here over *architectural* levels and a sparse map of
-//! entries, not over Linux levels, fixmaps and real tables as the builder does it.
-//! Two independent formulations of one policy must agree on every plan.
+//! The Linux policy is restated here over *architectural* levels, a map of tables and
+//! an interval map of leaf runs, not over Linux levels, fixmaps and real tables as the
+//! builder does it. Two independent formulations of one policy must agree on every
+//! plan.
+//!
+//! The model works by ranges: within one table a whole run of pages or blocks is one
+//! step, so its cost grows with the number of tables and operations, not with the
+//! number of leaves (a 256 GiB page-granular map is 131,072 tables, 64 M leaves).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use ptcheck_shared::abi::{BugKind, MapFlags, MapOp, Plan};
 use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, Prot, TranslationConfig};
 
-/// An entry of the model, keyed by (level, first VA it translates).
+use crate::runs::{push_run, LeafRun};
+
+/// A next-level table the builder must have linked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelEntry {
-    /// A next-level table with these table attribute bits, created by operation `op`.
-    Table {
-        /// Expected UXNTable/PXNTable bits.
-        attrs: u64,
-        /// The operation that created it.
-        op: u32,
-    },
-    /// A block or page descriptor.
-    Leaf(Descriptor),
+pub struct TableEntry {
+    /// Expected UXNTable/PXNTable bits.
+    pub attrs: u64,
+    /// The operation that created it.
+    pub op: u32,
 }
 
 /// The BUG the builder must report, as far as the model can know it.
@@ -44,8 +47,10 @@ pub struct ExpectedBug {
 /// The expected outcome of a whole plan.
 #[derive(Debug)]
 pub struct Expected {
-    /// Every live entry.
-    pub entries: BTreeMap<(Level, u64), ModelEntry>,
+    /// Every table descriptor, keyed by (level of the entry, first VA it translates).
+    pub table_entries: BTreeMap<(Level, u64), TableEntry>,
+    /// Every leaf, as maximal runs in VA order.
+    pub runs: Vec<LeafRun>,
     /// Tables the builder must allocate, the root included.
     pub tables: usize,
     /// The refusal that must end the plan.
@@ -58,38 +63,27 @@ pub struct Expected {
     pub table_visits: u64,
     /// Block and page descriptors written, over all operations.
     pub leaf_writes: u64,
-}
-
-impl Expected {
-    /// Expected leaves in VA order: (va, level, descriptor).
-    pub fn leaves(&self) -> Vec<(u64, Level, Descriptor)> {
-        let mut v: Vec<_> = self
-            .entries
-            .iter()
-            .filter_map(|(&(level, va), e)| match e {
-                ModelEntry::Leaf(d) => Some((va, level, *d)),
-                ModelEntry::Table { .. } => None,
-            })
-            .collect();
-        v.sort_by_key(|&(va, ..)| va);
-        v
-    }
+    cfg: TranslationConfig,
 }
 
 impl Expected {
     /// What the plan says `va` translates to.
     pub fn at(&self, cfg: &TranslationConfig, va: u64) -> Option<crate::walker::Translation> {
-        (cfg.root_level().0..=3).find_map(|l| {
-            let level = Level(l);
-            let span = cfg.entry_span(level);
-            match self.entries.get(&(level, va & !(span - 1)))? {
-                ModelEntry::Leaf(d) => Some(crate::walker::Translation {
-                    pa: (d.address(cfg) & !(span - 1)) + (va & (span - 1)),
-                    prot: d.prot(cfg),
-                }),
-                ModelEntry::Table { .. } => None,
-            }
-        })
+        let i = self.runs.partition_point(|r| r.va <= va).checked_sub(1)?;
+        let r = &self.runs[i];
+        (u128::from(va) < r.end(cfg))
+            .then(|| crate::walker::Translation { pa: r.pa(cfg).wrapping_add(va - r.va), prot: r.prot(cfg) })
+    }
+
+    /// Every expected leaf, one by one, in VA order: (va, level, descriptor). For small
+    /// plans and tests: a 256 GiB page-granular map has 64 M.
+    pub fn leaves(&self) -> Vec<(u64, Level, Descriptor)> {
+        self.runs.iter().flat_map(|r| r.leaves(&self.cfg).collect::<Vec<_>>()).collect()
+    }
+
+    /// Leaves mapped, counted.
+    pub fn leaf_count(&self) -> u64 {
+        self.runs.iter().map(|r| r.count).sum()
     }
 
     /// Trace events a builder following the kernel's structure records for this plan
@@ -115,18 +109,18 @@ pub fn pool_capacity(plan: &Plan, page: u64) -> usize {
     usize::try_from(pages).unwrap_or(usize::MAX)
 }
 
-/// How much work the model may do before it gives up: the leaf descriptors it writes
-/// (a page-granular map of 32 GiB of 4K pages, written once).
-pub const MODEL_LEAF_WRITES: u64 = 1 << 23;
+/// How much work the model may do before it gives up: steps (a run of leaves inside
+/// one table, or one table entry), far more than any machine-sized plan needs.
+pub const MODEL_STEPS: u64 = 1 << 24;
 
 /// Why the model stopped without an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelError {
     /// The plan's header is not a valid plan (magic, version or config).
     BadHeader,
-    /// The plan writes more leaf descriptors than [`MODEL_LEAF_WRITES`]: at least `needed`.
+    /// The plan needs more than [`MODEL_STEPS`] steps: at least `needed`.
     TooMuchWork {
-        /// Leaf writes counted when the model stopped.
+        /// Steps counted when the model stopped.
         needed: u64,
     },
 }
@@ -143,16 +137,26 @@ impl From<ExpectedBug> for Stop {
     }
 }
 
+/// A run in the model's interval map (keyed by its first VA).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    count: u64,
+    level: Level,
+    desc: Descriptor,
+}
+
 struct Model<'p> {
     cfg: TranslationConfig,
-    entries: BTreeMap<(Level, u64), ModelEntry>,
+    table_entries: BTreeMap<(Level, u64), TableEntry>,
+    leaves: BTreeMap<u64, Run>,
     tables: usize,
     capacity: usize,
     op_index: u32,
     op: &'p MapOp,
     table_visits: u64,
     leaf_writes: u64,
-    leaf_budget: u64,
+    steps: u64,
+    step_budget: u64,
 }
 
 type Step = Result<(), Stop>;
@@ -176,6 +180,10 @@ fn forbidden_change(old: Descriptor, new: Descriptor) -> Option<&'static str> {
     ((old.0 ^ new.0) & !changeable != 0).then_some("only PXN, RDONLY, WRITE, nG (and Normal<->Tagged) may change")
 }
 
+fn round_up(x: u128, to: u128) -> u128 {
+    x.div_ceil(to) * to
+}
+
 impl Model<'_> {
     fn bug(&self, kind: BugKind, level: Level, va: u64, old: Option<u64>, new: u64) -> ExpectedBug {
         ExpectedBug { kind, op: self.op_index, level: level.0 as i32, va, old, new }
@@ -185,31 +193,148 @@ impl Model<'_> {
         self.op.flags & flag != 0
     }
 
-    /// Map `[va, end)` to `pa`, all inside one table at `level`. Addresses are u128
-    /// so a range ending at the top of the address space needs no special case.
+    fn step(&mut self) -> Step {
+        self.steps += 1;
+        if self.steps > self.step_budget {
+            return Err(Stop::Work);
+        }
+        Ok(())
+    }
+
+    fn run_desc(&self, r: &Run, i: u64) -> Descriptor {
+        LeafRun { va: 0, count: r.count, level: r.level, desc: r.desc }.desc_at(&self.cfg, i)
+    }
+
+    /// The leaf at `level` whose entry starts at `base`, if there is one.
+    fn leaf_at(&self, level: Level, base: u64) -> Option<Descriptor> {
+        let (&va, r) = self.leaves.range(..=base).next_back()?;
+        let span = self.cfg.entry_span(r.level);
+        let inside = u128::from(base) < u128::from(va) + u128::from(r.count) * u128::from(span);
+        (inside && r.level == level).then(|| self.run_desc(r, (base - va) / span))
+    }
+
+    /// Map `[va, end)` to `pa`, all inside one table at `level`, in pieces of like
+    /// contiguous-bit decisions. Addresses are u128 so a range ending at the top of the
+    /// address space needs no special case.
     fn fill(&mut self, level: Level, va: u128, end: u128, pa: u128) -> Step {
         let cfg = self.cfg;
-        let span = cfg.entry_span(level) as u128;
         // Contiguous runs are decided within one entry of the level above: Linux walks
         // the root one entry at a time, so at the root a run never spans two entries
         // and is never taken.
         let run = if level == cfg.root_level() { None } else { cfg.cont_span(level).map(u128::from) };
+        let Some(r) = run else { return self.piece(level, va, end, pa, false) };
+        // A partial window before the first run boundary, whole windows, a partial
+        // window after the last: only whole windows whose output is aligned are
+        // contiguous, and in one call either all whole windows are or none is.
+        let first = end.min(round_up(va, r));
+        let last = first.max(end / r * r);
         let no_cont = self.has(MapFlags::NO_CONT_MAPPINGS);
-        let mut cur = va;
-        while cur < end {
-            let window_end = run.map_or(end, |r| end.min((cur / r + 1) * r));
-            let p = pa + (cur - va);
-            let cont =
-                !no_cont && run.is_some_and(|r| cur.is_multiple_of(r) && window_end % r == 0 && p.is_multiple_of(r));
-            let mut a = cur;
-            while a < window_end {
-                let next = window_end.min((a / span + 1) * span);
-                self.entry(level, a, next, pa + (a - va), cont)?;
-                a = next;
-            }
-            cur = window_end;
+        if va < first {
+            self.piece(level, va, first, pa, false)?;
+        }
+        if first < last {
+            let cont = !no_cont && (pa + (first - va)).is_multiple_of(r);
+            self.piece(level, first, last, pa + (first - va), cont)?;
+        }
+        if last < end {
+            self.piece(level, last, end, pa + (last - va), false)?;
         }
         Ok(())
+    }
+
+    /// `[a, b)` at `level` with one contiguous-bit decision: whole entries that may be
+    /// leaves become one run; the rest, entry by entry, tables.
+    fn piece(&mut self, level: Level, a: u128, b: u128, p: u128, cont: bool) -> Step {
+        let cfg = self.cfg;
+        let span = u128::from(cfg.entry_span(level));
+        let blocks = level == Level::LEAF
+            || (cfg.kernel_block_size(level).is_some()
+                && !self.has(MapFlags::NO_BLOCK_MAPPINGS)
+                && p % span == a % span);
+        let (wa, wb) = (round_up(a, span), (b / span * span).max(round_up(a, span)));
+        if blocks && wa < wb {
+            if a < wa {
+                self.entry(level, a, wa, p, cont)?;
+            }
+            self.insert_run(level, wa, wb, p + (wa - a), cont)?;
+            if wb < b {
+                self.entry(level, wb, b, p + (wb - a), cont)?;
+            }
+            return Ok(());
+        }
+        let mut x = a;
+        while x < b {
+            let next = b.min((x / span + 1) * span);
+            self.entry(level, x, next, p + (x - a), cont)?;
+            x = next;
+        }
+        Ok(())
+    }
+
+    /// Whole entries `[a, b)` at `level` become leaves mapping `p` onwards, unless an
+    /// entry there is a table (ReplaceTable) or a live leaf whose change the rule
+    /// forbids (UnsafeChange); the first such entry in VA order is the BUG.
+    fn insert_run(&mut self, level: Level, a: u128, b: u128, p: u128, cont: bool) -> Step {
+        self.step()?;
+        let cfg = self.cfg;
+        let span = cfg.entry_span(level);
+        let (a64, count) = (a as u64, ((b - a) / u128::from(span)) as u64);
+        let new =
+            LeafRun { va: a64, count, level, desc: Descriptor::leaf(&cfg, level, p as u64, Prot(self.op.prot), cont) };
+        self.leaf_writes += count;
+        let mut first_bug: Option<ExpectedBug> = None;
+        let mut consider = |bug: ExpectedBug| {
+            if first_bug.is_none_or(|f| bug.va < f.va) {
+                first_bug = Some(bug);
+            }
+        };
+        let upper = if b >= 1u128 << 64 { Bound::Unbounded } else { Bound::Excluded((level, b as u64)) };
+        if let Some((&(_, tva), _)) = self.table_entries.range((Bound::Included((level, a64)), upper)).next() {
+            let k = (tva - a64) / span;
+            consider(self.bug(BugKind::ReplaceTable, level, tva, None, new.desc_at(&cfg, k).0));
+        }
+        let overlapping = self.overlapping(a, b);
+        for &(va, r) in &overlapping {
+            let o = va.max(a64);
+            let old = self.run_desc(&r, (o - va) / span);
+            let new_at = new.desc_at(&cfg, (o - a64) / span);
+            if forbidden_change(old, new_at).is_some() {
+                consider(self.bug(BugKind::UnsafeChange, level, o, Some(old.0), new_at.0));
+            }
+        }
+        if let Some(bug) = first_bug {
+            return Err(bug.into());
+        }
+        for (va, r) in overlapping {
+            self.leaves.remove(&va);
+            let rspan = u128::from(cfg.entry_span(r.level));
+            let end = u128::from(va) + u128::from(r.count) * rspan;
+            if u128::from(va) < a {
+                let keep = ((a - u128::from(va)) / rspan) as u64;
+                self.leaves.insert(va, Run { count: keep, ..r });
+            }
+            if end > b {
+                let skip = ((b - u128::from(va)) / rspan) as u64;
+                let desc = self.run_desc(&r, skip);
+                self.leaves.insert(b as u64, Run { count: r.count - skip, level: r.level, desc });
+            }
+        }
+        self.leaves.insert(a64, Run { count, level, desc: new.desc });
+        Ok(())
+    }
+
+    /// Runs overlapping `[a, b)`, as (first VA, run).
+    fn overlapping(&self, a: u128, b: u128) -> Vec<(u64, Run)> {
+        let mut out = Vec::new();
+        if let Some((&va, r)) = self.leaves.range(..(a as u64)).next_back() {
+            let end = u128::from(va) + u128::from(r.count) * u128::from(self.cfg.entry_span(r.level));
+            if end > a {
+                out.push((va, *r));
+            }
+        }
+        let upper = if b >= 1u128 << 64 { Bound::Unbounded } else { Bound::Excluded(b as u64) };
+        out.extend(self.leaves.range((Bound::Included(a as u64), upper)).map(|(&va, r)| (va, *r)));
+        out
     }
 
     /// `[a, next)` inside the single entry of `level` that holds `a`, mapped to `p`.
@@ -221,40 +346,24 @@ impl Model<'_> {
         let block_ok = level == Level::LEAF
             || (cfg.kernel_block_size(level).is_some() && whole && !self.has(MapFlags::NO_BLOCK_MAPPINGS));
         if block_ok {
-            let new = Descriptor::leaf(&cfg, level, p as u64, Prot(self.op.prot), cont);
-            self.leaf_writes += 1;
-            if self.leaf_writes > self.leaf_budget {
-                return Err(Stop::Work);
-            }
-            return match self.entries.get(&(level, base)) {
-                Some(ModelEntry::Table { .. }) => Err(self.bug(BugKind::ReplaceTable, level, base, None, new.0).into()),
-                Some(&ModelEntry::Leaf(old)) if forbidden_change(old, new).is_some() => {
-                    Err(self.bug(BugKind::UnsafeChange, level, base, Some(old.0), new.0).into())
-                }
-                _ => {
-                    self.entries.insert((level, base), ModelEntry::Leaf(new));
-                    Ok(())
-                }
-            };
+            return self.insert_run(level, a, next, p, cont);
         }
-        match self.entries.get(&(level, base)) {
-            Some(ModelEntry::Table { .. }) => {}
-            Some(&ModelEntry::Leaf(old)) => {
+        self.step()?;
+        if !self.table_entries.contains_key(&(level, base)) {
+            if let Some(old) = self.leaf_at(level, base) {
                 let kind = match old.kind(&cfg, level) {
                     DescriptorKind::Block => BugKind::SplitBlock,
                     _ => BugKind::BadEntry,
                 };
                 return Err(self.bug(kind, level, base, Some(old.0), 0).into());
             }
-            None => {
-                if self.tables >= self.capacity {
-                    return Err(self.bug(BugKind::PoolExhausted, level.next(), base, Some(0), 0).into());
-                }
-                self.tables += 1;
-                let pxn = if self.has(MapFlags::NO_EXEC_MAPPINGS) { Descriptor::PXN_TABLE } else { 0 };
-                let t = ModelEntry::Table { attrs: Descriptor::UXN_TABLE | pxn, op: self.op_index };
-                self.entries.insert((level, base), t);
+            if self.tables >= self.capacity {
+                return Err(self.bug(BugKind::PoolExhausted, level.next(), base, Some(0), 0).into());
             }
+            self.tables += 1;
+            let pxn = if self.has(MapFlags::NO_EXEC_MAPPINGS) { Descriptor::PXN_TABLE } else { 0 };
+            let t = TableEntry { attrs: Descriptor::UXN_TABLE | pxn, op: self.op_index };
+            self.table_entries.insert((level, base), t);
         }
         self.table_visits += 1;
         self.fill(level.next(), a, next, p)
@@ -275,50 +384,61 @@ impl Model<'_> {
         if op.va < cfg.va_start() || (end != 0 && end <= op.va) || !pa_fits {
             return refuse(self, BugKind::OutOfRange);
         }
-        // The root table covers the whole range; split it by root entries.
+        // The root table covers the whole range.
         let va = u128::from(op.va);
         self.fill(cfg.root_level(), va, va + u128::from(op.size), u128::from(op.pa))
+    }
+
+    fn finish(self, bug: Option<ExpectedBug>, bug_range: Option<(u64, u64)>, ops_entered: u64) -> Expected {
+        let cfg = self.cfg;
+        let mut runs = Vec::with_capacity(self.leaves.len());
+        for (va, r) in self.leaves {
+            push_run(&cfg, &mut runs, LeafRun { va, count: r.count, level: r.level, desc: r.desc });
+        }
+        Expected {
+            table_entries: self.table_entries,
+            runs,
+            tables: self.tables,
+            bug,
+            bug_range,
+            ops_entered,
+            table_visits: self.table_visits,
+            leaf_writes: self.leaf_writes,
+            cfg,
+        }
     }
 }
 
 /// Compute what the builder must produce for `plan`; `None` for a malformed header
 /// or a plan over the model's work limit (see [`model`]).
 pub fn expected(plan: &Plan) -> Option<Expected> {
-    model(plan, MODEL_LEAF_WRITES).ok()
+    model(plan, MODEL_STEPS).ok()
 }
 
-/// Compute what the builder must produce for `plan`, writing at most `leaf_budget`
-/// leaf descriptors.
+/// Compute what the builder must produce for `plan`, in at most `step_budget` steps.
 ///
 /// # Errors
-/// A malformed plan header, or more work than `leaf_budget`.
-pub fn model(plan: &Plan, leaf_budget: u64) -> Result<Expected, ModelError> {
+/// A malformed plan header, or more work than `step_budget`.
+pub fn model(plan: &Plan, step_budget: u64) -> Result<Expected, ModelError> {
     let cfg = plan.config().ok_or(ModelError::BadHeader)?;
     let capacity = pool_capacity(plan, cfg.page_size());
     let placeholder = MapOp::default();
     let mut m = Model {
         cfg,
-        entries: BTreeMap::new(),
+        table_entries: BTreeMap::new(),
+        leaves: BTreeMap::new(),
         tables: 0,
         capacity,
         op_index: u32::MAX,
         op: &placeholder,
         table_visits: 0,
         leaf_writes: 0,
-        leaf_budget,
-    };
-    let done = |m: Model<'_>, bug, bug_range, ops_entered| Expected {
-        entries: m.entries,
-        tables: m.tables,
-        bug,
-        bug_range,
-        ops_entered,
-        table_visits: m.table_visits,
-        leaf_writes: m.leaf_writes,
+        steps: 0,
+        step_budget,
     };
     if capacity == 0 {
         let bug = m.bug(BugKind::PoolExhausted, cfg.root_level(), 0, Some(0), 0);
-        return Ok(done(m, Some(bug), None, 0));
+        return Ok(m.finish(Some(bug), None, 0));
     }
     m.tables = 1; // the root
     for (i, op) in plan.ops().iter().enumerate() {
@@ -328,11 +448,11 @@ pub fn model(plan: &Plan, leaf_budget: u64) -> Result<Expected, ModelError> {
             Ok(()) => {}
             Err(Stop::Bug(bug)) => {
                 let range = (op.va, op.va.wrapping_add(op.size));
-                return Ok(done(m, Some(bug), Some(range), i as u64 + 1));
+                return Ok(m.finish(Some(bug), Some(range), i as u64 + 1));
             }
-            Err(Stop::Work) => return Err(ModelError::TooMuchWork { needed: m.leaf_writes }),
+            Err(Stop::Work) => return Err(ModelError::TooMuchWork { needed: m.steps }),
         }
     }
     let n = plan.ops().len() as u64;
-    Ok(done(m, None, None, n))
+    Ok(m.finish(None, None, n))
 }

@@ -21,6 +21,7 @@ pub mod replay;
 pub mod report;
 pub mod repro;
 pub mod run;
+pub mod runs;
 pub mod validate;
 pub mod verify;
 pub mod walker;

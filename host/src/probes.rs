@@ -6,6 +6,7 @@ use ptcheck_shared::abi::layout::in_tag_region;
 use ptcheck_shared::abi::Plan;
 
 use crate::expect::Expected;
+use crate::runs::LeafRun;
 
 /// Deterministic xorshift for sampling (no dependency needed for a sampler this small).
 struct Sampler(u64);
@@ -31,19 +32,36 @@ pub fn choose(plan: &mut Plan, exp: &Expected, seed: u64) {
     let page = cfg.page_size();
     let mut rng = Sampler(seed | 1);
     let mut vas: Vec<u64> = Vec::new();
-    let leaves = exp.leaves();
     let in_bug = |va: u64| exp.bug_range.is_some_and(|(s, e)| va >= s && (e == 0 || va < e));
     let ops_run = exp.bug.map_or(plan.n_ops as usize, |b| (b.op as usize).min(plan.n_ops as usize));
     for op in plan.ops()[..ops_run].iter().filter(|op| op.size >= page) {
         let last = op.va.wrapping_add(op.size - page);
         vas.extend([op.va, last]);
-        let inside: Vec<_> = leaves
+        // The leaves the operation touches, as (run, first entry, past the last entry).
+        let (lo, hi) = (u128::from(op.va), u128::from(last) + u128::from(page));
+        let first_run = exp.runs.partition_point(|r| r.end(&cfg) <= lo);
+        let inside: Vec<(&LeafRun, u64, u64)> = exp.runs[first_run..]
             .iter()
-            .filter(|(va, l, _)| *va <= last && va.wrapping_add(cfg.entry_span(*l) - 1) >= op.va)
+            .take_while(|r| u128::from(r.va) < hi)
+            .map(|r| {
+                let span = u128::from(r.span(&cfg));
+                let i0 = (lo.saturating_sub(u128::from(r.va)) / span) as u64;
+                let i1 = ((hi - u128::from(r.va)).div_ceil(span) as u64).min(r.count);
+                (r, i0, i1)
+            })
             .collect();
-        let step = inside.len().div_ceil(LEAF_SAMPLES).max(1);
-        for (va, l, _) in inside.iter().step_by(step) {
-            vas.extend([*va, va.wrapping_add(cfg.entry_span(*l) - page)]);
+        let total: u64 = inside.iter().map(|(_, i0, i1)| i1 - i0).sum();
+        let step = total.div_ceil(LEAF_SAMPLES as u64).max(1);
+        let mut k = 0u64; // index among the operation's leaves
+        for (r, i0, i1) in inside {
+            let span = r.span(&cfg);
+            let mut i = i0 + (k.next_multiple_of(step) - k);
+            while i < i1 {
+                let va = r.va + i * span;
+                vas.extend([va, va.wrapping_add(span - page)]);
+                i += step;
+            }
+            k += i1 - i0;
         }
         for _ in 0..RANDOM_SAMPLES {
             vas.push(op.va.wrapping_add((rng.next() % (op.size / page)) * page));

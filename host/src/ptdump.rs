@@ -1,7 +1,9 @@
 //! ptdump-style listings: one line per run of like mappings (VA range, size, level,
 //! block/page, contiguous, PA, attributes), and a diff of two listings.
 
-use ptcheck_shared::{Descriptor, Level, Prot, TranslationConfig};
+use ptcheck_shared::{Level, Prot, TranslationConfig};
+
+use crate::runs::LeafRun;
 
 /// One line of a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,12 +22,11 @@ pub struct Row {
     pub cont: bool,
 }
 
-/// Merge leaves (VA order) into rows of like, physically contiguous mappings.
-pub fn rows(cfg: &TranslationConfig, leaves: impl IntoIterator<Item = (u64, Level, Descriptor)>) -> Vec<Row> {
+/// Merge leaf runs (VA order) into rows of like, physically contiguous mappings.
+pub fn rows(cfg: &TranslationConfig, runs: &[LeafRun]) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::new();
-    for (va, level, d) in leaves {
-        let span = cfg.entry_span(level);
-        let (pa, prot, cont) = (d.address(cfg) & !(span - 1), d.prot(cfg), d.is_contiguous());
+    for r in runs {
+        let (va, pa, prot, cont, level) = (r.va, r.pa(cfg), r.prot(cfg), r.desc.is_contiguous(), r.level);
         if let Some(last) = out.last_mut() {
             let len = (last.end - u128::from(last.va)) as u64;
             if last.end == u128::from(va)
@@ -34,11 +35,11 @@ pub fn rows(cfg: &TranslationConfig, leaves: impl IntoIterator<Item = (u64, Leve
                 && last.cont == cont
                 && last.pa.wrapping_add(len) == pa
             {
-                last.end += u128::from(span);
+                last.end += r.bytes(cfg);
                 continue;
             }
         }
-        out.push(Row { va, end: u128::from(va) + u128::from(span), pa, level, prot, cont });
+        out.push(Row { va, end: r.end(cfg), pa, level, prot, cont });
     }
     out
 }

@@ -30,8 +30,8 @@ pub fn replay(file: &Path, backend: &BackendOptions) -> anyhow::Result<Class> {
         println!("recorded outcome: {recorded} ({})", if same { "the same" } else { "DIFFERENT" });
     }
     if let (Some(exp), Some(walk)) = (&listing.expected, &listing.walk) {
-        let want = ptdump::rows(&cfg, exp.leaves());
-        let got = ptdump::rows(&cfg, walk.leaves.iter().map(|l| (l.va, l.level, l.desc)));
+        let want = ptdump::rows(&cfg, &exp.runs);
+        let got = ptdump::rows(&cfg, &walk.runs);
         let (text, differing) = ptdump::diff(&want, &got);
         let s = if differing == 1 { "" } else { "s" };
         println!("mappings (- expected only, + in the tables only): {differing} differing line{s}");

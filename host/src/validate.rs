@@ -8,7 +8,7 @@ use ptcheck_shared::abi::layout::{POOL_END, POOL_START};
 use ptcheck_shared::abi::{MapFlags, Plan, PoolRange, MAX_ALLOCS, MAX_EVENTS, MAX_OPS, MAX_POOL_RANGES, MAX_PROBES};
 use ptcheck_shared::{Level, Prot, TranslationConfig};
 
-use crate::expect::{model, Expected, ModelError, MODEL_LEAF_WRITES};
+use crate::expect::{model, Expected, ModelError, MODEL_STEPS};
 use crate::outcome::Outcome;
 
 fn bad(why: String) -> Outcome {
@@ -138,11 +138,11 @@ fn capacity(plan: &Plan, cfg: &TranslationConfig) -> Result<Expected, Outcome> {
     if least > held_tables {
         return Err(Outcome::OverCapacity { limit: "tables", needed: least, held: held_tables });
     }
-    let exp = match model(plan, MODEL_LEAF_WRITES) {
+    let exp = match model(plan, MODEL_STEPS) {
         Ok(exp) => exp,
         Err(ModelError::BadHeader) => return Err(bad("the plan header is not a ptcheck plan of this version".into())),
         Err(ModelError::TooMuchWork { needed }) => {
-            return Err(Outcome::OverCapacity { limit: "leaf writes (model)", needed, held: MODEL_LEAF_WRITES })
+            return Err(Outcome::OverCapacity { limit: "model steps", needed, held: MODEL_STEPS })
         }
     };
     if exp.tables as u64 > held_tables {

@@ -1,7 +1,8 @@
 //! The reference walker: the Arm ARM stage-1 translation table walk (D8.2, D8.3),
 //! written independently of the builder. It shares only the descriptor encodings of
-//! `ptcheck-shared`, starts at the root the result names and reports every leaf,
-//! every table and every entry that is neither zero nor a valid descriptor.
+//! `ptcheck-shared`, starts at the root the result names and reports every leaf (as
+//! runs of like leaves, [`LeafRun`]), every table and every entry that is neither
+//! zero nor a valid descriptor.
 
 use std::collections::HashSet;
 
@@ -9,6 +10,7 @@ use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, TranslationConfig};
 
 use crate::backend::PhysMemory;
+use crate::runs::{push_leaf, LeafRun};
 
 /// A block or page mapping found in the tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,8 +93,8 @@ impl Anomaly {
 /// Everything one walk found.
 #[derive(Default, Debug)]
 pub struct Walk {
-    /// Leaves in VA order.
-    pub leaves: Vec<Leaf>,
+    /// Leaves in VA order, as runs of like leaves.
+    pub runs: Vec<LeafRun>,
     /// Tables in the order reached (root first).
     pub tables: Vec<TableVisit>,
     /// Invalid entries that are not exactly zero.
@@ -151,8 +153,7 @@ fn walk_table(
             DescriptorKind::Table => walk_table(cfg, mem, desc.address(cfg), level.next(), va, desc, seen, w),
             DescriptorKind::Block | DescriptorKind::Page => {
                 // Low OA bits of a block are RES0/attributes, never address.
-                let pa = desc.address(cfg) & !(span - 1);
-                w.leaves.push(Leaf { va, size: span, pa, level, desc });
+                push_leaf(cfg, &mut w.runs, va, level, desc);
             }
             DescriptorKind::Reserved => w.anomalies.push(at(AnomalyKind::Reserved)),
         }
@@ -195,7 +196,7 @@ mod tests {
         m.insert(0x1000_1000 + 7 * 8, 0x1000_0000 | 0b11); // L2[7] -> the root again: loop
         let w = walk(&cfg, 0x1000_0000, &Words(m));
         let base = 0xffff_ff80_0000_0000u64;
-        let got: Vec<_> = w.leaves.iter().map(|l| (l.va, l.size, l.pa, l.level.0)).collect();
+        let got: Vec<_> = w.leaves(&cfg).map(|l| (l.va, l.size, l.pa, l.level.0)).collect();
         assert_eq!(
             got,
             vec![
@@ -218,7 +219,7 @@ mod tests {
         let mut m = HashMap::new();
         m.insert(0x1000_0000, 0x8000_0000_0000 | Prot::KERNEL.0 | 0b01);
         let w = walk(&cfg, 0x1000_0000, &Words(m));
-        assert!(w.leaves.is_empty());
+        assert!(w.runs.is_empty());
         assert_eq!(w.anomalies[0].kind, AnomalyKind::Reserved);
     }
 }
@@ -235,8 +236,26 @@ pub struct Translation {
 impl Walk {
     /// What the walked tables translate `va` to.
     pub fn at(&self, cfg: &TranslationConfig, va: u64) -> Option<Translation> {
-        let i = self.leaves.partition_point(|l| l.va <= va).checked_sub(1)?;
-        let l = &self.leaves[i];
-        (va - l.va < l.size).then(|| Translation { pa: l.pa + (va - l.va), prot: l.desc.prot(cfg) })
+        let i = self.runs.partition_point(|r| r.va <= va).checked_sub(1)?;
+        let r = &self.runs[i];
+        (u128::from(va) < r.end(cfg)).then(|| Translation { pa: r.pa(cfg).wrapping_add(va - r.va), prot: r.prot(cfg) })
+    }
+
+    /// Every leaf, one by one: for small plans and tests (a 256 GiB map has 64 M).
+    pub fn leaves<'a>(&'a self, cfg: &'a TranslationConfig) -> impl Iterator<Item = Leaf> + 'a {
+        self.runs.iter().flat_map(move |r| {
+            r.leaves(cfg).map(move |(va, level, desc)| Leaf {
+                va,
+                size: cfg.entry_span(level),
+                pa: desc.address(cfg) & !(cfg.entry_span(level) - 1),
+                level,
+                desc,
+            })
+        })
+    }
+
+    /// Leaves mapped, counted.
+    pub fn leaf_count(&self) -> u64 {
+        self.runs.iter().map(|r| r.count).sum()
     }
 }

@@ -119,18 +119,10 @@ fn paths(text: &str) -> Vec<(String, bool)> {
 /// The module a path names: its longest prefix that is a module.
 fn resolve(mods: &BTreeMap<Vec<String>, PathBuf>, from: &[String], path: &str) -> Option<Vec<String>> {
     let parts: Vec<&str> = path.split("::").filter(|p| !p.is_empty()).collect();
-    let mut base: Vec<String> = match parts.first()? {
-        &"crate" => Vec::new(),
-        &"super" => {
-            let is_dir_module = mods.get(from).is_some_and(|f| f.ends_with("mod.rs"));
-            let mut b = from.to_vec();
-            if !is_dir_module || b.is_empty() {
-                b.pop();
-            } else {
-                b.pop();
-            }
-            b
-        }
+    let mut base: Vec<String> = match *parts.first()? {
+        "crate" => Vec::new(),
+        // `super` of module a::b (a/b.rs or a/b/mod.rs alike) is a.
+        "super" => from[..from.len().saturating_sub(1)].to_vec(),
         _ => return None,
     };
     for part in &parts[1..] {
@@ -207,8 +199,10 @@ fn no_module_depends_on_itself_through_others() {
                 let pat = format!("{child}::");
                 let used = body.match_indices(&pat).any(|(i, _)| {
                     let before = body[..i].chars().next_back().unwrap_or(' ');
-                    !(before.is_alphanumeric() || before == '_' || before == ':')
-                        && !body[..i].trim_end().ends_with("pub use")
+                    !(before.is_alphanumeric()
+                        || before == '_'
+                        || before == ':'
+                        || body[..i].trim_end().ends_with("pub use"))
                 });
                 if used {
                     let mut target = m.clone();

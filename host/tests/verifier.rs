@@ -79,7 +79,7 @@ fn policy_shapes_are_what_linux_makes() {
             let np = plan(cfg, name);
             let view = b.run(&np.plan).unwrap();
             assert_eq!(view.result.status(), Some(Status::Done), "{cfg} {name}");
-            walk(&cfg, view.result.root_pa, view.ram).leaves
+            walk(&cfg, view.result.root_pa, view.ram).leaves(&cfg).collect::<Vec<_>>()
         };
         let l = leaves(&mut b, "pmd-blocks");
         assert_eq!(l.len(), 3, "{cfg}");
@@ -168,7 +168,7 @@ impl PhysMemory for Tampered<'_> {
 /// Find the entry (pa, value) of the first leaf, and of the first table descriptor.
 fn first_entries(cfg: &TranslationConfig, view: &RunView<'_>) -> ((u64, u64), (u64, u64)) {
     let w = walk(cfg, view.result.root_pa, view.ram);
-    let leaf = w.leaves[0];
+    let leaf = w.leaves(cfg).next().unwrap();
     let table = w.tables[1];
     let leaf_pa = w
         .tables

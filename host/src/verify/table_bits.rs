@@ -4,13 +4,13 @@
 use ptcheck_shared::{Descriptor, Level};
 
 use super::check::{op_name, Check, Ctx};
-use crate::expect::ModelEntry;
+use crate::expect::TableEntry;
 
 /// The `table_bits` check.
 pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
     let Ctx { exp, walk: w, .. } = *cx;
     for t in w.tables.iter().skip(1) {
-        if let Some(ModelEntry::Table { attrs, op }) = exp.entries.get(&(Level(t.level.0 - 1), t.va)) {
+        if let Some(TableEntry { attrs, op }) = exp.table_entries.get(&(Level(t.level.0 - 1), t.va)) {
             let got = t.parent_desc.table_attrs();
             if got != *attrs {
                 c.fail(format!(

@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use ptcheck_shared::Level;
+use ptcheck_shared::{Descriptor, TranslationConfig};
 
 use super::check::{Check, Ctx};
-use crate::expect::ModelEntry;
+use crate::runs::{without, LeafRun};
 use crate::walker::AnomalyKind;
 use crate::POISON;
 
@@ -27,14 +28,12 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
             a.level.0, a.entry_pa, a.va, a.value
         ));
     }
-    for l in w.leaves.iter().filter(|l| !in_bug(l.va, l.size)) {
-        if !exp.entries.contains_key(&(l.level, l.va)) {
-            c.fail(format!("L{} VA {:#x}: valid entry {:#x} that no operation asked for", l.level.0, l.va, l.desc.0));
-        }
+    if let Some((va, level, desc)) = first_unasked(cfg, &without(cfg, &w.runs, exp.bug_range), &exp.runs) {
+        c.fail(format!("L{} VA {va:#x}: valid entry {:#x} that no operation asked for", level.0, desc.0));
     }
     for t in w.tables.iter().skip(1) {
         let key = (Level(t.level.0 - 1), t.va);
-        if !matches!(exp.entries.get(&key), Some(ModelEntry::Table { .. })) && !in_bug(t.va, cfg.entry_span(key.0)) {
+        if !exp.table_entries.contains_key(&key) && !in_bug(t.va, cfg.entry_span(key.0)) {
             c.fail(format!(
                 "L{} VA {:#x}: table descriptor {:#x} that no operation needed",
                 key.0 .0, t.va, t.parent_desc.0
@@ -57,4 +56,34 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
             pa += page;
         }
     }
+}
+
+/// The first walked leaf that no expected run of its level covers: (va, level, desc).
+fn first_unasked(cfg: &TranslationConfig, walked: &[LeafRun], want: &[LeafRun]) -> Option<(u64, Level, Descriptor)> {
+    for r in walked {
+        let span = u128::from(r.span(cfg));
+        let mut covered = u128::from(r.va);
+        let end = r.end(cfg);
+        let mut i = want.partition_point(|w| w.end(cfg) <= covered);
+        while covered < end {
+            match want.get(i) {
+                Some(w) if u128::from(w.va) <= covered && w.level == r.level => {
+                    covered = w.end(cfg).min(end);
+                    i += 1;
+                }
+                Some(w) if u128::from(w.va) <= covered => {
+                    i += 1;
+                    if w.end(cfg) > covered {
+                        break; // another level maps this VA: not what was asked
+                    }
+                }
+                _ => break,
+            }
+        }
+        if covered < end {
+            let k = ((covered - u128::from(r.va)) / span) as u64;
+            return Some((covered as u64, r.level, r.desc_at(cfg, k)));
+        }
+    }
+    None
 }
