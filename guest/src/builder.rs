@@ -17,9 +17,7 @@
 //! * a live entry may only change as `pgattr_change_is_safe` allows; a block is never
 //!   split and never replaces a table. Violations end the plan with a [`BugRecord`].
 
-use ptcheck_shared::abi::{
-    AllocRecord, BugKind, BugRecord, Event, EventKind, MapFlags, MapOp, Plan, RunResult, Status,
-};
+use ptcheck_shared::abi::{BugKind, BugRecord, MapFlags, MapOp, Plan, RunResult, Status};
 use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, LinuxLevel, Prot, TranslationConfig};
 
@@ -181,23 +179,17 @@ fn pgattr_change_is_safe(old: u64, new: u64) -> bool {
 }
 
 impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
-    fn event(&mut self, kind: EventKind, slot: LinuxLevel, pa: u64, value: u64) {
-        let op = self.op;
-        self.result.push_event(Event { kind: kind as u16, slot: slot as u16, op, pa, value });
-    }
-
     fn bug(&self, kind: BugKind, level: i32, va: u64, old: u64, new: u64) -> BugRecord {
         BugRecord { kind: kind as u32, op: self.op, level, reserved: 0, va, old, new }
     }
 
     fn set_fixmap(&mut self, slot: LinuxLevel, pa: u64) -> TablePtr {
         self.slot_pa[slot as usize] = pa;
-        self.event(EventKind::FixmapSet, slot, pa, 0);
+        self.result.note_fixmap_set(slot as usize);
         self.mem.set_fixmap(slot, pa)
     }
 
     fn clear_fixmap(&mut self, slot: LinuxLevel) {
-        self.event(EventKind::FixmapClear, slot, self.slot_pa[slot as usize], 0);
         self.mem.clear_fixmap(slot);
     }
 
@@ -206,38 +198,37 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     }
 
     /// `__pXX_populate`: link a table into entry `e`.
-    fn link(&mut self, e: Entry, desc: Descriptor) {
+    fn link(&mut self, e: Entry, desc: Descriptor, table: usize) {
         let entry_pa = self.slot_pa[e.slot as usize] + (e.index as u64) * 8;
-        self.event(EventKind::Link, e.slot, entry_pa, desc.0);
+        self.result.note_link(table, entry_pa, desc.0, e.slot as u8);
         self.mem.write(e.ptr, e.index, desc.0);
     }
 
     /// `init_clear_pgtable`: clear the table, then make the zeroes visible to walks.
-    fn init_clear_pgtable(&mut self, slot: LinuxLevel, ptr: TablePtr) {
+    fn init_clear_pgtable(&mut self, ptr: TablePtr, table: usize) {
         let bytes = self.cfg.page_size();
         self.mem.clear(ptr, bytes as usize);
-        self.event(EventKind::Zero, slot, self.slot_pa[slot as usize], bytes);
+        self.result.note_zero(table, bytes as u32);
         if MUTATION != mutation::MISSING_BARRIER {
             self.mem.dsb_ishst();
-            self.event(EventKind::Barrier, slot, 0, 0);
+            self.result.note_barrier();
         }
     }
 
-    /// `pgtable_alloc(type)`: one page from the pool.
-    fn alloc(&mut self, ll: LinuxLevel, level: Level, va: u64) -> Result<u64, BugRecord> {
+    /// `pgtable_alloc(type)`: one page from the pool; the page and its trace record.
+    /// (The host checks before the run that the plan's tables fit the record, so a
+    /// full record is never what ends a plan it accepted.)
+    fn alloc(&mut self, ll: LinuxLevel, level: Level, va: u64) -> Result<(u64, usize), BugRecord> {
         let exhausted = self.bug(BugKind::PoolExhausted, level.0 as i32, va, 0, 0);
         let pa = self.pool.alloc().ok_or(exhausted)?;
-        if !self.result.push_alloc(AllocRecord { pa, op: self.op, linux_level: ll as u32 }) {
-            return Err(exhausted);
-        }
-        self.event(EventKind::Alloc, ll, pa, level.0 as u64);
-        Ok(pa)
+        let record = self.result.push_table(pa, self.op, ll as u8).ok_or(exhausted)?;
+        Ok((pa, record))
     }
 
     fn create_root(&mut self) -> Result<u64, BugRecord> {
-        let root = self.alloc(LinuxLevel::Pgd, self.cfg.root_level(), 0)?;
+        let (root, record) = self.alloc(LinuxLevel::Pgd, self.cfg.root_level(), 0)?;
         let ptr = self.set_fixmap(LinuxLevel::Pgd, root);
-        self.init_clear_pgtable(LinuxLevel::Pgd, ptr);
+        self.init_clear_pgtable(ptr, record);
         self.clear_fixmap(LinuxLevel::Pgd);
         self.result.root_pa = root;
         Ok(root)
@@ -357,7 +348,7 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         let entry_va = addr & !(cfg.entry_span(parent.level) - 1);
         let old = self.read(parent);
         if old == 0 {
-            let pa = self.alloc(ll, level, entry_va)?;
+            let (pa, record) = self.alloc(ll, level, entry_va)?;
             let ptr = self.set_fixmap(ll, pa);
             let mut attrs = Descriptor::UXN_TABLE;
             if self.flags & MapFlags::NO_EXEC_MAPPINGS != 0 {
@@ -368,14 +359,14 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
             }
             let desc = Descriptor(self.drop_high_oa(Descriptor::table(&cfg, pa, attrs).0));
             match MUTATION {
-                mutation::SKIP_ZERO => self.link(parent, desc),
+                mutation::SKIP_ZERO => self.link(parent, desc, record),
                 mutation::ZERO_AFTER_LINK => {
-                    self.link(parent, desc);
-                    self.init_clear_pgtable(ll, ptr);
+                    self.link(parent, desc, record);
+                    self.init_clear_pgtable(ptr, record);
                 }
                 _ => {
-                    self.init_clear_pgtable(ll, ptr);
-                    self.link(parent, desc);
+                    self.init_clear_pgtable(ptr, record);
+                    self.link(parent, desc, record);
                 }
             }
             return Ok((ptr, true));

@@ -85,15 +85,6 @@ impl Expected {
     pub fn leaf_count(&self) -> u64 {
         self.runs.iter().map(|r| r.count).sum()
     }
-
-    /// Trace events a builder following the kernel's structure records for this plan
-    /// when it runs to the end: the root (alloc, fixmap set, zero, barrier, clear), the
-    /// pgd fixmap set and clear of each operation, a set and clear per table visit, and
-    /// alloc, zero, barrier and link per new table.
-    pub fn trace_events(&self) -> u64 {
-        let new_tables = (self.tables as u64).saturating_sub(1);
-        5 + 2 * self.ops_entered + 2 * self.table_visits + 4 * new_tables
-    }
 }
 
 /// Pages the builder may take from the pool.

@@ -10,12 +10,12 @@ mod result;
 
 pub use plan::{MapFlags, MapOp, Plan, PoolRange, MAX_OPS, MAX_POOL_RANGES, MAX_PROBES, PLAN_MAGIC};
 pub use result::{
-    AllocRecord, BugKind, BugRecord, Event, EventKind, ExceptionRecord, ProbeRecord, RunResult, Status, MAX_ALLOCS,
-    MAX_EVENTS, PAR_PA_MASK, RESULT_MAGIC,
+    BugKind, BugRecord, ExceptionRecord, FaultRecord, ProbeRecord, RunResult, Status, TableRecord, MAX_FAULTS,
+    MAX_TABLES, PAR_PA_MASK, RESULT_MAGIC,
 };
 
 /// Layout version of [`Plan`], [`RunResult`] and the mailbox.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// What the guest is doing, recorded for the exception handler
 /// ([`ExceptionRecord::phase`]).

@@ -10,7 +10,7 @@ use ptcheck_shared::abi::layout::{tag, MAILBOX_PA, PLAN_PA, RESULT_PA};
 use ptcheck_shared::abi::mailbox::{
     Command, Mailbox, COMMAND_OFFSET, GUEST_READY, REQUEST_SEQ_OFFSET, RESPONSE_SEQ_OFFSET,
 };
-use ptcheck_shared::abi::{AllocRecord, Event, Plan, ProbeRecord, RunResult};
+use ptcheck_shared::abi::{Plan, RunResult};
 
 use super::guest_ram::GuestRam;
 use crate::POISON;
@@ -136,20 +136,15 @@ pub fn wait_response(
 /// # Errors
 /// Guest RAM access failures.
 pub fn read_result(ram: &GuestRam, out: &mut RunResult) -> anyhow::Result<()> {
-    let header = offset_of!(RunResult, allocs);
+    let header = offset_of!(RunResult, tables);
     ram.read_bytes(RESULT_PA, &mut bytemuck::bytes_of_mut(out)[..header])?;
-    let n_allocs = (out.n_allocs as usize).min(out.allocs.len());
-    let n_events = (out.n_events as usize).min(out.events.len());
+    // Only the used part of each array (the rest is never read: the counts bound it).
+    let n_tables = (out.n_tables as usize).min(out.tables.len());
+    let n_faults = (out.n_faults as usize).min(out.faults.len());
     let n_probes = (out.n_probes as usize).min(out.probes.len());
-    let at = |off: usize, i: usize, size: usize| RESULT_PA + (off + i * size) as u64;
-    ram.read_bytes(at(header, 0, 0), bytemuck::cast_slice_mut(&mut out.allocs[..n_allocs]))?;
-    let ev = offset_of!(RunResult, events);
-    ram.read_bytes(at(ev, 0, 0), bytemuck::cast_slice_mut(&mut out.events[..n_events]))?;
-    let pr = offset_of!(RunResult, probes);
-    ram.read_bytes(at(pr, 0, 0), bytemuck::cast_slice_mut(&mut out.probes[..n_probes]))?;
-    // Keep the unused tails zero, as a fresh result would be.
-    out.allocs[n_allocs..].fill(AllocRecord::zeroed());
-    out.events[n_events..].fill(Event::zeroed());
-    out.probes[n_probes..].fill(ProbeRecord::zeroed());
+    let at = |field: usize| RESULT_PA + field as u64;
+    ram.read_bytes(at(header), bytemuck::cast_slice_mut(&mut out.tables[..n_tables]))?;
+    ram.read_bytes(at(offset_of!(RunResult, faults)), bytemuck::cast_slice_mut(&mut out.faults[..n_faults]))?;
+    ram.read_bytes(at(offset_of!(RunResult, probes)), bytemuck::cast_slice_mut(&mut out.probes[..n_probes]))?;
     Ok(())
 }

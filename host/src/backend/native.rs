@@ -3,7 +3,7 @@
 
 use bytemuck::Zeroable;
 use ptcheck_guest::{TableMemory, TablePtr};
-use ptcheck_shared::abi::{Event, EventKind, ExceptionRecord, Phase, Plan, PoolRange, RunResult, Status};
+use ptcheck_shared::abi::{ExceptionRecord, FaultRecord, Phase, Plan, PoolRange, RunResult, Status};
 use ptcheck_shared::{LinuxLevel, TranslationConfig};
 
 use super::{Backend, PhysMemory, RunView};
@@ -190,8 +190,7 @@ impl Backend for NativeBackend {
             let faults = std::mem::take(&mut mem.faults);
             // The memory layer cannot tell which operation was running: u32::MAX.
             for (va, slot) in faults {
-                let ev = Event { kind: EventKind::Fault as u16, slot: slot as u16, op: u32::MAX, pa: va, value: 0 };
-                self.result.push_event(ev);
+                self.result.push_fault(FaultRecord { addr: va, op: u32::MAX, slot: slot as u32 });
             }
             self.result.status = Status::Exception as u32;
             self.result.exception = ExceptionRecord {

@@ -12,7 +12,11 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use ptcheck_shared::abi::layout::{POOL_END, POOL_START, RAM_BASE, RAM_SIZE, TAG_START};
+use ptcheck_shared::abi::layout::{POOL_END, POOL_START, RAM_BASE, TAG_START};
+
+/// RAM banks of generated plans start below this PA (inside the tag region, so their
+/// probed pages carry tags); fixed, whatever the guest RAM size, for every format.
+const BANKS_END: u64 = 0x8000_0000;
 use ptcheck_shared::abi::{MapFlags, MapOp, Plan};
 use ptcheck_shared::{Level, Prot, TranslationConfig};
 
@@ -209,11 +213,7 @@ pub fn generate_format(format: u32, seed: u64, index: u64, cfg: TranslationConfi
 
     // RAM banks with holes, and their linear map (slots 1..=4).
     let banks = 1 + r.below(3);
-    let mut pa = if r.chance(50) {
-        g.place(r, TAG_START, RAM_BASE + RAM_SIZE / 2)
-    } else {
-        g.place(r, RAM_BASE, g.pa_limit / 2)
-    };
+    let mut pa = if r.chance(50) { g.place(r, TAG_START, BANKS_END) } else { g.place(r, RAM_BASE, g.pa_limit / 2) };
     if high_pa {
         pa |= if format == 1 { 1 << 48 } else { r.pick(&[1 << 48, 1 << 50, 1 << 51, 0b11 << 50]) };
     }

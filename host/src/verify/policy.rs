@@ -39,7 +39,7 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
         };
         c.fail(format!("shapes differ: Linux policy makes {}, tables have {}", show(want.get(i)), show(got.get(i))));
     }
-    if r.status() == Some(Status::Done) && r.n_allocs as usize != exp.tables {
-        c.fail(format!("{} tables allocated; the policy needs {}", r.n_allocs, exp.tables));
+    if r.status() == Some(Status::Done) && r.n_tables as usize != exp.tables {
+        c.fail(format!("{} tables allocated; the policy needs {}", r.n_tables, exp.tables));
     }
 }

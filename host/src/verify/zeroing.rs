@@ -40,7 +40,7 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
             ));
         }
     }
-    let allocated: HashSet<u64> = r.allocs().iter().map(|a| a.pa).collect();
+    let allocated: HashSet<u64> = r.tables().iter().map(|a| a.pa).collect();
     let page = cfg.page_size();
     let mut words = vec![0u64; (page / 8) as usize];
     for range in plan.pool() {

@@ -8,8 +8,8 @@ use crate::config::{KernelConfig, TranslationConfig};
 pub const PLAN_MAGIC: u64 = u64::from_le_bytes(*b"PTCKPLAN");
 /// Table pool ranges per plan.
 pub const MAX_POOL_RANGES: usize = 16;
-/// Map operations per plan.
-pub const MAX_OPS: usize = 256;
+/// Map operations per plan (memblock on a big server has hundreds of regions).
+pub const MAX_OPS: usize = 4096;
 /// VAs the guest probes with the MMU per plan.
 pub const MAX_PROBES: usize = 2048;
 

@@ -1,4 +1,8 @@
-//! A result: what the builder did, in the order it did it.
+//! A result: how the run ended and what the builder did to every table.
+//!
+//! The trace is kept per table, a fixed-size [`TableRecord`] each (allocation, clear,
+//! barrier, link, with their order), so its size follows the number of tables, not a
+//! capped event log: a 256 GiB page-granular map (131,072 tables) fits.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -6,10 +10,11 @@ use super::MAX_PROBES;
 
 /// "PTCKRSLT" little-endian.
 pub const RESULT_MAGIC: u64 = u64::from_le_bytes(*b"PTCKRSLT");
-/// Allocation log capacity.
-pub const MAX_ALLOCS: usize = 1024;
-/// Event trace capacity; `events_total` keeps counting past it.
-pub const MAX_EVENTS: usize = 16384;
+/// Tables per plan: twice a 256 GiB 4K-page linear map (131,072 tables + the levels
+/// above), and what the host<->guest area holds.
+pub const MAX_TABLES: usize = 262_144;
+/// Faulting accesses kept (`faults_total` counts them all; one is already a failure).
+pub const MAX_FAULTS: usize = 256;
 
 /// How the run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,68 +119,51 @@ pub struct BugRecord {
     pub new: u64,
 }
 
-/// One table page handed out by the pool.
+/// One table page handed out by the pool, and what happened to it. Sequence numbers
+/// order the builder's steps across all tables (0: never happened).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct AllocRecord {
+pub struct TableRecord {
     /// Physical address of the page.
     pub pa: u64,
-    /// Operation being applied (u32::MAX for the root).
+    /// Physical address of the entry the table was first linked into.
+    pub link_entry: u64,
+    /// The table descriptor written there.
+    pub link_value: u64,
+    /// Operation being applied when it was allocated (u32::MAX for the root).
     pub op: u32,
+    /// Bytes cleared (the last clear).
+    pub zero_bytes: u32,
+    /// When it was allocated.
+    pub seq_alloc: u32,
+    /// When it was (last) cleared.
+    pub seq_zero: u32,
+    /// The first `dsb ishst` after the clear.
+    pub seq_barrier: u32,
+    /// When it was first linked.
+    pub seq_link: u32,
     /// [`crate::LinuxLevel`] the table was allocated for.
-    pub linux_level: u32,
+    pub linux_level: u8,
+    /// [`crate::LinuxLevel`] of the fixmap slot the parent entry was written through.
+    pub link_slot: u8,
+    /// Times linked (saturating).
+    pub links: u8,
+    /// Reserved, zero.
+    pub reserved: u8,
+    /// Reserved, zero.
+    pub reserved2: u32,
 }
 
-/// What happened, in program order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u16)]
-pub enum EventKind {
-    /// A table page was taken from the pool: `pa`, `slot` = its Linux level.
-    Alloc = 1,
-    /// Fixmap slot `slot` now maps `pa`.
-    FixmapSet = 2,
-    /// Fixmap slot `slot` unmapped.
-    FixmapClear = 3,
-    /// `value` bytes at `pa` cleared through slot `slot`.
-    Zero = 4,
-    /// `dsb ishst`: earlier table writes are visible to the walker.
-    Barrier = 5,
-    /// Table descriptor `value` written at entry address `pa` through slot `slot`.
-    Link = 6,
-    /// An access through slot `slot` hit no mapping: `pa` is the faulting address.
-    Fault = 7,
-}
-
-impl EventKind {
-    /// Decode the ABI's `u16`.
-    pub fn from_u16(v: u16) -> Option<EventKind> {
-        Some(match v {
-            1 => EventKind::Alloc,
-            2 => EventKind::FixmapSet,
-            3 => EventKind::FixmapClear,
-            4 => EventKind::Zero,
-            5 => EventKind::Barrier,
-            6 => EventKind::Link,
-            7 => EventKind::Fault,
-            _ => return None,
-        })
-    }
-}
-
-/// One trace event.
+/// An access through a fixmap slot that hit no mapping (a folded level's NULL slot).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct Event {
-    /// [`EventKind`] discriminant.
-    pub kind: u16,
-    /// [`crate::LinuxLevel`] of the fixmap slot involved.
-    pub slot: u16,
-    /// Operation index (u32::MAX before the first).
+pub struct FaultRecord {
+    /// The faulting address.
+    pub addr: u64,
+    /// Operation being applied (u32::MAX when unknown).
     pub op: u32,
-    /// Physical address (see [`EventKind`]).
-    pub pa: u64,
-    /// Value (see [`EventKind`]).
-    pub value: u64,
+    /// [`crate::LinuxLevel`] of the slot.
+    pub slot: u32,
 }
 
 /// A guest exception, as the vector saw it.
@@ -237,14 +225,22 @@ pub struct RunResult {
     pub plan_id: u64,
     /// Physical address of the root table.
     pub root_pa: u64,
-    /// Used entries of `allocs`.
-    pub n_allocs: u32,
-    /// Stored entries of `events`.
-    pub n_events: u32,
-    /// Events that happened (may exceed `n_events`: then the trace is truncated).
-    pub events_total: u32,
+    /// Used entries of `tables`.
+    pub n_tables: u32,
+    /// Stored entries of `faults`.
+    pub n_faults: u32,
+    /// Faults that happened (may exceed `n_faults`).
+    pub faults_total: u32,
     /// Used entries of `probes`.
     pub n_probes: u32,
+    /// The last sequence number handed out.
+    pub seq: u32,
+    /// First table that may still wait for a barrier.
+    pub barrier_from: u32,
+    /// `set_fixmap` calls per [`crate::LinuxLevel`] slot (a folded level's must stay 0).
+    pub fixmap_sets: [u32; 5],
+    /// Reserved, zero.
+    pub reserved: u32,
     /// Operations fully applied.
     pub ops_done: u32,
     /// `HW_*` flags.
@@ -257,10 +253,10 @@ pub struct RunResult {
     pub bug: BugRecord,
     /// Valid when status is Exception.
     pub exception: ExceptionRecord,
-    /// Allocation log.
-    pub allocs: [AllocRecord; MAX_ALLOCS],
-    /// Event trace.
-    pub events: [Event; MAX_EVENTS],
+    /// Every table, in allocation order.
+    pub tables: [TableRecord; MAX_TABLES],
+    /// Faulting accesses.
+    pub faults: [FaultRecord; MAX_FAULTS],
     /// MMU probes.
     pub probes: [ProbeRecord; MAX_PROBES],
 }
@@ -278,35 +274,86 @@ impl RunResult {
         self.status = Status::Running as u32;
         self.plan_id = plan_id;
         self.root_pa = 0;
-        self.n_allocs = 0;
-        self.n_events = 0;
-        self.events_total = 0;
+        self.n_tables = 0;
+        self.n_faults = 0;
+        self.faults_total = 0;
         self.n_probes = 0;
         self.ops_done = 0;
         self.hw_flags = 0;
+        self.seq = 0;
+        self.barrier_from = 0;
+        self.fixmap_sets = [0; 5];
+        self.reserved = 0;
         self.bug = BugRecord::zeroed();
         self.exception = ExceptionRecord::zeroed();
     }
 
-    /// Append an event (counted even when the trace is full).
-    pub fn push_event(&mut self, e: Event) {
-        if let Some(slot) = self.events.get_mut(self.n_events as usize) {
-            *slot = e;
-            self.n_events += 1;
-        }
-        self.events_total = self.events_total.saturating_add(1);
+    /// The next sequence number.
+    pub fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.saturating_add(1);
+        self.seq
     }
 
-    /// Append an allocation; `false` when the log is full.
-    pub fn push_alloc(&mut self, a: AllocRecord) -> bool {
-        match self.allocs.get_mut(self.n_allocs as usize) {
-            Some(slot) => {
-                *slot = a;
-                self.n_allocs += 1;
-                true
-            }
-            None => false,
+    /// Record a new table at `pa`; its index, or `None` when the record is full.
+    pub fn push_table(&mut self, pa: u64, op: u32, linux_level: u8) -> Option<usize> {
+        let i = self.n_tables as usize;
+        let seq_alloc = self.next_seq();
+        let slot = self.tables.get_mut(i)?;
+        *slot = TableRecord { pa, op, linux_level, seq_alloc, ..TableRecord::zeroed() };
+        self.n_tables += 1;
+        Some(i)
+    }
+
+    /// Table `i` was cleared (`bytes` of it).
+    pub fn note_zero(&mut self, i: usize, bytes: u32) {
+        let seq = self.next_seq();
+        if let Some(t) = self.tables.get_mut(i) {
+            t.zero_bytes = bytes;
+            t.seq_zero = seq;
+            t.seq_barrier = 0;
         }
+    }
+
+    /// `dsb ishst`: every table cleared since the last barrier is now visible.
+    pub fn note_barrier(&mut self) {
+        let seq = self.next_seq();
+        let n = self.n_tables as usize;
+        for t in self.tables.get_mut(self.barrier_from as usize..n).into_iter().flatten() {
+            if t.seq_zero != 0 && t.seq_barrier == 0 {
+                t.seq_barrier = seq;
+            }
+        }
+        self.barrier_from = self.n_tables;
+    }
+
+    /// Table `i` was linked: `value` written at entry `entry_pa` through `slot`'s fixmap.
+    pub fn note_link(&mut self, i: usize, entry_pa: u64, value: u64, slot: u8) {
+        let seq = self.next_seq();
+        if let Some(t) = self.tables.get_mut(i) {
+            if t.links == 0 {
+                t.seq_link = seq;
+                t.link_entry = entry_pa;
+                t.link_value = value;
+                t.link_slot = slot;
+            }
+            t.links = t.links.saturating_add(1);
+        }
+    }
+
+    /// Fixmap slot `slot` (a [`crate::LinuxLevel`]) was set.
+    pub fn note_fixmap_set(&mut self, slot: usize) {
+        if let Some(n) = self.fixmap_sets.get_mut(slot) {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    /// An access through slot `slot` faulted at `addr`.
+    pub fn push_fault(&mut self, f: FaultRecord) {
+        if let Some(slot) = self.faults.get_mut(self.n_faults as usize) {
+            *slot = f;
+            self.n_faults += 1;
+        }
+        self.faults_total = self.faults_total.saturating_add(1);
     }
 
     /// The decoded status.
@@ -314,14 +361,14 @@ impl RunResult {
         Status::from_u32(self.status)
     }
 
-    /// Stored events (empty if the count is corrupt).
-    pub fn events(&self) -> &[Event] {
-        self.events.get(..self.n_events as usize).unwrap_or(&[])
+    /// The tables (empty if the count is corrupt).
+    pub fn tables(&self) -> &[TableRecord] {
+        self.tables.get(..self.n_tables as usize).unwrap_or(&[])
     }
 
-    /// Logged allocations (empty if the count is corrupt).
-    pub fn allocs(&self) -> &[AllocRecord] {
-        self.allocs.get(..self.n_allocs as usize).unwrap_or(&[])
+    /// Recorded faults (empty if the count is corrupt).
+    pub fn faults(&self) -> &[FaultRecord] {
+        self.faults.get(..self.n_faults as usize).unwrap_or(&[])
     }
 
     /// Recorded probes (empty if the count is corrupt).
