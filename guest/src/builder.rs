@@ -310,12 +310,25 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         let (mut addr, mut phys) = (addr, phys);
         loop {
             // One contiguous-run chunk (the whole range where the level has no runs).
+            // (With NO_CONT_MAPPINGS every chunk decides the same: one chunk.)
             let run_end = match cfg.cont_span(level) {
-                Some(run) => addr_end(addr, end, run),
-                None => end,
+                Some(run) if !no_cont => addr_end(addr, end, run),
+                _ => end,
             };
             let checked = if MUTATION == mutation::CONT_MISALIGNED { addr | run_end } else { addr | run_end | phys };
             let cont = !no_cont && cfg.cont_span(level).is_some_and(|run| aligned(checked, run));
+            if ll == LinuxLevel::Pte {
+                // `init_pte`: every entry of the chunk is a page.
+                let n = (run_end.wrapping_sub(addr) / span) as usize;
+                self.set_pages(Entry { ptr, index, level, slot: ll }, n, addr, phys, cont)?;
+                index += n;
+                phys = phys.wrapping_add(run_end.wrapping_sub(addr));
+                addr = run_end;
+                if addr == end {
+                    break;
+                }
+                continue;
+            }
             loop {
                 let next = addr_end(addr, run_end, span);
                 let e = Entry { ptr, index, level, slot: ll };
@@ -417,6 +430,54 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
             return Err(self.bug(BugKind::UnsafeChange, level, addr, old, new));
         }
         self.mem.write(e.ptr, e.index, new);
+        Ok(())
+    }
+
+    /// `n` pages from entry `first` on, mapping `phys` onwards: the kernel's
+    /// `init_pte` loop. Over a direct view of the table (when the memory offers one
+    /// and the output addresses advance inside the in-place OA field) the loop is a
+    /// read, a compare and a write per entry; otherwise entry by entry.
+    fn set_pages(&mut self, first: Entry, n: usize, addr: u64, phys: u64, cont: bool) -> Outcome {
+        let cfg = self.cfg;
+        let page = cfg.page_size();
+        let len = n as u64 * page;
+        let linear = match cfg.oa_format() {
+            ptcheck_shared::OaFormat::Bits48 => true,
+            ptcheck_shared::OaFormat::Lpa2 => phys >> 50 == (phys + len - 1) >> 50,
+            ptcheck_shared::OaFormat::Lpa64k => phys >> 48 == (phys + len - 1) >> 48,
+        };
+        let plain = MUTATION != mutation::UNSAFE_REMAP_ALLOWED && MUTATION != mutation::LPA2_OA_BITS;
+        if plain && linear && n > 0 {
+            let new0 = Descriptor::leaf(&cfg, Level::LEAF, phys, self.prot, cont).0;
+            if let Some(entries) = self.mem.entries(first.ptr, first.index, n) {
+                // Entries still empty (a fresh table, the common case): nothing to
+                // check, so one plain store per entry.
+                if entries.iter().all(|&e| e == 0) {
+                    for (i, e) in (0u64..).zip(entries.iter_mut()) {
+                        *e = new0 + i * page;
+                    }
+                    return Ok(());
+                }
+                let mut refused = None;
+                for (i, e) in (0u64..).zip(entries.iter_mut()) {
+                    let (old, new) = (*e, new0 + i * page);
+                    if old != 0 && !pgattr_change_is_safe(old, new) {
+                        refused = Some((i, old, new));
+                        break;
+                    }
+                    *e = new;
+                }
+                return match refused {
+                    Some((i, old, new)) => Err(self.bug(BugKind::UnsafeChange, 3, addr + i * page, old, new)),
+                    None => Ok(()),
+                };
+            }
+        }
+        for i in 0..n {
+            let e = Entry { index: first.index + i, ..first };
+            let k = i as u64 * page;
+            self.set_leaf(e, addr.wrapping_add(k), phys.wrapping_add(k), cont)?;
+        }
         Ok(())
     }
 

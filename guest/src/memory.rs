@@ -26,6 +26,13 @@ pub trait TableMemory {
     fn read(&mut self, ptr: TablePtr, index: usize) -> u64;
     /// Write entry `index` of the table at `ptr`.
     fn write(&mut self, ptr: TablePtr, index: usize, value: u64);
+    /// Entries `first..first + n` of the table at `ptr` as one slice, for writing many
+    /// in a row; `None` where the memory offers no such view (the builder then goes
+    /// entry by entry, and a NULL `ptr` faults there as it must).
+    fn entries(&mut self, ptr: TablePtr, first: usize, n: usize) -> Option<&mut [u64]> {
+        let _ = (ptr, first, n);
+        None
+    }
     /// Zero `bytes` bytes at `ptr` (`clear_page`).
     fn clear(&mut self, ptr: TablePtr, bytes: usize);
     /// `dsb ishst`: make earlier table writes visible to the table walker.

@@ -42,6 +42,16 @@ impl TableMemory for FixmapMemory {
         unsafe { core::ptr::write_volatile(Self::entry(ptr, index), value) }
     }
 
+    fn entries(&mut self, ptr: TablePtr, first: usize, n: usize) -> Option<&mut [u64]> {
+        if ptr == TablePtr::NULL || first + n > self.cfg.page_size() as usize / 8 {
+            return None;
+        }
+        // SAFETY: a non-NULL `ptr` is a fixmap slot VA mapping a whole table page, which
+        // nothing else accesses while the builder holds the slot; `first + n` entries
+        // fit in the page (checked above).
+        Some(unsafe { core::slice::from_raw_parts_mut(Self::entry(ptr, first), n) })
+    }
+
     fn clear(&mut self, ptr: TablePtr, bytes: usize) {
         for i in 0..bytes / 8 {
             self.write(ptr, i, 0);

@@ -112,6 +112,15 @@ impl TableMemory for NativeMemory<'_> {
         }
     }
 
+    fn entries(&mut self, ptr: TablePtr, first: usize, n: usize) -> Option<&mut [u64]> {
+        let slot = ptr.0.checked_sub(SLOT_BASE).map(|d| d / SLOT_STRIDE).filter(|&s| s < 5)?;
+        let pa = self.slots[slot]?;
+        if (first + n) as u64 * 8 > self.cfg.page_size() {
+            return None;
+        }
+        self.ram.words_mut(pa + first as u64 * 8, n)
+    }
+
     fn clear(&mut self, ptr: TablePtr, bytes: usize) {
         // One fault for the first byte, as the guest would take.
         if let Some(pa) = self.resolve(ptr, 0) {

@@ -43,20 +43,32 @@ pub fn verify(plan: &Plan, view: &RunView<'_>) -> Verdict {
 /// of the tables every check used (empty when there is no root).
 pub fn verify_with(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (Verdict, Walk) {
     let r = view.result;
+    let w = match plan.config() {
+        Some(cfg) if r.root_pa != 0 && r.magic == RESULT_MAGIC && r.plan_id == plan.plan_id => {
+            walk(&cfg, r.root_pa, view.ram)
+        }
+        _ => Walk::default(),
+    };
+    let v = verify_walked(plan, exp, view, &w);
+    (v, w)
+}
+
+/// Check one run of `plan` against `exp`, with the tables already walked into `w`.
+pub fn verify_walked(plan: &Plan, exp: &Expected, view: &RunView<'_>, w: &Walk) -> Verdict {
+    let r = view.result;
     let mut checks: Vec<Check> = CheckName::MEMORY.iter().map(|&n| Check::new(n)).collect();
     let Some(cfg) = plan.config() else {
         checks[0].fail("the plan itself is malformed (magic, version or config)");
-        return (Verdict { checks }, Walk::default());
+        return Verdict { checks };
     };
     if r.magic != RESULT_MAGIC || r.plan_id != plan.plan_id {
         checks[0].fail(format!(
             "no result for this plan in the result area (magic {:#x}, plan id {} vs {})",
             r.magic, r.plan_id, plan.plan_id
         ));
-        return (Verdict { checks }, Walk::default());
+        return Verdict { checks };
     }
-    let w = if r.root_pa != 0 { walk(&cfg, r.root_pa, view.ram) } else { Walk::default() };
-    let cx = Ctx { cfg: &cfg, plan, exp, walk: &w, result: r, ram: view.ram };
+    let cx = Ctx { cfg: &cfg, plan, exp, walk: w, result: r, ram: view.ram };
     let [res, translation, policy, zeroing, ordering, table_bits] = &mut checks[..] else { unreachable!() };
     result::check(&cx, res);
     translation::check(&cx, translation);
@@ -71,5 +83,5 @@ pub fn verify_with(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (Verdict,
         hw_probe::check(&cx, &mut hw);
         checks.push(hw);
     }
-    (Verdict { checks }, w)
+    Verdict { checks }
 }
