@@ -58,6 +58,18 @@ pub fn replay(file: &Path, backend: &BackendOptions) -> anyhow::Result<Class> {
         }
         Class::NotChecked => println!("not checked: no check was run on this plan (exit 2)"),
     }
-    println!("replay: the plan took {:.2}s (the guest booted before)", took.as_secs_f64());
+    println!(
+        "replay: the plan took {:.2}s (the guest booted before); peak RSS {} MiB",
+        took.as_secs_f64(),
+        peak_rss_mib()
+    );
     Ok(class)
+}
+
+/// Peak resident set of this process so far, in MiB (0 where /proc cannot tell).
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+    kib.unwrap_or(0u64) / 1024
 }

@@ -27,6 +27,9 @@ commands:
   replay FILE [--backend B]
                            run a reproducer again, with the expected vs actual mappings
   bench [--seconds N]      plans/s on native, QEMU persistent, QEMU boot-per-plan
+  bench --scale [--native-only] [--quick]
+                           1-256 GiB page-granular maps per stage on native and QEMU,
+                           and the builder vs aarch64-paging vs the memory floor
   nested-kvm [--report F] [--self-test] [--timeout SECS]
                            run the matrix on the KVM backend inside an emulated arm64
                            Linux with KVM (EL2 emulated); --self-test must fail

@@ -98,7 +98,26 @@ pub fn mutants(args: &[String]) -> Result {
     ptcheck(&refs)
 }
 
+/// `cargo xtask bench [--seconds N]`: plans/s per backend. `cargo xtask bench --scale
+/// [--native-only] [--quick]`: machine-sized maps per stage, and the builder against
+/// aarch64-paging and the memory floor (`host/benches/scale.rs`).
 pub fn bench(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "--scale") {
+        let native_only = args.iter().any(|a| a == "--native-only");
+        if !native_only {
+            ensure_qemu()?;
+            build_guest()?;
+        }
+        let mut cmd = cargo();
+        cmd.args(["bench", "--package", "ptcheck-host", "--bench", "scale", "--"]);
+        if !native_only {
+            cmd.arg("--qemu");
+        }
+        if args.iter().any(|a| a == "--quick") {
+            cmd.arg("--quick");
+        }
+        return sh(&mut cmd);
+    }
     ensure_qemu()?;
     build_guest()?;
     let mut full: Vec<&str> = vec!["bench"];
