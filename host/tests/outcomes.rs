@@ -510,3 +510,31 @@ fn junit_lists_every_plan_and_names_failures() {
     assert_eq!(n("done") + n("bug"), plans, "{outcomes}");
     assert!(n("bug") >= 6, "the built-in forbidden remaps end in a BUG: {outcomes}");
 }
+
+/// A plan as long as a big server's memblock: 4096 operations (here one page each, in
+/// different 2 MiB regions) is checked whole on native and QEMU.
+#[test]
+#[ignore = "needs the guest image and QEMU: run by `cargo xtask test`"]
+fn four_thousand_operations_are_checked_whole() {
+    let cfg = TranslationConfig::parse("4k-48").unwrap();
+    let mut plan: Box<Plan> = bytemuck::zeroed_box();
+    *plan = Plan::new(cfg);
+    plan.plan_id = 4096;
+    plan.push_pool(0x4400_0000, 0x400_0000);
+    for i in 0..ptcheck_shared::abi::MAX_OPS as u64 {
+        let op = ptcheck_shared::abi::MapOp {
+            va: cfg.va_start() + i * (2 << 20),
+            pa: 0x8000_0000 + i * 4096,
+            size: 4096,
+            prot: KERNEL,
+            flags: 0,
+        };
+        assert!(plan.push_op(op));
+    }
+    assert!(!plan.push_op(plan.ops[0]), "MAX_OPS is the limit");
+    let mut q = qemu::backend(QemuOptions::new(image())).unwrap();
+    for b in [&mut NativeBackend::new() as &mut dyn Backend, &mut q] {
+        let o = run_and_verify(b, &plan, 1);
+        assert!(o.passed(), "{}: {}", b.name(), o.describe());
+    }
+}
