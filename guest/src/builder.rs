@@ -17,7 +17,7 @@
 //! * a live entry may only change as `pgattr_change_is_safe` allows; a block is never
 //!   split and never replaces a table. Violations end the plan with a [`BugRecord`].
 
-use ptcheck_shared::abi::{BugKind, BugRecord, MapFlags, MapOp, Plan, RunResult, Status};
+use ptcheck_shared::abi::{builder_id, BugKind, BugRecord, MapFlags, MapOp, Plan, RunResult, Status};
 use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, LinuxLevel, Prot, TranslationConfig};
 
@@ -89,6 +89,7 @@ pub(crate) fn run_plan_with<M: TableMemory, const MUTATION: u32>(plan: &Plan, me
     };
     let mut b = Builder::<M, MUTATION> {
         cfg,
+        before_change: plan.builder == builder_id::LINUX_6_9,
         mem,
         pool: TablePool::new(plan.pool(), cfg.page_size()),
         result,
@@ -130,6 +131,9 @@ type EntryFn<B> = fn(&mut B, Entry, u64, u64, u64, bool) -> Outcome;
 
 struct Builder<'a, M: TableMemory, const MUTATION: u32> {
     cfg: TranslationConfig,
+    /// Linux 6.9's path: the allocator clears each new table through the FIX_PTE slot
+    /// (its clear's TLB flush is the barrier); the builder maps it again to populate.
+    before_change: bool,
     mem: &'a mut M,
     pool: TablePool<'a>,
     result: &'a mut RunResult,
@@ -186,10 +190,17 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     fn set_fixmap(&mut self, slot: LinuxLevel, pa: u64) -> TablePtr {
         self.slot_pa[slot as usize] = pa;
         self.result.note_fixmap_set(slot as usize);
+        // __set_fixmap: the PTE write, then dsb ishst; isb.
+        self.result.costs.fixmap_sets += 1;
+        self.result.costs.dsbs += 1;
         self.mem.set_fixmap(slot, pa)
     }
 
     fn clear_fixmap(&mut self, slot: LinuxLevel) {
+        // clear_fixmap: the PTE clear, then flush_tlb_kernel_range (dsb; tlbi; dsb).
+        self.result.costs.fixmap_clears += 1;
+        self.result.costs.tlb_invalidations += 1;
+        self.result.costs.dsbs += 2;
         self.mem.clear_fixmap(slot);
     }
 
@@ -201,6 +212,7 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     fn link(&mut self, e: Entry, desc: Descriptor, table: usize) {
         let entry_pa = self.slot_pa[e.slot as usize] + (e.index as u64) * 8;
         self.result.note_link(table, entry_pa, desc.0, e.slot as u8);
+        self.result.costs.descriptor_writes += 1;
         self.mem.write(e.ptr, e.index, desc.0);
     }
 
@@ -209,9 +221,11 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         let bytes = self.cfg.page_size();
         self.mem.clear(ptr, bytes as usize);
         self.result.note_zero(table, bytes as u32);
+        self.result.costs.table_clears += 1;
         if MUTATION != mutation::MISSING_BARRIER {
             self.mem.dsb_ishst();
             self.result.note_barrier();
+            self.result.costs.dsbs += 1;
         }
     }
 
@@ -225,8 +239,31 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         Ok((pa, record))
     }
 
+    /// Linux 6.9's `early_pgtable_alloc`: clear the new page through the FIX_PTE slot
+    /// (free whatever level is being built), memset, clear the slot; "implicit
+    /// barriers also ensure the zeroed page is visible to the page table walker".
+    fn clear_through_fix_pte(&mut self, pa: u64, record: usize) {
+        let bytes = self.cfg.page_size();
+        let ptr = self.set_fixmap(LinuxLevel::Pte, pa);
+        if MUTATION != mutation::SKIP_ZERO {
+            self.mem.clear(ptr, bytes as usize);
+            self.result.note_zero(record, bytes as u32);
+            self.result.costs.table_clears += 1;
+        }
+        self.clear_fixmap(LinuxLevel::Pte);
+        if MUTATION != mutation::MISSING_BARRIER {
+            self.mem.dsb_ishst();
+            self.result.note_barrier();
+        }
+    }
+
     fn create_root(&mut self) -> Result<u64, BugRecord> {
         let (root, record) = self.alloc(LinuxLevel::Pgd, self.cfg.root_level(), 0)?;
+        if self.before_change {
+            self.clear_through_fix_pte(root, record);
+            self.result.root_pa = root;
+            return Ok(root);
+        }
         let ptr = self.set_fixmap(LinuxLevel::Pgd, root);
         self.init_clear_pgtable(ptr, record);
         self.clear_fixmap(LinuxLevel::Pgd);
@@ -362,6 +399,9 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         let old = self.read(parent);
         if old == 0 {
             let (pa, record) = self.alloc(ll, level, entry_va)?;
+            if self.before_change && MUTATION != mutation::ZERO_AFTER_LINK {
+                self.clear_through_fix_pte(pa, record);
+            }
             let ptr = self.set_fixmap(ll, pa);
             let mut attrs = Descriptor::UXN_TABLE;
             if self.flags & MapFlags::NO_EXEC_MAPPINGS != 0 {
@@ -371,6 +411,15 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                 attrs = 0;
             }
             let desc = Descriptor(self.drop_high_oa(Descriptor::table(&cfg, pa, attrs).0));
+            if self.before_change {
+                // __pXX_populate, then pXX_set_fixmap_offset: the table is already clear
+                // (zero-after-link clears it through FIX_PTE only now).
+                self.link(parent, desc, record);
+                if MUTATION == mutation::ZERO_AFTER_LINK {
+                    self.clear_through_fix_pte(pa, record);
+                }
+                return Ok((ptr, true));
+            }
             match MUTATION {
                 mutation::SKIP_ZERO => self.link(parent, desc, record),
                 mutation::ZERO_AFTER_LINK => {
@@ -430,6 +479,7 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
             return Err(self.bug(BugKind::UnsafeChange, level, addr, old, new));
         }
         self.mem.write(e.ptr, e.index, new);
+        self.result.costs.descriptor_writes += 1;
         Ok(())
     }
 
@@ -456,6 +506,7 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                     for (i, e) in (0u64..).zip(entries.iter_mut()) {
                         *e = new0 + i * page;
                     }
+                    self.result.costs.descriptor_writes += n as u64;
                     return Ok(());
                 }
                 let mut refused = None;
@@ -467,6 +518,8 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                     }
                     *e = new;
                 }
+                let written = refused.map_or(n as u64, |(i, ..)| i);
+                self.result.costs.descriptor_writes += written;
                 return match refused {
                     Some((i, old, new)) => Err(self.bug(BugKind::UnsafeChange, 3, addr + i * page, old, new)),
                     None => Ok(()),

@@ -13,9 +13,10 @@ pub mod builder;
 pub mod memory;
 pub mod mutation;
 pub mod pool;
+pub mod registry;
 
-pub use builder::run_plan;
 #[cfg(feature = "mutants")]
 pub use builder::run_plan_mutant;
 pub use memory::{TableMemory, TablePtr};
 pub use pool::TablePool;
+pub use registry::run_plan;

@@ -58,6 +58,9 @@ pub(crate) struct VmArgs {
     /// Seconds one plan may take before the guest counts as hung (1 to 86400).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) timeout: u64,
+    /// The builder under test: linux (after the seed's change), linux-6.9 (before it).
+    #[arg(long, default_value = "linux")]
+    pub(crate) builder: String,
     /// Run a bug-catalogue variant instead of the clean builder (`mutants` builds only;
     /// VM backends need the catalogue guest image `cargo xtask mutants` builds).
     #[cfg(feature = "mutants")]
@@ -80,6 +83,7 @@ impl VmArgs {
             mutant: self.mutant.clone(),
             #[cfg(not(feature = "mutants"))]
             mutant: None,
+            builder: self.builder.clone(),
         }
     }
 }
@@ -129,6 +133,10 @@ pub(crate) struct FuzzArgs {
     /// Parallel workers (native only; default: one per core; 1 to 256).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) jobs: Option<u16>,
+    /// Run every plan on this builder too and require the same tables (`linux` and
+    /// `linux-6.9`: bit-identical; others: the same translations).
+    #[arg(long)]
+    pub(crate) differential: Option<String>,
     /// No progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub(crate) no_progress: bool,
@@ -152,6 +160,10 @@ pub(crate) struct BenchArgs {
     /// Minimum seconds per figure (1 to 3600).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) seconds: u64,
+    /// Instead: what building costs per table (fixmap sets and clears, TLB
+    /// invalidations, barriers, clears, writes) on linux-6.9 vs linux.
+    #[arg(long)]
+    pub(crate) costs: bool,
     #[command(flatten)]
     pub(crate) vm: VmArgs,
 }

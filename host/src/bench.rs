@@ -108,3 +108,119 @@ pub fn bench(min: Duration, backend: &crate::backend::open::BackendOptions) -> a
     );
     Ok(figures.iter().all(|f| f.failed == 0))
 }
+
+/// One builder's costs over a set of plans.
+#[derive(Default, Clone, Copy)]
+struct CostSum {
+    tables: u64,
+    costs: ptcheck_shared::abi::Costs,
+}
+
+impl CostSum {
+    fn add(&mut self, r: &ptcheck_shared::abi::RunResult) {
+        let c = &r.costs;
+        self.tables += u64::from(r.n_tables);
+        self.costs.fixmap_sets += c.fixmap_sets;
+        self.costs.fixmap_clears += c.fixmap_clears;
+        self.costs.tlb_invalidations += c.tlb_invalidations;
+        self.costs.dsbs += c.dsbs;
+        self.costs.table_clears += c.table_clears;
+        self.costs.descriptor_writes += c.descriptor_writes;
+    }
+
+    fn row(&self, what: &str, builder: &str) -> String {
+        let t = self.tables.max(1) as f64;
+        let c = &self.costs;
+        format!(
+            "| {what} | {builder} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            self.tables,
+            c.fixmap_sets as f64 / t,
+            c.fixmap_clears as f64 / t,
+            c.tlb_invalidations as f64 / t,
+            c.dsbs as f64 / t,
+            c.table_clears as f64 / t,
+            c.descriptor_writes as f64 / t
+        )
+    }
+}
+
+/// `ptcheck bench --costs`: what building costs on `linux-6.9` (the allocator clears
+/// each new table through FIX_PTE) and on `linux` (the builder clears it through the
+/// level's own slot), counted by the builders themselves, per table: for every
+/// regime's built-in plans, and for a 64 GiB page-granular linear map on 4k-48.
+///
+/// # Errors
+/// A plan could not be run.
+pub fn costs() -> anyhow::Result<bool> {
+    use crate::backend::native::NativeBackend;
+    use crate::backend::Variant;
+    use ptcheck_guest::registry::{LINUX, LINUX_6_9};
+    use ptcheck_shared::abi::{layout, MapFlags, MapOp, Plan};
+    use ptcheck_shared::Prot;
+    let builders = [("linux-6.9", LINUX_6_9), ("linux", LINUX)];
+    let mut ok = true;
+    let mut run = |plan: &Plan, builder: u32, sum: &mut CostSum| -> anyhow::Result<()> {
+        let mut b = NativeBackend::with_variant(Variant { builder, mutation: 0 });
+        let o = run_and_verify(&mut b, plan, 1);
+        ok &= o.passed();
+        sum.add(b.run(plan)?.result);
+        Ok(())
+    };
+    println!("Per table, counted by the builders (a fixmap set is a PTE write + dsb; a clear, a PTE clear + TLBI between two dsbs):");
+    println!();
+    println!("| plans | builder | tables | fixmap sets | fixmap clears | TLB invalidations | dsb | table clears | descriptor writes |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut totals = [CostSum::default(); 2];
+    for cfg in TranslationConfig::all() {
+        for (k, (name, id)) in builders.iter().enumerate() {
+            let mut sum = CostSum::default();
+            for np in plans::builtin(cfg) {
+                run(&np.plan, *id, &mut sum)?;
+            }
+            totals[k].tables += sum.tables;
+            totals[k].add_sum(&sum);
+            println!("{}", sum.row(&format!("{cfg} built-in"), name));
+        }
+    }
+    let cfg = TranslationConfig::parse("4k-48").expect("known");
+    let mut plan: Box<Plan> = bytemuck::zeroed_box();
+    *plan = Plan::new(cfg);
+    plan.plan_id = 64;
+    let flags = MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS;
+    plan.push_op(MapOp { va: cfg.va_start(), pa: 0x8000_0000, size: 64 << 30, prot: Prot::KERNEL.0, flags });
+    plan.push_pool(layout::POOL_HIGH_START, 33_000 * 4096);
+    let mut big = [CostSum::default(); 2];
+    for (k, (name, id)) in builders.iter().enumerate() {
+        run(&plan, *id, &mut big[k])?;
+        println!("{}", big[k].row("4k-48 64 GiB of 4K pages", name));
+    }
+    for (k, (name, _)) in builders.iter().enumerate() {
+        println!("{}", totals[k].row("every built-in plan", name));
+    }
+    let per = |s: &CostSum, f: fn(&ptcheck_shared::abi::Costs) -> u64| f(&s.costs) as f64 / s.tables.max(1) as f64;
+    let cut = |f: fn(&ptcheck_shared::abi::Costs) -> u64| {
+        let (before, after) = (per(&big[0], f), per(&big[1], f));
+        format!("{before:.2} -> {after:.2} per table ({:.0}% fewer)", 100.0 * (1.0 - after / before.max(1e-9)))
+    };
+    println!();
+    println!(
+        "64 GiB page-granular map, linux-6.9 -> linux: fixmap sets {}; TLB invalidations {}; dsb {}",
+        cut(|c| c.fixmap_sets),
+        cut(|c| c.tlb_invalidations),
+        cut(|c| c.dsbs)
+    );
+    println!("costs: {}", if ok { "every plan passed every check on both builders" } else { "SOME PLANS FAILED" });
+    Ok(ok)
+}
+
+impl CostSum {
+    fn add_sum(&mut self, other: &CostSum) {
+        let (c, o) = (&mut self.costs, &other.costs);
+        c.fixmap_sets += o.fixmap_sets;
+        c.fixmap_clears += o.fixmap_clears;
+        c.tlb_invalidations += o.tlb_invalidations;
+        c.dsbs += o.dsbs;
+        c.table_clears += o.table_clears;
+        c.descriptor_writes += o.descriptor_writes;
+    }
+}

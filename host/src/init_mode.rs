@@ -123,6 +123,7 @@ pub fn main() -> ! {
                 shard: (1, 1),
                 jobs: None,
                 progress: false,
+                differential: None,
             };
             match fuzz(&cmd, &backend) {
                 Ok(s) => report.fuzz = Some(ptcheck_host::report::FuzzLine::from(&s)),

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod differential;
 pub mod esr;
 pub mod expect;
 pub mod fuzz;

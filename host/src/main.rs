@@ -54,6 +54,7 @@ fn fuzz(args: &FuzzArgs) -> anyhow::Result<Class> {
         shard: args.shard,
         jobs: args.jobs.map(usize::from),
         progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        differential: args.differential.clone(),
     };
     Ok(ptcheck_host::fuzz::command::fuzz(&cmd, &args.vm.options(args.backend))?.class())
 }
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
         Cmd::Run(args) => run(args),
         Cmd::Fuzz(args) => fuzz(args),
         Cmd::Replay(args) => ptcheck_host::replay::replay(&args.file, &args.vm.options(args.backend)),
+        Cmd::Bench(args) if args.costs => ptcheck_host::bench::costs().map(pass_or_fail),
         Cmd::Bench(args) => {
             let backend = args.vm.options(BackendChoice::Qemu);
             ptcheck_host::bench::bench(Duration::from_secs(args.seconds), &backend).map(pass_or_fail)

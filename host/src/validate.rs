@@ -35,9 +35,9 @@ fn header(plan: &Plan) -> Result<TranslationConfig, Outcome> {
             return Err(bad(format!("{n} {what}: at most {max}")));
         }
     }
-    if plan.mutation != 0 || plan.reserved != 0 {
+    if plan.mutation != 0 || plan.builder != 0 {
         return Err(bad(
-            "the plan selects a builder variant itself: variants come from --mutant, not from plans".into()
+            "the plan selects its builder itself: builders come from --builder and --mutant, not from plans".into(),
         ));
     }
     if plan.n_probes as usize > MAX_PROBES {

@@ -8,9 +8,9 @@ pub mod mailbox;
 mod plan;
 mod result;
 
-pub use plan::{MapFlags, MapOp, Plan, PoolRange, MAX_OPS, MAX_POOL_RANGES, MAX_PROBES, PLAN_MAGIC};
+pub use plan::{builder_id, MapFlags, MapOp, Plan, PoolRange, MAX_OPS, MAX_POOL_RANGES, MAX_PROBES, PLAN_MAGIC};
 pub use result::{
-    BugKind, BugRecord, ExceptionRecord, FaultRecord, ProbeRecord, RunResult, Status, TableRecord, MAX_FAULTS,
+    BugKind, BugRecord, Costs, ExceptionRecord, FaultRecord, ProbeRecord, RunResult, Status, TableRecord, MAX_FAULTS,
     MAX_TABLES, PAR_PA_MASK, RESULT_MAGIC,
 };
 

@@ -118,6 +118,9 @@ pub fn bench(args: &[String]) -> Result {
         }
         return sh(&mut cmd);
     }
+    if args.iter().any(|a| a == "--costs") {
+        return ptcheck(&["bench", "--costs"]);
+    }
     ensure_qemu()?;
     build_guest()?;
     let mut full: Vec<&str> = vec!["bench"];

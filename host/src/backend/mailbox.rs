@@ -57,16 +57,12 @@ pub fn features(ram: &GuestRam) -> anyhow::Result<u64> {
     ram.load_acquire(MAILBOX_PA + offset_of!(Mailbox, features) as u64)
 }
 
-/// Write the plan (running bug-catalogue variant `mutation`, 0 for the clean builder),
-/// poison its pool, tag the probed pages in RAM.
+/// Write the plan, poison its pool, tag the probed pages in RAM.
 ///
 /// # Errors
 /// Guest RAM access failures.
-pub fn prepare(ram: &GuestRam, plan: &Plan, tag_pages: &[u64], mutation: u32) -> anyhow::Result<()> {
+pub fn prepare(ram: &GuestRam, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<()> {
     ram.write(PLAN_PA, plan)?;
-    if mutation != 0 {
-        ram.write(PLAN_PA + offset_of!(Plan, mutation) as u64, &mutation)?;
-    }
     for r in plan.pool() {
         // Pool pages outside RAM cannot be poisoned; the guest will fault on them.
         if ram.contains(r.base, r.size) {

@@ -15,6 +15,29 @@ pub mod vm;
 
 use ptcheck_shared::abi::{Plan, RunResult};
 
+/// Which builder a backend runs for every plan: a registry builder
+/// (`ptcheck_guest::registry`) and a bug-catalogue variant of it (0: clean).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// `Plan::builder`.
+    pub builder: u32,
+    /// `Plan::mutation`.
+    pub mutation: u32,
+}
+
+impl Variant {
+    /// `plan` as this variant runs it (a copy only when it differs from the default).
+    pub fn apply<'p>(&self, plan: &'p Plan) -> std::borrow::Cow<'p, Plan> {
+        if *self == Variant::default() {
+            return std::borrow::Cow::Borrowed(plan);
+        }
+        let mut p = *plan;
+        p.builder = self.builder;
+        p.mutation = self.mutation;
+        std::borrow::Cow::Owned(p)
+    }
+}
+
 /// Read access to the physical memory a plan ran in.
 pub trait PhysMemory {
     /// The 64-bit word at `pa`, or `None` when `pa` is not backed by memory.

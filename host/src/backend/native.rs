@@ -6,7 +6,7 @@ use ptcheck_guest::{TableMemory, TablePtr};
 use ptcheck_shared::abi::{ExceptionRecord, FaultRecord, Phase, Plan, PoolRange, RunResult, Status};
 use ptcheck_shared::{LinuxLevel, TranslationConfig};
 
-use super::{Backend, PhysMemory, RunView};
+use super::{Backend, PhysMemory, RunView, Variant};
 use crate::POISON;
 
 /// Sparse simulated physical memory: a list of backed ranges.
@@ -148,7 +148,7 @@ fn clean_builder(plan: &Plan, mem: &mut NativeMemory<'_>, result: &mut RunResult
 /// Runs plans in-process.
 pub struct NativeBackend {
     build: BuildFn,
-    mutation: u32,
+    variant: Variant,
     ram: SimRam,
     result: Box<RunResult>,
 }
@@ -161,13 +161,18 @@ impl NativeBackend {
 
     /// The backend with a specific builder (tests use this to plant bugs).
     pub fn with_builder(build: BuildFn) -> Self {
-        NativeBackend { build, mutation: 0, ram: SimRam::default(), result: bytemuck::zeroed_box() }
+        NativeBackend { build, variant: Variant::default(), ram: SimRam::default(), result: bytemuck::zeroed_box() }
     }
 
-    /// The backend running bug-catalogue variant `id` for every plan
-    /// (`ptcheck_guest::mutation`; honoured by builds with the catalogue).
+    /// The backend running bug-catalogue variant `id` of the `linux` builder for
+    /// every plan (`ptcheck_guest::mutation`; honoured by builds with the catalogue).
     pub fn with_mutation(id: u32) -> Self {
-        NativeBackend { mutation: id, ..Self::new() }
+        Self::with_variant(Variant { builder: 0, mutation: id })
+    }
+
+    /// The backend running `variant` (a registry builder, maybe a catalogue variant).
+    pub fn with_variant(variant: Variant) -> Self {
+        NativeBackend { variant, ..Self::new() }
     }
 }
 
@@ -186,13 +191,7 @@ impl Backend for NativeBackend {
         let cfg = plan.config().ok_or_else(|| anyhow::anyhow!("plan header is not a valid ptcheck plan"))?;
         self.ram = SimRam::for_pool(plan.pool());
         let mut mem = NativeMemory::new(cfg, &mut self.ram);
-        if self.mutation == 0 {
-            (self.build)(plan, &mut mem, &mut self.result);
-        } else {
-            let mut variant = Box::new(*plan);
-            variant.mutation = self.mutation;
-            (self.build)(&variant, &mut mem, &mut self.result);
-        }
+        (self.build)(&self.variant.apply(plan), &mut mem, &mut self.result);
         // A fault is what the guest would take as a synchronous exception: report it
         // the same way, with every faulting access in the trace.
         if let Some(&(far, _)) = mem.faults.first() {

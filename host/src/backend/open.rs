@@ -8,7 +8,7 @@ use anyhow::bail;
 use super::native::NativeBackend;
 use super::qemu::{self, find_in_path, QemuOptions};
 use super::vm::VmPolicy;
-use super::Backend;
+use super::{Backend, Variant};
 
 /// Where plans run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -37,6 +37,8 @@ pub struct BackendOptions {
     /// A bug-catalogue variant to run instead of the clean builder (`mutants` builds
     /// only; a VM needs a guest image with the catalogue).
     pub mutant: Option<String>,
+    /// The builder under test (`ptcheck_guest::registry`): "linux" unless named.
+    pub builder: String,
 }
 
 impl Default for BackendOptions {
@@ -47,6 +49,7 @@ impl Default for BackendOptions {
             cpu: "max".into(),
             policy: VmPolicy::default(),
             mutant: None,
+            builder: "linux".into(),
         }
     }
 }
@@ -67,14 +70,15 @@ impl BackendOptions {
     /// Names the backend and builder in reproducer file names: "native-clean",
     /// "native-skip-zero", "qemu-clean", "qemu-<guest image name>".
     pub fn label(&self, backend: &str) -> String {
+        let b = &self.builder;
         if let Some(m) = &self.mutant {
-            return format!("{backend}-{m}");
+            return format!("{backend}-{b}-{m}");
         }
         match &self.guest {
             Some(g) if backend != "native" => {
-                format!("{backend}-{}", g.file_name().map_or("guest".into(), |n| n.to_string_lossy().into_owned()))
+                format!("{backend}-{b}-{}", g.file_name().map_or("guest".into(), |n| n.to_string_lossy().into_owned()))
             }
-            _ => format!("{backend}-clean"),
+            _ => format!("{backend}-{b}-clean"),
         }
     }
 }
@@ -89,6 +93,16 @@ pub fn open(opts: &BackendOptions) -> anyhow::Result<(Box<dyn Backend>, String)>
     let (mut backend, why) = choose(opts)?;
     backend.preflight()?;
     Ok((backend, why))
+}
+
+/// The builder and catalogue variant `opts` names.
+fn variant(opts: &BackendOptions) -> anyhow::Result<Variant> {
+    use ptcheck_guest::registry::{by_name, BUILDERS};
+    let builder = by_name(&opts.builder).map(|b| b.id).ok_or_else(|| {
+        let names: Vec<_> = BUILDERS.iter().map(|b| b.name).collect();
+        anyhow::anyhow!("unknown builder '{}': one of {}", opts.builder, names.join(", "))
+    })?;
+    Ok(Variant { builder, mutation: mutation(opts)? })
 }
 
 /// The catalogue id of `opts.mutant` (0: the clean builder).
@@ -106,14 +120,14 @@ fn mutation(opts: &BackendOptions) -> anyhow::Result<u32> {
 }
 
 fn native(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
-    Ok(Box::new(NativeBackend::with_mutation(mutation(opts)?)))
+    Ok(Box::new(NativeBackend::with_variant(variant(opts)?)))
 }
 
 fn qemu_backend(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
     let mut q = QemuOptions::new(opts.guest_image());
     q.cpu = opts.cpu.clone();
     q.policy = opts.policy;
-    Ok(Box::new(qemu::backend(q)?.with_mutation(mutation(opts)?)))
+    Ok(Box::new(qemu::backend(q)?.with_variant(variant(opts)?)))
 }
 
 /// Whether this host's KVM can run the arm64 guest; `Err` says why not.
@@ -133,7 +147,7 @@ pub fn kvm_usable() -> anyhow::Result<()> {
 
 #[cfg(all(target_arch = "aarch64", target_os = "linux"))]
 fn kvm_backend(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
-    Ok(Box::new(super::kvm::backend(opts.guest_image(), opts.policy)?.with_mutation(mutation(opts)?)))
+    Ok(Box::new(super::kvm::backend(opts.guest_image(), opts.policy)?.with_variant(variant(opts)?)))
 }
 
 #[cfg(not(all(target_arch = "aarch64", target_os = "linux")))]

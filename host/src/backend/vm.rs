@@ -10,7 +10,7 @@ use ptcheck_shared::abi::{Plan, RunResult, Status};
 
 use super::guest_ram::GuestRam;
 use super::mailbox::{self, Wait};
-use super::{Backend, RunView};
+use super::{Backend, RunView, Variant};
 
 /// One way of running the guest image's vCPU.
 pub trait Vm: Send {
@@ -119,8 +119,8 @@ pub struct VmBackend<V: Vm> {
     policy: VmPolicy,
     seq: u64,
     result: Box<RunResult>,
-    /// Bug-catalogue variant run for every plan (0: the clean builder).
-    mutation: u32,
+    /// The builder (and catalogue variant) run for every plan.
+    variant: Variant,
     /// Boots so far (benchmarks and tests read it).
     pub boots: u64,
 }
@@ -139,13 +139,13 @@ impl<V: Vm> VmBackend<V> {
     /// # Errors
     /// None today; kept fallible for hypervisors that check the RAM.
     pub fn with_ram(vm: V, ram: GuestRam, policy: VmPolicy) -> anyhow::Result<Self> {
-        Ok(VmBackend { vm, ram, policy, seq: 0, result: bytemuck::zeroed_box(), mutation: 0, boots: 0 })
+        Ok(VmBackend { vm, ram, policy, seq: 0, result: bytemuck::zeroed_box(), variant: Variant::default(), boots: 0 })
     }
 
-    /// Run bug-catalogue variant `id` for every plan; the guest image must have the
+    /// Run `variant` for every plan; a catalogue variant needs a guest image with the
     /// catalogue (checked by [`Backend::preflight`]).
-    pub fn with_mutation(mut self, id: u32) -> Self {
-        self.mutation = id;
+    pub fn with_variant(mut self, variant: Variant) -> Self {
+        self.variant = variant;
         self
     }
 
@@ -252,7 +252,7 @@ impl<V: Vm> Backend for VmBackend<V> {
             )
         });
         booted?;
-        if self.mutation != 0 && mailbox::features(&self.ram)? & Mailbox::CATALOGUE == 0 {
+        if self.variant.mutation != 0 && mailbox::features(&self.ram)? & Mailbox::CATALOGUE == 0 {
             bail!(
                 "the guest image has no bug catalogue, so it cannot run a --mutant: `cargo xtask mutants` builds one \
                  (target/mutants/ptcheck-guest-image-mutants)"
@@ -263,7 +263,7 @@ impl<V: Vm> Backend for VmBackend<V> {
 
     fn run_tagged(&mut self, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {
         self.ensure_booted()?;
-        mailbox::prepare(&self.ram, plan, tag_pages, self.mutation)?;
+        mailbox::prepare(&self.ram, &self.variant.apply(plan), tag_pages)?;
         if let Wait::Gone(why) = self.request(Command::RunPlan, self.policy.plan_timeout)? {
             let console = self.vm.console_tail();
             self.vm.kill();

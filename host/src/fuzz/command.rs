@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::bail;
 use ptcheck_shared::TranslationConfig;
 
-use super::{gen, run, FuzzSpec, Summary};
+use super::{gen, run_against, FuzzSpec, Reference, Summary};
 use crate::backend::open::{open, BackendChoice, BackendOptions};
 use crate::backend::Backend;
+use crate::differential::Likeness;
 use crate::outcome::Class;
 
 /// What a fuzz command asks for.
@@ -30,6 +31,8 @@ pub struct FuzzCommand {
     pub jobs: Option<usize>,
     /// Draw a progress bar (on a terminal).
     pub progress: bool,
+    /// Also run every plan on this builder and compare the tables.
+    pub differential: Option<String>,
 }
 
 /// The last line of a run: what the exit code means.
@@ -91,7 +94,28 @@ pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summa
         }
         Ok(open(backend)?.0)
     };
-    let summary = run(&spec, workers, &make, cmd.progress)?;
+    let reference_opts =
+        cmd.differential.as_ref().map(|name| BackendOptions { builder: name.clone(), mutant: None, ..backend.clone() });
+    let make_reference = || -> anyhow::Result<Box<dyn Backend>> {
+        Ok(open(reference_opts.as_ref().expect("only made with --differential"))?.0)
+    };
+    let reference = match &cmd.differential {
+        None => None,
+        Some(name) => {
+            let policy = |n: &str| ptcheck_guest::registry::by_name(n).map(|b| b.policy);
+            let likeness = if policy(name).is_some() && policy(name) == policy(&backend.builder) {
+                Likeness::Bits
+            } else {
+                Likeness::Translations
+            };
+            println!(
+                "differential: every plan that passes runs on {name} too; the tables must be {}",
+                if likeness == Likeness::Bits { "bit-identical" } else { "translation-identical" }
+            );
+            Some(Reference { make: &make_reference, likeness, name: name.clone() })
+        }
+    };
+    let summary = run_against(&spec, workers, &make, reference.as_ref(), cmd.progress)?;
     print_summary(&summary);
     Ok(summary)
 }

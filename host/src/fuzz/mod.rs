@@ -17,6 +17,7 @@ use ptcheck_shared::abi::Plan;
 use ptcheck_shared::TranslationConfig;
 
 use crate::backend::Backend;
+use crate::differential::{compare, Likeness};
 use crate::outcome::{Class, Outcome};
 use crate::repro::{self, Repro};
 use crate::run::run_and_verify;
@@ -169,59 +170,90 @@ const SHRINK_BUDGET: usize = 400;
 
 /// Verify ordinal `j` on `backend`; on a builder failure shrink it there and write a
 /// reproducer. A plan that cannot be checked is reported as such, never shrunk.
-fn one(spec: &FuzzSpec, backend: &mut dyn Backend, j: u64, hw: &AtomicU64) -> Case {
+/// A second builder every plan runs on too, and how alike their tables must be.
+pub struct Reference<'a> {
+    /// Makes the reference backend (one per worker).
+    pub make: &'a (dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Sync),
+    /// What must agree.
+    pub likeness: Likeness,
+    /// Its name, for messages ("linux").
+    pub name: String,
+}
+
+fn one(
+    spec: &FuzzSpec,
+    backend: &mut dyn Backend,
+    mut reference: Option<(&mut (dyn Backend + 'static), &Reference<'_>)>,
+    j: u64,
+    hw: &AtomicU64,
+) -> Case {
     let (cfg, index) = spec.case(j);
     let plan = spec.plan(j);
     let probe_seed = spec.seed ^ j;
     let o = run_and_verify(backend, &plan, probe_seed);
     hw.fetch_add(o.hw_probes, Ordering::Relaxed);
     let unchecked = |outcome| Case::Unchecked(Unchecked { ordinal: j, config: cfg, index, outcome });
+    let mut differs = None;
     match o.class() {
-        Class::Passed => return Case::Passed,
+        Class::Passed => {
+            let Some((other, r)) = reference.as_mut() else { return Case::Passed };
+            match compare(&plan, backend, &mut **other, r.likeness) {
+                Ok(None) => return Case::Passed,
+                Ok(Some(why)) => differs = Some(why),
+                Err(e) => {
+                    return unchecked(Outcome::Infrastructure(format!("{e:#}").lines().next().unwrap_or("").into()))
+                }
+            }
+        }
         Class::NotChecked => return unchecked(o.outcome),
         Class::BuilderFailed => {}
     }
-    let check = o.verdict.checks.iter().find(|c| !c.passed()).map_or(CheckName::Result, |c| c.name);
+    let check = if differs.is_some() {
+        "differential".to_string()
+    } else {
+        o.verdict.checks.iter().find(|c| !c.passed()).map_or(CheckName::Result, |c| c.name).to_string()
+    };
     let original_ops = plan.n_ops;
-    let small = shrink::shrink(
-        &plan,
-        |p| {
-            let p = Box::new(*p);
-            let o = run_and_verify(backend, &p, probe_seed);
-            o.builder_failed() && o.verdict.check(check).is_some_and(|c| !c.passed())
-        },
-        SHRINK_BUDGET,
-    );
-    let rerun = small.clone();
-    let again = run_and_verify(backend, &rerun, probe_seed);
+    let still_fails = |p: &Plan,
+                       backend: &mut dyn Backend,
+                       reference: &mut Option<(&mut (dyn Backend + 'static), &Reference<'_>)>| {
+        let o = run_and_verify(backend, p, probe_seed);
+        match (differs.is_some(), reference.as_mut()) {
+            (true, Some((other, r))) => {
+                o.passed() && compare(p, backend, &mut **other, r.likeness).is_ok_and(|d| d.is_some())
+            }
+            _ => o.builder_failed() && o.verdict.checks.iter().any(|c| !c.passed() && c.name.as_str() == check),
+        }
+    };
+    let small = shrink::shrink(&plan, |p| still_fails(p, backend, &mut reference), SHRINK_BUDGET);
+    let again = run_and_verify(backend, &small, probe_seed);
     if !again.outcome.checked() {
         // The environment failed while shrinking: what we hold is not a builder reproducer.
         return unchecked(again.outcome);
     }
+    let detail = match (&differs, reference.as_mut()) {
+        (Some(_), Some((other, r))) => match compare(&small, backend, &mut **other, r.likeness) {
+            Ok(Some(why)) => format!("differs from {}: {why}\n", r.name),
+            _ => "the difference did not survive shrinking\n".to_string(),
+        },
+        _ => again.describe(),
+    };
     let notes = format!(
-        "{cfg} seed {} index {index} on {} ({}): shrunk from {original_ops} to {} operations\n{}",
+        "{cfg} seed {} index {index} on {} ({}): shrunk from {original_ops} to {} operations\n{detail}",
         spec.seed,
         backend.name(),
         spec.label,
         small.n_ops,
-        again.describe()
     );
     let r = Repro {
         plan: small.clone(),
         origin: Some((spec.seed, index, gen::FORMAT)),
-        fails: vec![check.to_string()],
+        fails: vec![check.clone()],
         outcome: Some(again.outcome.to_string()),
     };
     let stem = format!("fuzz-{}-{cfg}-s{}-i{index}", spec.label, spec.seed);
     let repro = repro::write_repro(&stem, &r, &notes).map_err(|e| format!("{e:#}"));
-    Case::Failed(Failure {
-        ordinal: j,
-        config: cfg,
-        index,
-        ops: (original_ops, small.n_ops),
-        check: check.to_string(),
-        repro,
-    })
+    Case::Failed(Failure { ordinal: j, config: cfg, index, ops: (original_ops, small.n_ops), check, repro })
 }
 
 /// Run `spec` with `workers` backends made by `make` (native: one per core; a VM: one).
@@ -232,6 +264,21 @@ pub fn run(
     spec: &FuzzSpec,
     workers: usize,
     make: &(dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Sync),
+    progress: bool,
+) -> anyhow::Result<Summary> {
+    run_against(spec, workers, make, None, progress)
+}
+
+/// [`run`], with every plan that passes also run on `reference`'s builder and
+/// compared (a difference is a `differential` failure, shrunk like any other).
+///
+/// # Errors
+/// A backend could not be created.
+pub fn run_against(
+    spec: &FuzzSpec,
+    workers: usize,
+    make: &(dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Sync),
+    reference: Option<&Reference<'_>>,
     progress: bool,
 ) -> anyhow::Result<Summary> {
     let start = Instant::now();
@@ -252,8 +299,10 @@ pub fn run(
     let unchecked = Mutex::new(Vec::new());
     let gave_up = Mutex::new(None);
     let backends: Vec<_> = (0..workers.max(1)).map(|_| make()).collect::<anyhow::Result<_>>()?;
+    let references: Vec<Option<Box<dyn Backend>>> =
+        (0..workers.max(1)).map(|_| reference.map(|r| (r.make)()).transpose()).collect::<anyhow::Result<_>>()?;
     std::thread::scope(|s| {
-        for mut backend in backends {
+        for (mut backend, mut other) in backends.into_iter().zip(references) {
             let (next, hw, done, nfail, failures, bar) = (&next, &hw, &done, &nfail, &failures, &bar);
             let (unchecked, gave_up) = (&unchecked, &gave_up);
             s.spawn(move || {
@@ -263,7 +312,8 @@ pub fn run(
                         break;
                     }
                     let Some(j) = spec.nth_mine(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                    match one(spec, backend.as_mut(), j, hw) {
+                    let refr = other.as_deref_mut().zip(reference);
+                    match one(spec, backend.as_mut(), refr, j, hw) {
                         Case::Passed => infra_in_a_row = 0,
                         Case::Failed(f) => {
                             infra_in_a_row = 0;

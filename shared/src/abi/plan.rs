@@ -23,6 +23,15 @@ pub struct PoolRange {
     pub size: u64,
 }
 
+/// `Plan::builder` values: which builder runs a plan (the registry in
+/// `ptcheck_guest::registry` names them).
+pub mod builder_id {
+    /// The Linux-policy builder after the seed's change.
+    pub const LINUX: u32 = 0;
+    /// The kernel's path before it (Linux 6.9).
+    pub const LINUX_6_9: u32 = 1;
+}
+
 /// The kernel's `create_pgd_mapping` flags.
 pub struct MapFlags;
 
@@ -74,8 +83,8 @@ pub struct Plan {
     /// Which builder variant runs: 0 the clean builder, else a bug-catalogue variant
     /// (`ptcheck_guest::mutation`), honoured only by builds with the catalogue.
     pub mutation: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Which builder runs the plan (`ptcheck_guest::registry`): 0 is `linux`.
+    pub builder: u32,
     /// Caller's identifier, echoed in the result (persistent mode matches on it).
     pub plan_id: u64,
     /// Table pool.

@@ -154,6 +154,26 @@ pub struct TableRecord {
     pub reserved2: u32,
 }
 
+/// What building cost, counted as the kernel's primitives cost: a fixmap set is a PTE
+/// write with `dsb ishst; isb`, a fixmap clear a PTE clear with a TLB invalidation
+/// between two `dsb`s, `init_clear_pgtable` a `clear_page` and a `dsb ishst`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Costs {
+    /// Fixmap slots set.
+    pub fixmap_sets: u64,
+    /// Fixmap slots cleared.
+    pub fixmap_clears: u64,
+    /// TLB invalidations (one per fixmap clear).
+    pub tlb_invalidations: u64,
+    /// `dsb` barriers.
+    pub dsbs: u64,
+    /// Table pages cleared.
+    pub table_clears: u64,
+    /// Descriptors written (leaves and table descriptors).
+    pub descriptor_writes: u64,
+}
+
 /// An access through a fixmap slot that hit no mapping (a folded level's NULL slot).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -241,6 +261,8 @@ pub struct RunResult {
     pub fixmap_sets: [u32; 5],
     /// Reserved, zero.
     pub reserved: u32,
+    /// What building cost.
+    pub costs: Costs,
     /// Operations fully applied.
     pub ops_done: u32,
     /// `HW_*` flags.
@@ -284,6 +306,7 @@ impl RunResult {
         self.barrier_from = 0;
         self.fixmap_sets = [0; 5];
         self.reserved = 0;
+        self.costs = Costs::zeroed();
         self.bug = BugRecord::zeroed();
         self.exception = ExceptionRecord::zeroed();
     }
