@@ -9,6 +9,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod aarch64_paging;
 pub mod builder;
 pub mod memory;
 pub mod mutation;

@@ -33,6 +33,12 @@ pub trait TableMemory {
         let _ = (ptr, first, n);
         None
     }
+    /// A lasting direct pointer to the pool page at `pa`, for builders that keep
+    /// pointers to their tables (`aarch64-paging`); `None` outside the pool.
+    fn direct_table(&self, pa: u64) -> Option<core::ptr::NonNull<u64>> {
+        let _ = pa;
+        None
+    }
     /// Zero `bytes` bytes at `ptr` (`clear_page`).
     fn clear(&mut self, ptr: TablePtr, bytes: usize);
     /// `dsb ishst`: make earlier table writes visible to the table walker.

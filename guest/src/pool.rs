@@ -26,6 +26,17 @@ impl<'p> TablePool<'p> {
         }
     }
 
+    /// Pages still to hand out.
+    pub fn remaining(&self) -> u64 {
+        let mut left = 0;
+        for (i, r) in self.ranges.iter().enumerate().skip(self.range) {
+            let end = r.base.saturating_add(r.size);
+            let from = if i == self.range { self.next } else { r.base.next_multiple_of(self.page_size) };
+            left += end.saturating_sub(from) / self.page_size;
+        }
+        left
+    }
+
     /// Take one page; `None` when every range is used up.
     pub fn alloc(&mut self) -> Option<u64> {
         while let Some(r) = self.ranges.get(self.range) {

@@ -17,6 +17,11 @@ pub enum Policy {
     /// The Linux policy: every check, the model's blocks, contiguous runs, table bits
     /// and BUGs exactly.
     Linux,
+    /// Its own policy: what any correct builder owes (every VA translates as the
+    /// operations say, later ones winning; nothing else mapped; every table from the
+    /// pool, cleared; the run completes), plus table descriptors with no
+    /// hierarchical attributes, as the crate documents.
+    Own,
 }
 
 /// One builder under test.
@@ -30,6 +35,8 @@ pub struct BuilderInfo {
     pub about: &'static str,
     /// Whether it can build `cfg`'s tables at all (elsewhere: `n/a`, never a pass).
     pub supports: fn(&TranslationConfig) -> bool,
+    /// Why it cannot take a plan it could otherwise (`n/a` too), if it cannot.
+    pub refuses: fn(&Plan) -> Option<&'static str>,
     /// Which checks apply.
     pub policy: Policy,
 }
@@ -38,7 +45,11 @@ fn every_regime(_: &TranslationConfig) -> bool {
     true
 }
 
-pub use ptcheck_shared::abi::builder_id::{LINUX, LINUX_6_9};
+fn every_plan(_: &Plan) -> Option<&'static str> {
+    None
+}
+
+pub use ptcheck_shared::abi::builder_id::{AARCH64_PAGING, LINUX, LINUX_6_9};
 
 /// Every builder, by id.
 pub const BUILDERS: &[BuilderInfo] = &[
@@ -47,6 +58,7 @@ pub const BUILDERS: &[BuilderInfo] = &[
         name: "linux",
         about: "__create_pgd_mapping after the change: init_clear_pgtable in the builder",
         supports: every_regime,
+        refuses: every_plan,
         policy: Policy::Linux,
     },
     BuilderInfo {
@@ -54,7 +66,16 @@ pub const BUILDERS: &[BuilderInfo] = &[
         name: "linux-6.9",
         about: "__create_pgd_mapping before it: early_pgtable_alloc clears through FIX_PTE",
         supports: every_regime,
+        refuses: every_plan,
         policy: Policy::Linux,
+    },
+    BuilderInfo {
+        id: AARCH64_PAGING,
+        name: "aarch64-paging",
+        about: "Google's aarch64-paging 0.12 (Mapping, VaRange::Upper), tables from the pool",
+        supports: crate::aarch64_paging::supports,
+        refuses: crate::aarch64_paging::refuses,
+        policy: Policy::Own,
     },
 ];
 
@@ -72,6 +93,7 @@ pub fn by_id(id: u32) -> Option<&'static BuilderInfo> {
 pub fn run_plan<M: TableMemory>(plan: &Plan, mem: &mut M, result: &mut RunResult) {
     match plan.builder {
         LINUX | LINUX_6_9 => crate::builder::run_plan(plan, mem, result),
+        AARCH64_PAGING if plan.mutation == 0 => crate::aarch64_paging::run(plan, mem, result),
         _ => {
             result.reset(plan.plan_id);
             result.status = Status::BadPlan as u32;

@@ -16,6 +16,8 @@ use ptcheck_shared::abi::{BugKind, MapFlags, MapOp, Plan};
 use ptcheck_shared::descriptor::DescriptorKind;
 use ptcheck_shared::{Descriptor, Level, Prot, TranslationConfig};
 
+pub use ptcheck_guest::registry::Policy;
+
 use crate::runs::{push_run, LeafRun};
 
 /// A next-level table the builder must have linked.
@@ -63,6 +65,8 @@ pub struct Expected {
     pub table_visits: u64,
     /// Block and page descriptors written, over all operations.
     pub leaf_writes: u64,
+    /// Which checks apply: the Linux policy's, or only what any correct builder owes.
+    pub policy: Policy,
     cfg: TranslationConfig,
 }
 
@@ -395,6 +399,7 @@ impl Model<'_> {
             ops_entered,
             table_visits: self.table_visits,
             leaf_writes: self.leaf_writes,
+            policy: Policy::Linux,
             cfg,
         }
     }
@@ -446,4 +451,52 @@ pub fn model(plan: &Plan, step_budget: u64) -> Result<Expected, ModelError> {
     }
     let n = plan.ops().len() as u64;
     Ok(m.finish(None, None, n))
+}
+
+/// What any correct builder must produce for `plan`, whatever its own policy: every VA
+/// of every operation translates as the last operation that covers it says (PA and
+/// attributes), nothing else is mapped, the run completes. The runs it holds are
+/// page-granular (a builder's blocks and contiguous runs are its own business); the
+/// checks compare translations, not shapes.
+pub fn overlay(plan: &Plan) -> Option<Expected> {
+    let cfg = plan.config()?;
+    let page = cfg.page_size();
+    // Disjoint ranges (start -> (end, pa, prot)); later operations cut earlier ones.
+    let mut map: BTreeMap<u128, (u128, u128, u64)> = BTreeMap::new();
+    for op in plan.ops() {
+        let (a, b, pa) = (u128::from(op.va), u128::from(op.va) + u128::from(op.size), u128::from(op.pa));
+        let cut: Vec<(u128, (u128, u128, u64))> =
+            map.range(..b).rev().take_while(|(_, &(end, ..))| end > a).map(|(&s, &v)| (s, v)).collect();
+        for (s, (end, p, prot)) in cut {
+            map.remove(&s);
+            if s < a {
+                map.insert(s, (a, p, prot));
+            }
+            if end > b {
+                map.insert(b, (end, p + (b - s), prot));
+            }
+        }
+        map.insert(a, (b, pa, op.prot));
+    }
+    let mut runs = Vec::new();
+    for (s, (end, pa, prot)) in map {
+        let desc = Descriptor::leaf(&cfg, Level::LEAF, pa as u64, Prot(prot), false);
+        push_run(
+            &cfg,
+            &mut runs,
+            LeafRun { va: s as u64, count: ((end - s) / u128::from(page)) as u64, level: Level::LEAF, desc },
+        );
+    }
+    Some(Expected {
+        table_entries: BTreeMap::new(),
+        runs,
+        tables: 0,
+        bug: None,
+        bug_range: None,
+        ops_entered: plan.ops().len() as u64,
+        table_visits: 0,
+        leaf_writes: 0,
+        policy: Policy::Own,
+        cfg,
+    })
 }

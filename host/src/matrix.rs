@@ -28,8 +28,8 @@ pub struct MatrixOptions {
 pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
     let label = &opts.label;
     println!(
-        "{:<11} {:>6} {:>7} {:>7} {:>7} {:>10}  failed checks / outcomes not checked",
-        "config", "plans", "passed", "failed", "n/chk", "hw_probes"
+        "{:<11} {:>6} {:>7} {:>7} {:>7} {:>5} {:>10}  failed checks / outcomes not checked",
+        "config", "plans", "passed", "failed", "n/chk", "n/a", "hw_probes"
     );
     let mut report = Report::new(backend.name());
     for &cfg in &opts.configs {
@@ -47,6 +47,7 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
             report.cases.push(Case::of(&cfg.to_string(), &np.name, &run));
             match run.class() {
                 Class::Passed => {}
+                Class::NotApplicable => {}
                 Class::NotChecked => {
                     failed_checks.insert(run.outcome.kind());
                     eprintln!("NOT CHECKED {cfg} {}: {}", np.name, run.outcome);
@@ -63,7 +64,9 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
             }
         }
         let fc: Vec<_> = failed_checks.into_iter().collect();
-        let hw = if line.hw_unsupported {
+        let hw = if line.not_applicable == line.plans {
+            "n/a".to_string()
+        } else if line.hw_unsupported {
             "unsupported".to_string()
         } else if backend.has_mmu() {
             line.hw_probes.to_string()
@@ -71,12 +74,13 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
             "no MMU".to_string()
         };
         println!(
-            "{:<11} {:>6} {:>7} {:>7} {:>7} {:>10}  {}",
+            "{:<11} {:>6} {:>7} {:>7} {:>7} {:>5} {:>10}  {}",
             line.name,
             line.plans,
             line.passed,
             line.failed,
             line.not_checked,
+            line.not_applicable,
             hw,
             fc.join(",")
         );
@@ -84,8 +88,9 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
     }
     let total: usize = report.configs.iter().map(|c| c.plans).sum();
     let passed: usize = report.configs.iter().map(|c| c.passed).sum();
+    let na: usize = report.configs.iter().map(|c| c.not_applicable).sum();
     println!(
-        "total: {total} plans, {passed} passed, {} failed, {} not checked ({} backend)",
+        "total: {total} plans, {passed} passed, {} failed, {} not checked, {na} n/a ({} backend)",
         report.failed(),
         report.not_checked(),
         report.backend

@@ -112,7 +112,7 @@ pub fn run_variant(
             r.plans += 1;
             let o = run_and_verify(backend, &plan, seed ^ r.plans as u64);
             match o.class() {
-                Class::Passed => {}
+                Class::Passed | Class::NotApplicable => {}
                 Class::NotChecked => {
                     r.not_checked += 1;
                     eprintln!(
@@ -198,6 +198,13 @@ pub fn catalogue(opts: &CatalogueOptions, backend: &crate::backend::open::Backen
         if ALL_VARIANTS.iter().all(|v| v.name != *name) {
             anyhow::bail!("unknown variant '{name}'");
         }
+    }
+    let family = ptcheck_guest::registry::by_name(&backend.builder).map(|b| b.policy);
+    if family != Some(ptcheck_guest::registry::Policy::Linux) {
+        anyhow::bail!(
+            "the bug catalogue mutates the linux builders (linux, linux-6.9), not '{}': pass --builder linux or linux-6.9",
+            backend.builder
+        );
     }
     let chosen = ALL_VARIANTS.iter().filter(|v| opts.only.is_empty() || opts.only.iter().any(|o| o == v.name));
     let variants: Vec<Option<&'static Variant>> = std::iter::once(None).chain(chosen.map(Some)).collect();

@@ -9,6 +9,7 @@
 //! | `bad-plan <why>` | the plan was rejected before running: which op or pool, what is allowed | not run | 2 |
 //! | `over-capacity <limit>: needed N, held M` | a checker limit: never a pass, never the builder's fault | not run | 2 |
 //! | `infrastructure <cause>` | the guest would not boot, QEMU died or stopped, the watchdog fired | not run | 2 |
+//! | `n/a <why>` | the builder under test cannot express the plan or regime | not run | 0 (listed, never a pass) |
 
 use std::fmt;
 
@@ -44,6 +45,8 @@ pub enum Outcome {
     },
     /// The environment failed (boot, QEMU died or stopped, watchdog, memory).
     Infrastructure(String),
+    /// The builder under test cannot express this plan or regime: listed, never a pass.
+    NotApplicable(String),
 }
 
 /// What an outcome means for the exit code.
@@ -51,6 +54,8 @@ pub enum Outcome {
 pub enum Class {
     /// Checked, and every check passed.
     Passed,
+    /// The builder cannot take the plan (`n/a`): neither a pass nor a failure.
+    NotApplicable,
     /// Not checked: bad plan, over capacity or infrastructure (exit code 2).
     NotChecked,
     /// Checked, and a check failed: the builder is wrong (exit code 1).
@@ -61,7 +66,7 @@ impl Class {
     /// The process exit code for a run whose worst plan is `self`.
     pub fn exit_code(self) -> u8 {
         match self {
-            Class::Passed => 0,
+            Class::Passed | Class::NotApplicable => 0,
             Class::BuilderFailed => 1,
             Class::NotChecked => 2,
         }
@@ -78,6 +83,7 @@ impl Outcome {
             Outcome::BadPlan(_) => "bad-plan",
             Outcome::OverCapacity { .. } => "over-capacity",
             Outcome::Infrastructure(_) => "infrastructure",
+            Outcome::NotApplicable(_) => "n/a",
         }
     }
 
@@ -112,6 +118,7 @@ impl fmt::Display for Outcome {
                 write!(f, "over-capacity {limit}: needed {needed}, held {held}")
             }
             Outcome::Infrastructure(why) => write!(f, "infrastructure {why}"),
+            Outcome::NotApplicable(why) => write!(f, "n/a {why}"),
         }
     }
 }

@@ -57,6 +57,7 @@ pub fn replay(file: &Path, backend: &BackendOptions) -> anyhow::Result<Class> {
             }
         }
         Class::NotChecked => println!("not checked: no check was run on this plan (exit 2)"),
+        Class::NotApplicable => println!("n/a: the builder cannot express this plan; nothing was checked"),
     }
     println!(
         "replay: the plan took {:.2}s (the guest booted before); peak RSS {} MiB",

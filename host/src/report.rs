@@ -21,6 +21,8 @@ pub struct ConfigReport {
     pub failed: usize,
     /// Plans that could not be checked (bad-plan, over-capacity, infrastructure).
     pub not_checked: usize,
+    /// Plans the builder under test cannot express (`n/a`: never counted as passed).
+    pub not_applicable: usize,
     /// Outcome kind ("done", "bug", "crash", "bad-plan", "over-capacity",
     /// "infrastructure") -> plans that ended that way.
     pub outcomes: BTreeMap<String, usize>,
@@ -44,6 +46,7 @@ impl ConfigReport {
             passed: 0,
             failed: 0,
             not_checked: 0,
+            not_applicable: 0,
             outcomes: BTreeMap::new(),
             checks,
             hw_probes: 0,
@@ -61,10 +64,11 @@ impl ConfigReport {
         *self.outcomes.entry(o.outcome.kind().to_string()).or_insert(0) += 1;
         match o.class() {
             Class::Passed => self.passed += 1,
+            Class::NotApplicable => self.not_applicable += 1,
             Class::BuilderFailed => self.failed += 1,
             Class::NotChecked => self.not_checked += 1,
         }
-        if !o.passed() {
+        if !o.passed() && o.class() != Class::NotApplicable {
             self.failures.push(format!("{plan_name}: {}", o.describe().trim_end()));
         }
         for c in &v.checks {
@@ -180,6 +184,7 @@ impl Report {
                 Class::Passed => TestCaseStatus::success(),
                 Class::BuilderFailed => TestCaseStatus::non_success(NonSuccessKind::Failure),
                 Class::NotChecked => TestCaseStatus::non_success(NonSuccessKind::Error),
+                Class::NotApplicable => TestCaseStatus::skipped(),
             };
             if c.class != Class::Passed {
                 status.set_message(c.message.as_str());

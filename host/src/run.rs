@@ -1,10 +1,10 @@
 //! Running one plan end to end on any backend: validate it, add MMU probes where the
 //! backend has an MMU, run, name the outcome, verify.
 
-use ptcheck_shared::abi::{Plan, RunResult, Status};
+use ptcheck_shared::abi::{BugKind, Plan, RunResult, Status};
 
 use crate::backend::{Backend, RunView};
-use crate::expect::{expected, Expected};
+use crate::expect::{expected, overlay, Expected, Policy};
 use crate::outcome::{Class, Outcome};
 use crate::probes;
 use crate::validate::validate;
@@ -31,7 +31,9 @@ impl PlanRun {
 
     /// Passed, failed by the builder, or not checked.
     pub fn class(&self) -> Class {
-        if !self.outcome.checked() {
+        if matches!(self.outcome, Outcome::NotApplicable(_)) {
+            Class::NotApplicable
+        } else if !self.outcome.checked() {
             Class::NotChecked
         } else if self.verdict.passed() {
             Class::Passed
@@ -146,9 +148,27 @@ pub struct Listing {
 
 fn run_full(backend: &mut dyn Backend, plan: &Plan, seed: u64, expect: Expectation) -> Listing {
     let unchecked = |o| Listing { run: PlanRun::unchecked(o), expected: None, walk: None };
-    let exp = match validate(plan) {
+    let linux = match validate(plan) {
         Ok(exp) => exp,
         Err(o) => return unchecked(o),
+    };
+    // The builder under test: can it take this plan, and which checks apply?
+    let builder = ptcheck_guest::registry::by_id(backend.variant().builder);
+    let Some(builder) = builder else {
+        return unchecked(Outcome::BadPlan(format!("builder id {} is not in the registry", backend.variant().builder)));
+    };
+    if let Some(cfg) = plan.config().filter(|c| !(builder.supports)(c)) {
+        return unchecked(Outcome::NotApplicable(format!("{} cannot build {cfg} tables", builder.name)));
+    }
+    if let Some(why) = (builder.refuses)(plan) {
+        return unchecked(Outcome::NotApplicable(why.to_string()));
+    }
+    let exp = match builder.policy {
+        Policy::Linux => linux,
+        Policy::Own => match overlay(plan) {
+            Some(exp) => exp,
+            None => return unchecked(Outcome::BadPlan("the plan header is not valid".into())),
+        },
     };
     // What the guest gets: the plan with its MMU probes (the caller's plan is not touched).
     let mut sent: Box<Plan> = Box::new(*plan);
@@ -171,11 +191,23 @@ fn run_full(backend: &mut dyn Backend, plan: &Plan, seed: u64, expect: Expectati
     if expect == Expectation::WrongByOnePage && plan.n_ops > 0 {
         let mut against = *plan;
         against.ops[0].pa = against.ops[0].pa.wrapping_add(against.config().map_or(4096, |c| c.page_size()));
-        let Some(wrong) = expected(&against) else {
+        let wrong = match exp.policy {
+            Policy::Linux => expected(&against),
+            Policy::Own => overlay(&against),
+        };
+        let Some(wrong) = wrong else {
             return unchecked(Outcome::BadPlan("the self-test expectation has no model".into()));
         };
         let (run, walk) = judge(&against, &wrong, &view);
         return Listing { run, expected: Some(wrong), walk };
+    }
+    // A builder of its own policy that ran out of the pool (sized for the Linux
+    // policy's tables) could not build this plan: n/a, not a finding.
+    let r = view.result;
+    if exp.policy == Policy::Own && r.status() == Some(Status::Bug) && r.bug.kind == BugKind::PoolExhausted as u32 {
+        let why =
+            format!("the plan's pool (sized for the Linux policy) ran out under {} at op {}", builder.name, r.bug.op);
+        return unchecked(Outcome::NotApplicable(why));
     }
     let (run, walk) = judge(plan, &exp, &view);
     Listing { run, expected: Some(exp), walk }

@@ -1,8 +1,11 @@
 //! The boot identity map (TTBR0, 4K granule, 39-bit, start level 1) and the fixmap.
 //!
 //! Mapped: the UART (2 MiB device block), the image and the host<->guest area (2 MiB
-//! blocks from RAM base to `SHARED_END`), and one level-3 table of fixmap slots. Not
-//! mapped: the table pools, the tag region, and VA 0 (so a NULL fixmap faults).
+//! blocks from RAM base to `SHARED_END`), one level-3 table of fixmap slots, and the
+//! pool windows, identity (2 MiB and 1 GiB blocks): the `linux` builders reach tables
+//! only through the fixmap slots, but a builder that keeps pointers to its tables
+//! (`aarch64-paging`) needs them mapped. Not mapped: the tag region, and VA 0 (so a
+//! NULL fixmap faults).
 //!
 //! Descriptors carry no shareability bits: with TCR_EL1.DS=1 (LPA2 plans) bits [9:8]
 //! are address bits, with DS=0 they are SH. Zero is right in both formats, so one boot
@@ -12,7 +15,9 @@
 use core::arch::asm;
 use core::ptr::addr_of_mut;
 
-use ptcheck_shared::abi::layout::{FIXMAP_SLOT, FIXMAP_VA, RAM_BASE, SHARED_END};
+use ptcheck_shared::abi::layout::{
+    FIXMAP_SLOT, FIXMAP_VA, POOL_END, POOL_HIGH_END, POOL_HIGH_START, POOL_START, RAM_BASE, SHARED_END,
+};
 
 const PAGE: u64 = 4096;
 const BLOCK_2M: u64 = 2 << 20;
@@ -59,6 +64,16 @@ pub unsafe fn build() {
             pa += BLOCK_2M;
         }
         ram.0[((FIXMAP_VA >> 21) & 511) as usize] = addr_of_mut!(L3_FIXMAP) as u64 | TABLE;
+        let mut pa = POOL_START;
+        while pa < POOL_END {
+            ram.0[((pa >> 21) & 511) as usize] = pa | BLOCK | AF | ATTR_NORMAL | PXN | UXN;
+            pa += BLOCK_2M;
+        }
+        let mut gib = POOL_HIGH_START >> 30;
+        while gib < POOL_HIGH_END >> 30 {
+            l1.0[gib as usize] = (gib << 30) | BLOCK | AF | ATTR_NORMAL | PXN | UXN;
+            gib += 1;
+        }
         // Written with caches off: push the lines out so cacheable walks see them.
         for t in [root(), addr_of_mut!(L2_LOW) as u64, addr_of_mut!(L2_RAM) as u64, addr_of_mut!(L3_FIXMAP) as u64] {
             let mut a = t;

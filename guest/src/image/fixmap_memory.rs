@@ -52,6 +52,13 @@ impl TableMemory for FixmapMemory {
         Some(unsafe { core::slice::from_raw_parts_mut(Self::entry(ptr, first), n) })
     }
 
+    fn direct_table(&self, pa: u64) -> Option<core::ptr::NonNull<u64>> {
+        // The boot map maps the pool windows identity.
+        ptcheck_shared::abi::layout::in_pool_window(pa, self.cfg.page_size())
+            .then(|| core::ptr::NonNull::new(pa as *mut u64))
+            .flatten()
+    }
+
     fn clear(&mut self, ptr: TablePtr, bytes: usize) {
         for i in 0..bytes / 8 {
             self.write(ptr, i, 0);

@@ -74,6 +74,11 @@ pub trait Backend: Send {
         false
     }
 
+    /// The builder (and catalogue variant) this backend runs for every plan.
+    fn variant(&self) -> Variant {
+        Variant::default()
+    }
+
     /// Make sure plans can run at all, once per run, before the first plan: a VM boots
     /// its guest and waits for it to answer the mailbox.
     ///

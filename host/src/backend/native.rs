@@ -57,6 +57,9 @@ pub struct NativeMemory<'r> {
     cfg: TranslationConfig,
     ram: &'r mut SimRam,
     slots: [Option<u64>; 5],
+    /// Each pool range: (base PA, words, the words' address), for builders that keep
+    /// direct pointers to their tables.
+    direct: Vec<(u64, usize, *mut u64)>,
     /// Faulting accesses: (slot pointer + offset, slot level).
     pub faults: Vec<(u64, LinuxLevel)>,
 }
@@ -67,7 +70,8 @@ const SLOT_STRIDE: usize = 0x10_0000;
 impl<'r> NativeMemory<'r> {
     /// Fixmap slots for regime `cfg` over `ram`.
     pub fn new(cfg: TranslationConfig, ram: &'r mut SimRam) -> Self {
-        NativeMemory { cfg, ram, slots: [None; 5], faults: Vec::new() }
+        let direct = ram.regions.iter_mut().map(|(base, words)| (*base, words.len(), words.as_mut_ptr())).collect();
+        NativeMemory { cfg, ram, slots: [None; 5], direct, faults: Vec::new() }
     }
 
     fn resolve(&mut self, ptr: TablePtr, offset: u64) -> Option<u64> {
@@ -110,6 +114,18 @@ impl TableMemory for NativeMemory<'_> {
                 w[0] = value;
             }
         }
+    }
+
+    fn direct_table(&self, pa: u64) -> Option<std::ptr::NonNull<u64>> {
+        let page_words = (self.cfg.page_size() / 8) as usize;
+        self.direct.iter().find_map(|&(base, words, ptr)| {
+            let i = usize::try_from(pa.checked_sub(base)? / 8).ok()?;
+            // SAFETY: `i + page_words <= words` keeps the result inside the range's
+            // allocation, which lives (unmoved: SimRam is not resized during a run) as
+            // long as this memory; a builder using direct pointers uses nothing else.
+            (pa.is_multiple_of(8) && i + page_words <= words)
+                .then(|| unsafe { std::ptr::NonNull::new_unchecked(ptr.add(i)) })
+        })
     }
 
     fn entries(&mut self, ptr: TablePtr, first: usize, n: usize) -> Option<&mut [u64]> {
@@ -185,6 +201,10 @@ impl Default for NativeBackend {
 impl Backend for NativeBackend {
     fn name(&self) -> &'static str {
         "native"
+    }
+
+    fn variant(&self) -> Variant {
+        self.variant
     }
 
     fn run_tagged(&mut self, plan: &Plan, _tag_pages: &[u64]) -> anyhow::Result<RunView<'_>> {

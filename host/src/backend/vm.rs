@@ -235,6 +235,10 @@ impl<V: Vm> Backend for VmBackend<V> {
         true
     }
 
+    fn variant(&self) -> Variant {
+        self.variant
+    }
+
     fn preflight(&mut self) -> anyhow::Result<()> {
         if self.policy.plan_timeout.is_zero() {
             bail!("the plan timeout is 0: give --timeout at least 1 (seconds)");

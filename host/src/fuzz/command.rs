@@ -38,7 +38,7 @@ pub struct FuzzCommand {
 /// The last line of a run: what the exit code means.
 pub fn verdict_line(class: Class) -> &'static str {
     match class {
-        Class::Passed => "every plan checked passed (exit 0)",
+        Class::Passed | Class::NotApplicable => "every plan checked passed (exit 0)",
         Class::BuilderFailed => "the builder failed a check (exit 1)",
         Class::NotChecked => "some plans could not be checked: see the causes above (exit 2)",
     }
@@ -122,13 +122,14 @@ pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summa
 
 fn print_summary(s: &Summary) {
     println!(
-        "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} not checked, {} MMU-checked pages",
+        "fuzz: {} plans in {:.2}s = {:.0} plans/s, {} failure{}, {} not checked, {} n/a, {} MMU-checked pages",
         s.plans,
         s.elapsed.as_secs_f64(),
         s.rate(),
         s.failures.len(),
         if s.failures.len() == 1 { "" } else { "s" },
         s.unchecked.len(),
+        s.not_applicable,
         s.hw_probes
     );
     for f in &s.failures {

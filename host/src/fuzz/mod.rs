@@ -127,6 +127,8 @@ pub struct Summary {
     pub failures: Vec<Failure>,
     /// Plans not checked, by ordinal.
     pub unchecked: Vec<Unchecked>,
+    /// Plans the builder under test cannot express (`n/a`): neither passed nor failed.
+    pub not_applicable: u64,
     /// Why a worker stopped early (repeated infrastructure failures), if one did.
     pub gave_up: Option<String>,
 }
@@ -139,7 +141,7 @@ impl Summary {
 
     /// Plans that were checked (passed or failed).
     pub fn checked(&self) -> u64 {
-        self.plans - self.unchecked.len() as u64
+        self.plans - self.unchecked.len() as u64 - self.not_applicable
     }
 
     /// What the exit code says: a builder failure first, then anything unchecked
@@ -161,6 +163,7 @@ const GIVE_UP_AFTER: u32 = 3;
 /// What one ordinal came to.
 enum Case {
     Passed,
+    NotApplicable,
     Failed(Failure),
     Unchecked(Unchecked),
 }
@@ -205,6 +208,7 @@ fn one(
                 }
             }
         }
+        Class::NotApplicable => return Case::NotApplicable,
         Class::NotChecked => return unchecked(o.outcome),
         Class::BuilderFailed => {}
     }
@@ -293,7 +297,7 @@ pub fn run_against(
     bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
     bar.set_message("0");
     let next = AtomicU64::new(0);
-    let (hw, done) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (hw, done, not_applicable) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let nfail = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let unchecked = Mutex::new(Vec::new());
@@ -304,7 +308,7 @@ pub fn run_against(
     std::thread::scope(|s| {
         for (mut backend, mut other) in backends.into_iter().zip(references) {
             let (next, hw, done, nfail, failures, bar) = (&next, &hw, &done, &nfail, &failures, &bar);
-            let (unchecked, gave_up) = (&unchecked, &gave_up);
+            let (unchecked, gave_up, not_applicable) = (&unchecked, &gave_up, &not_applicable);
             s.spawn(move || {
                 let mut infra_in_a_row = 0;
                 loop {
@@ -315,6 +319,10 @@ pub fn run_against(
                     let refr = other.as_deref_mut().zip(reference);
                     match one(spec, backend.as_mut(), refr, j, hw) {
                         Case::Passed => infra_in_a_row = 0,
+                        Case::NotApplicable => {
+                            infra_in_a_row = 0;
+                            not_applicable.fetch_add(1, Ordering::Relaxed);
+                        }
                         Case::Failed(f) => {
                             infra_in_a_row = 0;
                             let n = nfail.fetch_add(1, Ordering::Relaxed) + 1;
@@ -363,6 +371,7 @@ pub fn run_against(
         elapsed: start.elapsed(),
         failures,
         unchecked,
+        not_applicable: not_applicable.into_inner(),
         gave_up: gave_up.into_inner().expect("no panics hold it"),
     })
 }

@@ -44,6 +44,14 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
         if t.seq_zero != 0 && (t.zero_bytes as u64) < need {
             c.fail(format!("{name}: only {} of {need} bytes zeroed", t.zero_bytes));
         }
+        if t.linux_level == u8::MAX {
+            // A builder that links its tables itself (no trace of it): allocated once
+            // from the pool and cleared is what it owes.
+            if t.seq_zero == 0 {
+                c.fail(format!("{name} was handed out without being cleared"));
+            }
+            continue;
+        }
         if t.pa == r.root_pa {
             if t.links > 0 {
                 c.fail(format!("root {name} was linked into another table"));
@@ -78,7 +86,11 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
         }
     }
     for t in &w.tables {
-        let level = by_pa.get(&t.pa).map(|a| LinuxLevel::from_u8(a.linux_level).and_then(|l| cfg.hw_level(l)));
+        let record = by_pa.get(&t.pa);
+        if record.is_some_and(|a| a.linux_level == u8::MAX) {
+            continue; // allocated for no particular level
+        }
+        let level = record.map(|a| LinuxLevel::from_u8(a.linux_level).and_then(|l| cfg.hw_level(l)));
         match level {
             None => {
                 c.fail(format!("{} table at {:#x} (VA {:#x}) was not allocated from the pool", t.level, t.pa, t.va))

@@ -30,6 +30,8 @@ pub mod builder_id {
     pub const LINUX: u32 = 0;
     /// The kernel's path before it (Linux 6.9).
     pub const LINUX_6_9: u32 = 1;
+    /// Google's aarch64-paging crate (0.12).
+    pub const AARCH64_PAGING: u32 = 2;
 }
 
 /// The kernel's `create_pgd_mapping` flags.
