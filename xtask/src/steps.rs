@@ -170,8 +170,14 @@ pub fn test() -> Result {
     // A short fuzz run per backend (fixed seed: CI must be reproducible).
     ptcheck(&["fuzz", "--backend", "native", "--config", "all", "--seed", "1", "--count", "5000"])?;
     ptcheck(&["fuzz", "--backend", "qemu", "--config", "all", "--seed", "1", "--count", "500"])?;
+    // The other builders: linux-6.9 bit-identical to linux, aarch64-paging
+    // translation-identical (a short slice; the 20,000-plan runs are in the README).
+    ptcheck(&["fuzz", "--backend", "native", "--builder", "linux-6.9", "--differential", "linux", "--count", "2000"])?;
+    let ap = ["--builder", "aarch64-paging", "--differential", "linux", "--config", "4k-48"];
+    ptcheck(&[&["fuzz", "--backend", "qemu", "--count", "300"][..], &ap].concat())?;
     // The bug catalogue: every variant caught, the clean builder clean.
     mutants(&["--backend".into(), "native".into()])?;
+    mutants(&["--backend".into(), "native".into(), "--builder".into(), "linux-6.9".into()])?;
     mutants(&["--backend".into(), "qemu".into()])?;
     let kvm = kvm_stage(&reports)?;
     println!(
