@@ -58,9 +58,10 @@ pub(crate) struct VmArgs {
     /// Seconds one plan may take before the guest counts as hung (1 to 86400).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) timeout: u64,
-    /// The builder under test: linux (after the seed's change), linux-6.9 (before it).
-    #[arg(long, default_value = "linux")]
-    pub(crate) builder: String,
+    /// The builder under test: linux (after the seed's change; the default), linux-6.9
+    /// (before it), aarch64-paging. `replay` defaults to the reproducer's builder.
+    #[arg(long)]
+    pub(crate) builder: Option<String>,
     /// Run a bug-catalogue variant instead of the clean builder (`mutants` builds only;
     /// VM backends need the catalogue guest image `cargo xtask mutants` builds).
     #[cfg(feature = "mutants")]
@@ -83,7 +84,7 @@ impl VmArgs {
             mutant: self.mutant.clone(),
             #[cfg(not(feature = "mutants"))]
             mutant: None,
-            builder: self.builder.clone(),
+            builder: self.builder.clone().unwrap_or_else(|| "linux".into()),
         }
     }
 }

@@ -87,7 +87,9 @@ fn main() -> ExitCode {
     let outcome = match &cli.cmd {
         Cmd::Run(args) => run(args),
         Cmd::Fuzz(args) => fuzz(args),
-        Cmd::Replay(args) => ptcheck_host::replay::replay(&args.file, &args.vm.options(args.backend)),
+        Cmd::Replay(args) => {
+            ptcheck_host::replay::replay(&args.file, &args.vm.options(args.backend), args.vm.builder.as_deref())
+        }
         Cmd::Bench(args) if args.costs => ptcheck_host::bench::costs().map(pass_or_fail),
         Cmd::Bench(args) => {
             let backend = args.vm.options(BackendChoice::Qemu);

@@ -14,12 +14,21 @@ use crate::{ptdump, repro};
 ///
 /// # Errors
 /// The file cannot be read or parsed (line and field named), or no backend can run it.
-pub fn replay(file: &Path, backend: &BackendOptions) -> anyhow::Result<Class> {
+pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> anyhow::Result<Class> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // The builder: as asked, else the one the reproducer ran on, else linux.
+    let chosen = builder.or(r.builder.as_deref()).unwrap_or("linux").to_string();
+    let backend = &BackendOptions { builder: chosen, ..backend.clone() };
     let cfg = r.plan.config().ok_or_else(|| anyhow::anyhow!("{}: the config is not valid", file.display()))?;
     let (mut b, why) = open(backend)?;
-    println!("replay {}: {cfg}, {} operations, on {} ({why})", file.display(), r.plan.n_ops, b.name());
+    println!(
+        "replay {}: {cfg}, {} operations, builder {}, on {} ({why})",
+        file.display(),
+        r.plan.n_ops,
+        backend.builder,
+        b.name()
+    );
     let started = std::time::Instant::now();
     let listing = run_for_listing(b.as_mut(), &r.plan, 1);
     let took = started.elapsed();

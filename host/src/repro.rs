@@ -8,6 +8,7 @@
 //! config 4k-52@48                      the regime (exactly one)
 //! origin <seed> <index> <format>       optional: where a fuzzed plan came from
 //! outcome <words>                      optional: how the run ended when written
+//! builder <name>                       optional: the builder it ran on (default linux)
 //! fails <check>                        optional, repeatable: what failed when written
 //! pool <base> <size>                   table pool ranges, in order
 //! map <va> <pa> <size> <prot> <flags>  create_pgd_mapping calls, in order
@@ -34,6 +35,8 @@ pub struct Repro {
     pub fails: Vec<String>,
     /// How the run ended when it was written ([`crate::outcome::Outcome`] as text).
     pub outcome: Option<String>,
+    /// The builder it ran on, when not `linux`.
+    pub builder: Option<String>,
 }
 
 /// Why a reproducer could not be read: the line and what is wrong with it.
@@ -68,6 +71,9 @@ pub fn render(r: &Repro, notes: &str) -> String {
     }
     if let Some((seed, index, format)) = r.origin {
         let _ = writeln!(s, "origin {seed} {index} {format}");
+    }
+    if let Some(builder) = &r.builder {
+        let _ = writeln!(s, "builder {builder}");
     }
     if let Some(outcome) = &r.outcome {
         let _ = writeln!(s, "outcome {}", outcome.replace(['\n', '#'], " "));
@@ -117,7 +123,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
         }
         None => return Err(ParseError { line: 0, message: "empty reproducer".into() }),
     }
-    let (mut cfg, mut origin, mut fails, mut outcome) = (None, None, Vec::new(), None);
+    let (mut cfg, mut origin, mut fails, mut outcome, mut builder) = (None, None, Vec::new(), None, None);
     let (mut pool, mut ops) = (Vec::new(), Vec::new());
     for (n, l) in lines.filter(|(_, l)| !l.is_empty()) {
         let mut w = l.split_whitespace();
@@ -143,6 +149,10 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
                 let format = number(w.next(), "format", n)?;
                 origin = Some((seed, index, u32::try_from(format).unwrap_or(u32::MAX)));
             }
+            "builder" => {
+                let name = w.next().ok_or(ParseError { line: n, message: "missing field <name>".into() })?;
+                builder = Some(name.to_string());
+            }
             "outcome" => {
                 outcome = Some(w.by_ref().collect::<Vec<_>>().join(" "));
             }
@@ -160,7 +170,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
             other => {
                 return Err(ParseError {
                     line: n,
-                    message: format!("unknown keyword '{other}' (config, origin, outcome, fails, pool, map)"),
+                    message: format!("unknown keyword '{other}' (config, origin, builder, outcome, fails, pool, map)"),
                 })
             }
         }
@@ -182,7 +192,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
     for op in ops {
         plan.push_op(op);
     }
-    Ok(Repro { plan, origin, fails, outcome })
+    Ok(Repro { plan, origin, fails, outcome, builder })
 }
 
 /// Where reproducers go: `ptcheck/repro/` under `$CARGO_TARGET_DIR`, else under the
@@ -235,12 +245,20 @@ pub fn write_repro_in(dir: &std::path::Path, stem: &str, r: &Repro, notes: &str)
 ///
 /// # Errors
 /// When the directory or file cannot be written.
-pub fn write(stem: &str, plan: &Plan, fails: &[&str], outcome: &str, notes: &str) -> anyhow::Result<PathBuf> {
+pub fn write(
+    stem: &str,
+    plan: &Plan,
+    fails: &[&str],
+    outcome: &str,
+    builder: &str,
+    notes: &str,
+) -> anyhow::Result<PathBuf> {
     let r = Repro {
         plan: Box::new(*plan),
         origin: None,
         fails: fails.iter().map(|s| s.to_string()).collect(),
         outcome: Some(outcome.to_string()),
+        builder: (builder != "linux").then(|| builder.to_string()),
     };
     write_repro(stem, &r, notes)
 }

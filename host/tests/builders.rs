@@ -118,3 +118,33 @@ fn builders_run_in_the_guest_with_mmu_probes() {
         assert_eq!(b.variant().builder, builder);
     }
 }
+
+/// A reproducer names its builder, and `replay` runs it there unless told otherwise.
+#[test]
+fn replay_runs_the_reproducers_builder() {
+    let dir = std::env::temp_dir().join(format!("ptcheck-test-{}-builder", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("p.repro");
+    std::fs::write(
+        &file,
+        "ptcheck-repro 2\nconfig 16k-47\nbuilder aarch64-paging\npool 0x44000000 0x100000\nmap 0xffff800000000000 0x80000000 0x4000 0x68000000000700 0\n",
+    )
+    .unwrap();
+    let replay = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ptcheck"))
+            .args(["replay", &file.to_string_lossy(), "--backend", "native"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, text) = replay(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("builder aarch64-paging") && text.contains("outcome: n/a aarch64-paging cannot build 16k-47"),
+        "{text}"
+    );
+    let (code, text) = replay(&["--builder", "linux-6.9"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("builder linux-6.9") && text.contains("outcome: done"), "{text}");
+}

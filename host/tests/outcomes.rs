@@ -294,7 +294,13 @@ fn huge_counts_are_counted_not_enumerated() {
 fn reproducers_are_never_overwritten() {
     let dir = scratch("names");
     let plan = gen::generate(1, 0, TranslationConfig::parse("4k-48").unwrap());
-    let r = |fails: &str| repro::Repro { plan: plan.clone(), origin: None, fails: vec![fails.into()], outcome: None };
+    let r = |fails: &str| repro::Repro {
+        plan: plan.clone(),
+        origin: None,
+        fails: vec![fails.into()],
+        outcome: None,
+        builder: None,
+    };
     let a = repro::write_repro_in(&dir, "fuzz-native-clean-4k-48-s1-i0", &r("ordering"), "").unwrap();
     let b = repro::write_repro_in(&dir, "fuzz-native-clean-4k-48-s1-i0", &r("zeroing"), "").unwrap();
     assert_ne!(a, b);
