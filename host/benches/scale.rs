@@ -18,6 +18,7 @@ use ptcheck_host::backend::native::{NativeMemory, SimRam};
 use ptcheck_host::backend::qemu::{self, QemuOptions};
 use ptcheck_host::backend::{Backend, RunView};
 use ptcheck_host::expect::expected;
+use ptcheck_host::report::peak_rss_mib;
 use ptcheck_host::validate::validate;
 use ptcheck_host::verify::verify_walked;
 use ptcheck_host::walker::walk;
@@ -45,14 +46,6 @@ fn layout(cfg: TranslationConfig, leaves: u64) -> Box<Plan> {
     let base = if bytes <= 64 << 20 { POOL_START } else { POOL_HIGH_START };
     plan.push_pool(base, bytes);
     plan
-}
-
-/// Peak resident set of this process so far, in MiB.
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
-    kib.unwrap_or(0u64) / 1024
 }
 
 fn ms(d: Duration) -> String {

@@ -71,15 +71,7 @@ pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> a
     println!(
         "replay: the plan took {:.2}s (the guest booted before); peak RSS {} MiB",
         took.as_secs_f64(),
-        peak_rss_mib()
+        crate::report::peak_rss_mib()
     );
     Ok(class)
-}
-
-/// Peak resident set of this process so far, in MiB (0 where /proc cannot tell).
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
-    kib.unwrap_or(0u64) / 1024
 }

@@ -107,6 +107,14 @@ impl From<&crate::fuzz::Summary> for FuzzLine {
     }
 }
 
+/// Peak resident set of this process so far, in MiB (0 where /proc cannot tell).
+pub fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+    kib.unwrap_or(0u64) / 1024
+}
+
 /// One plan of one regime, for JUnit.
 #[derive(Debug, Clone)]
 pub struct Case {

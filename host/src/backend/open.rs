@@ -102,7 +102,11 @@ fn variant(opts: &BackendOptions) -> anyhow::Result<Variant> {
         let names: Vec<_> = BUILDERS.iter().map(|b| b.name).collect();
         anyhow::anyhow!("unknown builder '{}': one of {}", opts.builder, names.join(", "))
     })?;
-    Ok(Variant { builder, mutation: mutation(opts)? })
+    let mutation = mutation(opts)?;
+    if mutation != 0 && by_name(&opts.builder).map(|b| b.policy) != Some(ptcheck_guest::registry::Policy::Linux) {
+        bail!("--mutant mutates the linux builders (linux, linux-6.9), not '{}'", opts.builder);
+    }
+    Ok(Variant { builder, mutation })
 }
 
 /// The catalogue id of `opts.mutant` (0: the clean builder).
