@@ -30,6 +30,8 @@ pub(crate) enum Cmd {
     Bench(BenchArgs),
     /// List the regimes ptcheck knows.
     Configs,
+    /// Boot a real arm64 kernel, stop it once its init is up, and check its tables.
+    Linux(LinuxArgs),
     /// Run the bug catalogue: is every variant caught? (`mutants` builds only.)
     #[cfg(feature = "mutants")]
     Mutants(MutantsArgs),
@@ -228,4 +230,29 @@ pub(crate) fn configs(sel: &str) -> anyhow::Result<Vec<TranslationConfig>> {
         bail!("unknown config '{sel}': use one of {} or all", names.join(", "));
     };
     Ok(vec![cfg])
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LinuxArgs {
+    /// The kernel (arm64 Image, or gzip'd as Debian ships it).
+    #[arg(long)]
+    pub(crate) kernel: PathBuf,
+    /// The initramfs whose /init prints the up marker (`cargo xtask linux` builds it).
+    #[arg(long)]
+    pub(crate) initrd: PathBuf,
+    /// Guest RAM in MiB (256 to 8192).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(256..=8192))]
+    pub(crate) ram_mib: u64,
+    /// QEMU -cpu.
+    #[arg(long, default_value = "max,pauth-impdef=on")]
+    pub(crate) cpu: String,
+    /// Extra kernel command line (default: KFENCE off, whose guard PTEs are deliberately not zero).
+    #[arg(long, default_value = "kfence.sample_interval=0")]
+    pub(crate) append: String,
+    /// Test only: plant a fault in the tables before the check (it must then fail).
+    #[arg(long, value_enum, hide = true)]
+    pub(crate) plant: Option<ptcheck_host::linux::Plant>,
+    /// Seconds the kernel may take to reach init (1 to 600).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) timeout: u64,
 }

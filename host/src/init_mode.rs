@@ -97,6 +97,13 @@ pub fn main() -> ! {
     use ptcheck_shared::TranslationConfig;
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("proc", "/proc", "proc");
+    if std::env::var("ptcheck_mode").is_ok_and(|m| m == "marker") {
+        // A real kernel under test: say userspace runs, then wait to be stopped.
+        println!("{}", ptcheck_host::linux::UP_MARKER);
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     let self_test = std::env::var("ptcheck_self_test").is_ok_and(|v| v == "wrong-expectation");
     println!(
         "ptcheck init: running the matrix on KVM{}",

@@ -3,6 +3,7 @@
 //! One binary, std only: every step is a `cargo` or tool invocation printed before it
 //! runs, so a failure names the exact command to re-run.
 
+mod linux;
 mod nested_kvm;
 mod steps;
 mod tools;
@@ -30,6 +31,9 @@ commands:
   bench --scale [--native-only] [--quick]
                            1-256 GiB page-granular maps per stage on native and QEMU,
                            and the builder vs aarch64-paging vs the memory floor
+  linux [--kernel IMAGE] [--ram-mib N] [--append ARGS]
+                           boot a real arm64 kernel (default: Debian 6.1 cloud), stop it
+                           once init is up, check its tables (zeroing, structure, W^X)
   nested-kvm [--report F] [--self-test] [--timeout SECS]
                            run the matrix on the KVM backend inside an emulated arm64
                            Linux with KVM (EL2 emulated); --self-test must fail
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         "fuzz" => steps::fuzz(&rest),
         "replay" => steps::replay(&rest),
         "mutants" => steps::mutants(&rest),
+        "linux" => linux::run(&rest),
         "nested-kvm" => nested_kvm::NestedKvm::parse(&rest).and_then(|o| nested_kvm::run(&o)),
         "help" | "--help" | "-h" | "" => {
             print!("{USAGE}");

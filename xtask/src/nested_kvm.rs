@@ -60,7 +60,7 @@ fn work_dir() -> PathBuf {
     tools::target_dir().join("nested-kvm")
 }
 
-fn cross_build_runner() -> Result {
+pub(crate) fn cross_build_runner() -> Result {
     tools::ensure_target(MUSL)?;
     sh(tools::cargo()
         .args(["build", "--release", "--package", "ptcheck-host", "--bin", "ptcheck", "--target", MUSL])
@@ -95,7 +95,7 @@ fn output(cmd: &mut Command) -> std::result::Result<String, String> {
 }
 
 /// The current Debian arm64 cloud kernel image, fetched once and cached.
-fn fetch_kernel() -> std::result::Result<PathBuf, String> {
+pub(crate) fn fetch_kernel() -> std::result::Result<PathBuf, String> {
     let dir = work_dir();
     let apt = dir.join("apt");
     for sub in ["state/lists/partial", "cache/archives/partial"] {
@@ -151,7 +151,7 @@ fn fetch_kernel() -> std::result::Result<PathBuf, String> {
 }
 
 /// newc archive: /init, /guest.elf, /dev, /proc, /dev/console (5,1), /dev/kvm (10,232).
-fn write_initramfs(path: &Path, init: &Path, guest: &Path) -> std::result::Result<(), String> {
+pub(crate) fn write_initramfs(path: &Path, init: &Path, guest: &Path) -> std::result::Result<(), String> {
     use cpio::newc::{trailer, Builder};
     let io = |e: std::io::Error| format!("writing {}: {e}", path.display());
     let mut out = std::io::BufWriter::new(fs::File::create(path).map_err(io)?);

@@ -15,10 +15,11 @@ use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap};
 
 use super::PhysMemory;
 
-/// The guest's RAM, `[RAM_BASE, RAM_BASE + RAM_SIZE)`.
+/// The guest's RAM, `[RAM_BASE, RAM_BASE + size)` (`RAM_SIZE` for the ptcheck guest).
 pub struct GuestRam {
     mem: GuestMemoryMmap,
     file: File,
+    size: u64,
 }
 
 impl GuestRam {
@@ -27,6 +28,14 @@ impl GuestRam {
     /// # Errors
     /// When the memfd cannot be created, sized or mapped.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_size(RAM_SIZE)
+    }
+
+    /// A fresh, zero-filled RAM of `size` bytes from `RAM_BASE` (sparse).
+    ///
+    /// # Errors
+    /// When the memfd cannot be created, sized or mapped.
+    pub fn with_size(size: u64) -> anyhow::Result<Self> {
         // No MFD_CLOEXEC: QEMU must inherit the descriptor to open /proc/self/fd/N.
         // SAFETY: memfd_create with a NUL-terminated name and no flags.
         let fd = unsafe { libc::memfd_create(c"ptcheck-guest-ram".as_ptr(), 0) };
@@ -35,10 +44,10 @@ impl GuestRam {
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
         let file = unsafe { File::from_raw_fd(fd) };
-        file.set_len(RAM_SIZE).context("cannot size the guest RAM memfd")?;
-        let region = (GuestAddress(RAM_BASE), RAM_SIZE as usize, Some(FileOffset::new(file.try_clone()?, 0)));
+        file.set_len(size).context("cannot size the guest RAM memfd")?;
+        let region = (GuestAddress(RAM_BASE), size as usize, Some(FileOffset::new(file.try_clone()?, 0)));
         let mem = GuestMemoryMmap::from_ranges_with_files([region]).context("cannot map guest RAM")?;
-        Ok(GuestRam { mem, file })
+        Ok(GuestRam { mem, file, size })
     }
 
     /// Where RAM_BASE is mapped in this process (for KVM_SET_USER_MEMORY_REGION).
@@ -54,7 +63,7 @@ impl GuestRam {
 
     /// Whether `[pa, pa + len)` is RAM.
     pub fn contains(&self, pa: u64, len: u64) -> bool {
-        pa >= RAM_BASE && pa.checked_add(len).is_some_and(|e| e <= RAM_BASE + RAM_SIZE)
+        pa >= RAM_BASE && pa.checked_add(len).is_some_and(|e| e <= RAM_BASE + self.size)
     }
 
     /// Write a plain-old-data record at `pa`.
