@@ -42,6 +42,20 @@ impl QemuOptions {
     }
 }
 
+/// Make the child get SIGKILL when this process dies (panic, Ctrl-C, kill -9), so no
+/// emulator outlives its runner.
+pub fn die_with_parent(cmd: &mut Process) {
+    // SAFETY: prctl is async-signal-safe, the only call made between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Find `name` on PATH.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -136,16 +150,7 @@ impl Vm for QemuVm {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe; it makes the kernel kill QEMU if we die
-        // (panic, Ctrl-C, kill -9), so no emulator outlives its runner.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().with_context(|| format!("cannot start {}", self.opts.qemu.display()))?;
         let console = Arc::new(Mutex::new(String::new()));
         collect(child.stdout.take().expect("stdout is piped"), console.clone());

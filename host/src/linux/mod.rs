@@ -12,7 +12,6 @@
 pub mod gdb;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -148,15 +147,7 @@ pub fn boot_and_inspect(run: &KernelRun) -> anyhow::Result<(Inspection, GuestRam
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: prctl is async-signal-safe; QEMU dies with us.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::backend::qemu::die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().context("cannot start qemu-system-aarch64 (install qemu-system-arm)")?;
     let (tx, rx) = mpsc::channel();
