@@ -69,7 +69,7 @@ pub struct Inspection {
     pub ttbr1: u64,
     /// TCR_EL1 as read.
     pub tcr: u64,
-    /// The exception level the vCPU stopped in.
+    /// The exception level the vCPU stopped in (0: the init, 1: the kernel).
     pub el: u64,
     /// The tables, walked from TTBR1.
     pub walk: Walk,
@@ -259,11 +259,13 @@ pub struct Finding {
 pub fn judge(i: &Inspection) -> Vec<Finding> {
     let mut out = Vec::new();
     let w = &i.walk;
-    if i.el != 1 {
+    // Stopped in the kernel (EL1) or its init (EL0), TTBR1_EL1 is what translates
+    // kernel addresses; at EL2 (a VHE kernel) it would not be.
+    if i.el > 1 {
         out.push(Finding {
             check: "structure",
             failure: true,
-            what: format!("the vCPU stopped at EL{}, not EL1", i.el),
+            what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
         });
     }
     for a in w.nonzero_invalid.iter().take(5) {
