@@ -413,6 +413,18 @@ fn stopped_or_killed_qemu_is_infrastructure_and_the_next_plan_recovers() {
     let pid = b.vm.pid().expect("QEMU runs") as i32;
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    // A signal lands asynchronously: wait until every QEMU thread is stopped ('T').
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('T'))
+        })
+    };
+    let t = Instant::now();
+    while !stopped() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(stopped(), "QEMU {pid} did not stop");
     let o = run_and_verify(&mut b, &plans.next().unwrap(), 1);
     assert_eq!(o.outcome.kind(), "infrastructure", "{}", o.describe());
     assert!(o.outcome.to_string().contains("did not answer within 1s"), "{}", o.outcome);
