@@ -1,8 +1,10 @@
-//! `cargo xtask linux [--kernel IMAGE] [ptcheck linux args]`: boot a real arm64 kernel
-//! and check its tables. Without `--kernel`: Debian's arm64 cloud kernel that the
-//! nested-KVM stage fetches (bookworm 6.1, 4K pages, 48-bit VA: before the seed's
-//! change). The initramfs's `/init` is the ptcheck runner (static, arm64), which
-//! prints the up marker and waits.
+//! `cargo xtask linux [--kernel IMAGE | --debian 6.12 [--flavour 4k|16k]] [ptcheck
+//! linux args]`: boot a real arm64 kernel and check its tables. By default Debian's
+//! arm64 cloud kernel that the nested-KVM stage fetches (bookworm 6.1, 4K pages,
+//! 48-bit VA: before the seed's change); `--debian 6.12` fetches trixie's 6.12 (after
+//! it; 52-bit VA with LPA2, 4K or 16K pages) through a private apt (only `./boot` is
+//! unpacked, cached under target/linux). The initramfs's `/init` is the ptcheck runner
+//! (static, arm64), which prints the up marker and waits.
 
 use std::path::PathBuf;
 
@@ -14,9 +16,13 @@ fn prepare(args: &[String]) -> std::result::Result<(PathBuf, PathBuf), String> {
     ensure_qemu()?;
     build_guest()?;
     cross_build_runner()?;
-    let kernel = match args.windows(2).find(|w| w[0] == "--kernel") {
-        Some(w) => w[1].clone().into(),
-        None => fetch_kernel()?,
+    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+    let kernel = match (value("--kernel"), value("--debian")) {
+        (Some(k), None) => k.into(),
+        (None, None) => fetch_kernel()?,
+        (None, Some(v)) if v == "6.12" => fetch_trixie(value("--flavour").as_deref().unwrap_or("4k"))?,
+        (None, Some(v)) => return Err(format!("--debian {v}: this ptcheck fetches 6.12 (trixie); 6.1 is the default")),
+        (Some(_), Some(_)) => return Err("--kernel and --debian name two kernels: give one".into()),
     };
     let dir = target_dir().join("linux");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -24,6 +30,91 @@ fn prepare(args: &[String]) -> std::result::Result<(PathBuf, PathBuf), String> {
     let runner = target_dir().join(MUSL).join("release").join("ptcheck");
     write_initramfs(&initrd, &runner, &guest_image())?;
     Ok((kernel, initrd))
+}
+
+/// Debian trixie's 6.12 arm64 kernel of `flavour` (4k, 16k), unpacked (./boot only)
+/// under target/linux and cached.
+fn fetch_trixie(flavour: &str) -> std::result::Result<PathBuf, String> {
+    let meta = match flavour {
+        "4k" => "linux-image-arm64",
+        "16k" => "linux-image-arm64-16k",
+        other => return Err(format!("--flavour {other}: Debian ships 4k and 16k arm64 kernels")),
+    };
+    let dir = target_dir().join("linux").join(format!("trixie-{flavour}"));
+    let apt = dir.join("apt");
+    for sub in ["state/lists/partial", "cache/archives/partial", "etc"] {
+        std::fs::create_dir_all(apt.join(sub))
+            .map_err(|e| format!("cannot create {}: {e}", apt.join(sub).display()))?;
+    }
+    let status = apt.join("state/status");
+    if !status.exists() {
+        std::fs::write(&status, "").map_err(|e| e.to_string())?;
+    }
+    let list = apt.join("etc/sources.list");
+    std::fs::write(
+        &list,
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let d = apt.display();
+    let opts: Vec<String> = [
+        format!("Dir::State={d}/state"),
+        format!("Dir::State::status={d}/state/status"),
+        format!("Dir::Cache={d}/cache"),
+        format!("Dir::Etc::SourceList={}", list.display()),
+        format!("Dir::Etc::SourceParts={d}/etc/none"),
+        "APT::Architecture=arm64".into(),
+        "APT::Architectures=arm64".into(),
+        "APT::Sandbox::User=root".into(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_string(), o])
+    .collect();
+    let cached = dir.join("vmlinuz");
+    if let Err(e) = sh(std::process::Command::new("apt-get").args(&opts).args(["update", "-qq"])) {
+        return if cached.is_file() { Ok(cached) } else { Err(format!("{e}: cannot fetch Debian's 6.12 kernel")) };
+    }
+    let deps = std::process::Command::new("apt-cache")
+        .args(&opts)
+        .args(["depends", meta])
+        .output()
+        .map_err(|e| format!("apt-cache: {e}"))?;
+    let signed = String::from_utf8_lossy(&deps.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-6."))
+        .ok_or(format!("{meta} names no kernel image package"))?
+        .to_string();
+    let package = format!("{signed}-unsigned");
+    let stamp = dir.join("package");
+    if cached.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|p| p == package) {
+        println!("kernel: {} ({package}, cached)", cached.display());
+        return Ok(cached);
+    }
+    let download = dir.join("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    sh(std::process::Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&download))?;
+    let deb = std::fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or(format!("apt-get download {package} left no .deb"))?;
+    // Only ./boot: the modules would be hundreds of MiB for nothing.
+    let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot", deb.display(), download.display());
+    sh(std::process::Command::new("sh").args(["-c", &script]))?;
+    let image = std::fs::read_dir(download.join("boot"))
+        .map_err(|e| format!("{package}: no /boot: {e}"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .ok_or(format!("{package} has no vmlinuz"))?;
+    std::fs::copy(&image, &cached).map_err(|e| format!("cannot copy the kernel: {e}"))?;
+    std::fs::write(&stamp, &package).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&download);
+    println!("kernel: {} ({package})", cached.display());
+    Ok(cached)
 }
 
 /// `cargo xtask test`'s linux stage: Debian's 6.1 kernel passes, and each planted
@@ -56,11 +147,18 @@ pub fn stage() -> Result {
 
 pub fn run(args: &[String]) -> Result {
     let (kernel, initrd) = prepare(args)?;
+    // The xtask's own flags stay here; the rest go to `ptcheck linux`.
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if matches!(a.as_str(), "--kernel" | "--debian" | "--flavour") {
+            it.next();
+        } else {
+            rest.push(a.clone());
+        }
+    }
     let mut cmd = cargo();
     cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "linux"]);
-    if !args.iter().any(|a| a == "--kernel") {
-        cmd.arg("--kernel").arg(&kernel);
-    }
-    cmd.arg("--initrd").arg(&initrd).args(args);
+    cmd.arg("--kernel").arg(&kernel).arg("--initrd").arg(&initrd).args(rest);
     sh(&mut cmd)
 }
