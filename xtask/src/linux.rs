@@ -143,7 +143,16 @@ pub fn stage() -> Result {
             return Err(format!("a planted {plant} fault was not caught"));
         }
     }
-    println!("linux stage: the Debian 6.1 kernel passed; planted zeroing and W+X faults were caught");
+    // A broken kernel is named up front (exit 2), not blamed on the kernel's tables
+    // after a boot timeout.
+    let bytes = std::fs::read(&kernel).map_err(|e| format!("cannot read {}: {e}", kernel.display()))?;
+    let truncated = target_dir().join("linux").join("truncated-vmlinuz");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2])
+        .map_err(|e| format!("cannot write {}: {e}", truncated.display()))?;
+    if ptcheck(&truncated, &[])? != Some(2) {
+        return Err("a truncated kernel was not refused as bad input (exit 2)".into());
+    }
+    println!("linux stage: the Debian 6.1 kernel passed; planted zeroing and W+X faults were caught; a truncated kernel was refused");
     let mut skipped = Vec::new();
     for flavour in ["4k", "16k"] {
         match fetch_trixie(flavour) {

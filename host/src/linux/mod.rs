@@ -55,10 +55,68 @@ pub enum Plant {
     Wx,
 }
 
-/// Whether `bytes` start like an arm64 kernel: the Image header's magic "ARM\x64" at
-/// offset 56, or a gzip stream (Debian's `vmlinuz`), which QEMU unpacks itself.
-pub fn looks_like_arm64_kernel(bytes: &[u8]) -> bool {
-    bytes.starts_with(&[0x1f, 0x8b]) || bytes.get(56..60) == Some(b"ARM\x64")
+/// The arm64 Image header's magic, at offset 56.
+const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
+
+/// Checks that `bytes` are an arm64 kernel QEMU can boot: an `Image` (magic "ARM\x64"
+/// at offset 56), or a gzip stream that unpacks, whole, to one (Debian's `vmlinuz`;
+/// QEMU unpacks it itself, so a truncated one would only show as a kernel that never
+/// comes up).
+///
+/// # Errors
+/// One line naming what the file is instead and what to do.
+pub fn check_kernel_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut image = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut image).map_err(|e| {
+            anyhow::anyhow!("is a gzip stream that does not unpack ({e}): truncated or corrupt; fetch or copy it again")
+        })?;
+        if image.get(56..60) != Some(IMAGE_MAGIC) {
+            bail!("is gzip'd but does not unpack to an arm64 kernel Image (no ARM\\x64 magic at offset 56)");
+        }
+        return Ok(());
+    }
+    match bytes.get(56..60) {
+        Some(m) if m == IMAGE_MAGIC => check_efi_stub_whole(bytes),
+        _ if bytes.starts_with(b"\x7fELF") => {
+            bail!("is an ELF file (vmlinux?), not an Image: give arch/arm64/boot/Image (or Image.gz)")
+        }
+        _ if bytes.len() < 64 => bail!("is {} bytes: too short for an arm64 kernel Image header", bytes.len()),
+        _ => bail!("is not an arm64 kernel Image (no ARM\\x64 magic at offset 56, not gzip'd)"),
+    }
+}
+
+/// An Image built with the EFI stub (every distribution kernel) starts with "MZ" and
+/// carries a PE header whose section table says how long the file is: a shorter file
+/// was truncated. An Image without the stub has nothing to compare against.
+fn check_efi_stub_whole(bytes: &[u8]) -> anyhow::Result<()> {
+    if !bytes.starts_with(b"MZ") {
+        return Ok(());
+    }
+    let pe = goblin::pe::PE::parse(bytes)
+        .map_err(|e| anyhow::anyhow!("has a PE (EFI stub) header that does not parse ({e}): truncated or corrupt"))?;
+    let end =
+        pe.sections.iter().map(|s| u64::from(s.pointer_to_raw_data) + u64::from(s.size_of_raw_data)).max().unwrap_or(0);
+    if (bytes.len() as u64) < end {
+        bail!("is {} bytes but its EFI stub's sections end at {end}: truncated; fetch or copy it again", bytes.len());
+    }
+    Ok(())
+}
+
+/// [`check_kernel_bytes`] on the kernel file and a readable, non-empty initramfs,
+/// before QEMU starts.
+///
+/// # Errors
+/// One line naming the file, what is wrong and the fix.
+pub fn check_inputs(run: &KernelRun) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&run.kernel).with_context(|| format!("cannot read kernel {}", run.kernel.display()))?;
+    check_kernel_bytes(&bytes).map_err(|e| anyhow::anyhow!("kernel {} {e}", run.kernel.display()))?;
+    let initrd = std::fs::metadata(&run.initrd)
+        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?;
+    if !initrd.is_file() || initrd.len() == 0 {
+        bail!("initramfs {} is empty or not a file (cargo xtask linux builds one)", run.initrd.display());
+    }
+    Ok(())
 }
 
 /// What one boot left for the checks.
@@ -123,13 +181,7 @@ fn free_port() -> anyhow::Result<u16> {
 /// QEMU cannot start, the kernel does not reach init in time (the console's last
 /// lines say why), or the gdbstub cannot be read.
 pub fn boot_and_inspect(run: &KernelRun) -> anyhow::Result<(Inspection, GuestRam)> {
-    let mut head = vec![0u8; 64];
-    let n = std::fs::File::open(&run.kernel)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .with_context(|| format!("cannot read kernel {}", run.kernel.display()))?;
-    if !looks_like_arm64_kernel(&head[..n]) {
-        bail!("{} is not an arm64 kernel Image (no ARM\\x64 magic at offset 56, not gzip'd)", run.kernel.display());
-    }
+    check_inputs(run)?;
     let ram = GuestRam::with_size(run.ram_mib << 20)?;
     let port = free_port()?;
     let size = run.ram_mib << 20;
@@ -354,12 +406,23 @@ mod tests {
     }
 
     #[test]
-    fn only_arm64_kernels_boot() {
-        let mut image = vec![0u8; 64];
-        image[56..60].copy_from_slice(b"ARM\x64");
-        assert!(looks_like_arm64_kernel(&image));
-        assert!(looks_like_arm64_kernel(&[0x1f, 0x8b, 8, 0]));
-        assert!(!looks_like_arm64_kernel(b"\x7fELF\x02\x01\x01"));
-        assert!(!looks_like_arm64_kernel(&[]));
+    fn only_whole_arm64_kernels_boot() {
+        use std::io::Write as _;
+        let mut image = vec![0u8; 4096];
+        image[56..60].copy_from_slice(IMAGE_MAGIC);
+        check_kernel_bytes(&image).unwrap();
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        };
+        let packed = gz(&image);
+        check_kernel_bytes(&packed).unwrap();
+        let err = |b: &[u8]| check_kernel_bytes(b).unwrap_err().to_string();
+        assert!(err(&packed[..packed.len() - 10]).contains("truncated or corrupt"));
+        assert!(err(&gz(b"#!/bin/sh\n")).contains("does not unpack to an arm64 kernel Image"));
+        assert!(err(b"\x7fELF\x02\x01\x01").contains("ELF"));
+        assert!(err(&[]).contains("too short"));
+        assert!(err(&[0u8; 4096]).contains("no ARM"));
     }
 }
