@@ -254,6 +254,16 @@ impl Walk {
         })
     }
 
+    /// Physical address of the entry of a `level` table that translates `va` (`None`
+    /// if no walked table of that level covers it).
+    pub fn entry_pa(&self, cfg: &TranslationConfig, level: Level, va: u64) -> Option<u64> {
+        let span = cfg.entry_span(level);
+        self.tables
+            .iter()
+            .find(|t| t.level == level && va >= t.va && va - t.va < span * cfg.entries(level) as u64)
+            .map(|t| t.pa + (va - t.va) / span * 8)
+    }
+
     /// Leaves mapped, counted.
     pub fn leaf_count(&self) -> u64 {
         self.runs.iter().map(|r| r.count).sum()

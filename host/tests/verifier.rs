@@ -170,16 +170,7 @@ fn first_entries(cfg: &TranslationConfig, view: &RunView<'_>) -> ((u64, u64), (u
     let w = walk(cfg, view.result.root_pa, view.ram);
     let leaf = w.leaves(cfg).next().unwrap();
     let table = w.tables[1];
-    let leaf_pa = w
-        .tables
-        .iter()
-        .find(|t| {
-            t.level == leaf.level
-                && leaf.va >= t.va
-                && leaf.va - t.va < cfg.entry_span(t.level) * cfg.entries(t.level) as u64
-        })
-        .map(|t| t.pa + (leaf.va - t.va) / cfg.entry_span(t.level) * 8)
-        .unwrap();
+    let leaf_pa = w.entry_pa(cfg, leaf.level, leaf.va).unwrap();
     let parent = w.tables.iter().find(|p| p.level.next() == table.level && table.va >= p.va).unwrap();
     let idx = cfg.index(parent.level, table.va) as u64;
     ((leaf_pa, leaf.desc.0), (parent.pa + idx * 8, table.parent_desc.0))

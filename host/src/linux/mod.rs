@@ -280,16 +280,7 @@ fn plant(cfg: &TranslationConfig, root: u64, ram: &GuestRam, p: Plant) -> anyhow
                 .iter()
                 .find(|r| r.level == ptcheck_shared::Level::LEAF && r.prot(cfg).0 & Prot::RDONLY != 0)
                 .context("no read-only page")?;
-            let t = w
-                .tables
-                .iter()
-                .find(|t| {
-                    t.level == r.level
-                        && r.va >= t.va
-                        && r.va - t.va < cfg.entry_span(t.level) * cfg.entries(t.level) as u64
-                })
-                .context("no table holds it")?;
-            let pa = t.pa + (r.va - t.va) / cfg.entry_span(t.level) * 8;
+            let pa = w.entry_pa(cfg, r.level, r.va).context("no table holds it")?;
             let desc = ram.read_u64(pa).context("unreadable entry")?;
             ram.write(pa, &(desc & !(Prot::RDONLY | Prot::PXN)))?;
         }
