@@ -3,7 +3,7 @@
 //! arm64 cloud kernel that the nested-KVM stage fetches (bookworm 6.1, 4K pages,
 //! 48-bit VA: before the seed's change); `--debian 6.12` fetches trixie's 6.12 (after
 //! it; 52-bit VA with LPA2, 4K or 16K pages) through a private apt (only `./boot` is
-//! unpacked, cached under target/linux). The initramfs's `/init` is the ptcheck runner
+//! unpacked, cached under target/linux; `debian.rs`). The initramfs's `/init` is the ptcheck runner
 //! (static, arm64), which prints the up marker and waits.
 
 use std::path::PathBuf;
@@ -32,89 +32,23 @@ fn prepare(args: &[String]) -> std::result::Result<(PathBuf, PathBuf), String> {
     Ok((kernel, initrd))
 }
 
-/// Debian trixie's 6.12 arm64 kernel of `flavour` (4k, 16k), unpacked (./boot only)
-/// under target/linux and cached.
+/// Debian trixie's 6.12 arm64 kernel of `flavour` (4k, 16k), unsigned (the signed
+/// package only wraps it), cached under target/linux/trixie-<flavour>.
 fn fetch_trixie(flavour: &str) -> std::result::Result<PathBuf, String> {
     let meta = match flavour {
         "4k" => "linux-image-arm64",
         "16k" => "linux-image-arm64-16k",
         other => return Err(format!("--flavour {other}: Debian ships 4k and 16k arm64 kernels")),
     };
-    let dir = target_dir().join("linux").join(format!("trixie-{flavour}"));
-    let apt = dir.join("apt");
-    for sub in ["state/lists/partial", "cache/archives/partial", "etc"] {
-        std::fs::create_dir_all(apt.join(sub))
-            .map_err(|e| format!("cannot create {}: {e}", apt.join(sub).display()))?;
-    }
-    let status = apt.join("state/status");
-    if !status.exists() {
-        std::fs::write(&status, "").map_err(|e| e.to_string())?;
-    }
-    let list = apt.join("etc/sources.list");
-    std::fs::write(
-        &list,
-        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let d = apt.display();
-    let opts: Vec<String> = [
-        format!("Dir::State={d}/state"),
-        format!("Dir::State::status={d}/state/status"),
-        format!("Dir::Cache={d}/cache"),
-        format!("Dir::Etc::SourceList={}", list.display()),
-        format!("Dir::Etc::SourceParts={d}/etc/none"),
-        "APT::Architecture=arm64".into(),
-        "APT::Architectures=arm64".into(),
-        "APT::Sandbox::User=root".into(),
-    ]
-    .into_iter()
-    .flat_map(|o| ["-o".to_string(), o])
-    .collect();
-    let cached = dir.join("vmlinuz");
-    if let Err(e) = sh(std::process::Command::new("apt-get").args(&opts).args(["update", "-qq"])) {
-        return if cached.is_file() { Ok(cached) } else { Err(format!("{e}: cannot fetch Debian's 6.12 kernel")) };
-    }
-    let deps = std::process::Command::new("apt-cache")
-        .args(&opts)
-        .args(["depends", meta])
-        .output()
-        .map_err(|e| format!("apt-cache: {e}"))?;
-    let signed = String::from_utf8_lossy(&deps.stdout)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-6."))
-        .ok_or(format!("{meta} names no kernel image package"))?
-        .to_string();
-    let package = format!("{signed}-unsigned");
-    let stamp = dir.join("package");
-    if cached.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|p| p == package) {
-        println!("kernel: {} ({package}, cached)", cached.display());
-        return Ok(cached);
-    }
-    let download = dir.join("download");
-    let _ = std::fs::remove_dir_all(&download);
-    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    sh(std::process::Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&download))?;
-    let deb = std::fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or(format!("apt-get download {package} left no .deb"))?;
-    // Only ./boot: the modules would be hundreds of MiB for nothing.
-    let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot", deb.display(), download.display());
-    sh(std::process::Command::new("sh").args(["-c", &script]))?;
-    let image = std::fs::read_dir(download.join("boot"))
-        .map_err(|e| format!("{package}: no /boot: {e}"))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .ok_or(format!("{package} has no vmlinuz"))?;
-    std::fs::copy(&image, &cached).map_err(|e| format!("cannot copy the kernel: {e}"))?;
-    std::fs::write(&stamp, &package).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&download);
-    println!("kernel: {} ({package})", cached.display());
-    Ok(cached)
+    crate::debian::fetch_kernel(&crate::debian::DebianKernel {
+        dir: target_dir().join("linux").join(format!("trixie-{flavour}")),
+        source: Some(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main",
+        ),
+        meta,
+        is_image: |p| p.starts_with("linux-image-6."),
+        suffix: "-unsigned",
+    })
 }
 
 /// `cargo xtask test`'s linux stage: Debian's 6.1 kernel (before the seed's change)

@@ -3,6 +3,7 @@
 //! One binary, std only: every step is a `cargo` or tool invocation printed before it
 //! runs, so a failure names the exact command to re-run.
 
+mod debian;
 mod linux;
 mod nested_kvm;
 mod steps;

@@ -3,8 +3,8 @@
 //! `qemu-system-aarch64` with EL2 emulated (Debian's arm64 kernels have KVM built in).
 //!
 //! 1. cross-build `ptcheck` for aarch64-unknown-linux-musl, static, linked by rust-lld;
-//! 2. fetch the current `linux-image-cloud-arm64` kernel with apt using a private
-//!    state and cache (the machine's apt setup is not touched), cached under target/;
+//! 2. fetch the current `linux-image-cloud-arm64` kernel (`debian.rs`: apt with a private
+//!    state and cache; the machine's apt setup is not touched), cached under target/;
 //! 3. pack a newc initramfs: /init (ptcheck, which runs as init), /guest.elf, and the
 //!    /dev/console and /dev/kvm nodes;
 //! 4. boot it; QEMU exits 0 whatever happens inside, so pass/fail is decided from the
@@ -68,86 +68,16 @@ pub(crate) fn cross_build_runner() -> Result {
         .env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS", "-C target-feature=+crt-static"))
 }
 
-/// apt options for a private, arm64-only view of the machine's sources.
-fn apt_options(apt: &Path) -> Vec<String> {
-    let d = apt.display();
-    [
-        format!("Dir::State={d}/state"),
-        format!("Dir::State::status={d}/state/status"),
-        format!("Dir::Cache={d}/cache"),
-        "APT::Architecture=arm64".into(),
-        "APT::Architectures=arm64".into(),
-        "APT::Sandbox::User=root".into(),
-    ]
-    .into_iter()
-    .flat_map(|o| ["-o".to_string(), o])
-    .collect()
-}
-
-fn output(cmd: &mut Command) -> std::result::Result<String, String> {
-    let line = format!("{cmd:?}").replace('"', "");
-    println!("$ {line}");
-    let out = cmd.output().map_err(|e| format!("cannot start `{line}`: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("`{line}` failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The current Debian arm64 cloud kernel image, fetched once and cached.
+/// The current Debian arm64 cloud kernel image (from the machine's own sources),
+/// fetched once and cached.
 pub(crate) fn fetch_kernel() -> std::result::Result<PathBuf, String> {
-    let dir = work_dir();
-    let apt = dir.join("apt");
-    for sub in ["state/lists/partial", "cache/archives/partial"] {
-        fs::create_dir_all(apt.join(sub)).map_err(|e| format!("cannot create {}: {e}", apt.join(sub).display()))?;
-    }
-    let status = apt.join("state/status");
-    if !status.exists() {
-        fs::write(&status, "").map_err(|e| format!("cannot create {}: {e}", status.display()))?;
-    }
-    let opts = apt_options(&apt);
-    let cached = || fs::read_dir(&dir).ok()?.flatten().map(|e| e.path().join("vmlinuz")).find(|p| p.is_file());
-    if let Err(e) = sh(Command::new("apt-get").args(&opts).args(["update", "-qq"])) {
-        // Offline: a kernel fetched before still proves the backend.
-        return cached()
-            .ok_or(format!("{e}: cannot fetch the arm64 kernel and none is cached under {}", dir.display()));
-    }
-    // The meta package names the one ABI version the mirror has now.
-    let deps = output(Command::new("apt-cache").args(&opts).args(["depends", "linux-image-cloud-arm64"]))?;
-    let package = deps
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-") && p.ends_with("-cloud-arm64"))
-        .ok_or("linux-image-cloud-arm64 names no kernel image package")?
-        .to_string();
-    let kernel = dir.join(&package).join("vmlinuz");
-    if kernel.is_file() {
-        println!("kernel: {} (cached)", kernel.display());
-        return Ok(kernel);
-    }
-    let download = dir.join("download");
-    let _ = fs::remove_dir_all(&download);
-    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    sh(Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&download))?;
-    let deb = fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or(format!("apt-get download {package} left no .deb"))?;
-    let extract = download.join("x");
-    sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&extract))?;
-    let vmlinuz = fs::read_dir(extract.join("boot"))
-        .map_err(|e| format!("{}: no /boot in the package: {e}", deb.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-        .ok_or(format!("{} has no vmlinuz", deb.display()))?;
-    fs::create_dir_all(kernel.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-    fs::copy(&vmlinuz, &kernel).map_err(|e| format!("cannot copy the kernel: {e}"))?;
-    let _ = fs::remove_dir_all(&download);
-    println!("kernel: {}", kernel.display());
-    Ok(kernel)
+    crate::debian::fetch_kernel(&crate::debian::DebianKernel {
+        dir: work_dir(),
+        source: None,
+        meta: "linux-image-cloud-arm64",
+        is_image: |p| p.starts_with("linux-image-") && p.ends_with("-cloud-arm64"),
+        suffix: "",
+    })
 }
 
 /// newc archive: /init, /guest.elf, /dev, /proc, /dev/console (5,1), /dev/kvm (10,232).
