@@ -240,15 +240,26 @@ pub(crate) struct LinuxArgs {
     /// The initramfs whose /init prints the up marker (`cargo xtask linux` builds it).
     #[arg(long)]
     pub(crate) initrd: PathBuf,
-    /// Guest RAM in MiB (256 to 8192).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(256..=8192))]
-    pub(crate) ram_mib: u64,
     /// QEMU -cpu.
     #[arg(long, default_value = "max,pauth-impdef=on")]
     pub(crate) cpu: String,
-    /// Extra kernel command line (default: KFENCE off, whose guard PTEs are deliberately not zero).
-    #[arg(long, default_value = "kfence.sample_interval=0")]
-    pub(crate) append: String,
+    /// Layout stream seed (layouts are RAM banks with holes and odd edges, no-map
+    /// regions, the kernel's place, the command line, KASLR; the same seed and index
+    /// give the same layout anywhere).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Layouts in the stream (1 to 1000000).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) count: u64,
+    /// Run only shard i of n ("2/4") of the stream.
+    #[arg(long, default_value = "1/1", value_parser = parse_shard)]
+    pub(crate) shard: (u64, u64),
+    /// Boot every layout with this command line instead of the generated one.
+    #[arg(long, value_enum)]
+    pub(crate) cmdline: Option<ptcheck_host::linux::layout::Cmdline>,
+    /// Write a JSON report (per regime and per layout) here.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
     /// Test only: plant a fault in the tables before the check (it must then fail).
     #[arg(long, value_enum, hide = true)]
     pub(crate) plant: Option<ptcheck_host::linux::Plant>,

@@ -87,6 +87,33 @@ fn vm_checks() -> Vec<(String, bool, String)> {
     Vec::new()
 }
 
+/// The kernel's release and the addresses of the symbols the real-kernel checks use
+/// (`linux::symbols::WANTED`), one `PTCHECK-SYM name addr` line each, read from
+/// /proc/kallsyms (PID 1 is root, so the addresses are real).
+#[cfg(target_os = "linux")]
+fn print_kernel_facts() {
+    use ptcheck_host::linux::symbols::{RELEASE_PREFIX, SYMBOL_PREFIX, WANTED};
+    use std::io::BufRead as _;
+    if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        println!("{RELEASE_PREFIX} {}", r.trim());
+    }
+    let Ok(f) = std::fs::File::open("/proc/kallsyms") else {
+        println!("ptcheck init: cannot read /proc/kallsyms: the image checks will say so");
+        return;
+    };
+    let mut found = std::collections::BTreeMap::new();
+    for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+        let mut it = line.split_whitespace();
+        let (Some(addr), Some(_kind), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
+        if it.next().is_none() && WANTED.contains(&name) {
+            found.entry(name.to_string()).or_insert_with(|| addr.to_string());
+        }
+    }
+    for (name, addr) in found {
+        println!("{SYMBOL_PREFIX} {name} {addr}");
+    }
+}
+
 /// Run as init; never returns.
 #[cfg(target_os = "linux")]
 pub fn main() -> ! {
@@ -98,7 +125,9 @@ pub fn main() -> ! {
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("proc", "/proc", "proc");
     if std::env::var("ptcheck_mode").is_ok_and(|m| m == "marker") {
-        // A real kernel under test: say userspace runs, then wait to be stopped.
+        // A real kernel under test: name the kernel and where its image sections are
+        // (the host checks their mappings), say userspace runs, then wait to be stopped.
+        print_kernel_facts();
         println!("{}", ptcheck_host::linux::UP_MARKER);
         loop {
             std::thread::sleep(std::time::Duration::from_secs(3600));

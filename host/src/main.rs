@@ -73,40 +73,23 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
 }
 
 fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
-    use ptcheck_host::linux::{boot_and_inspect, judge, KernelRun};
-    let run = KernelRun {
-        kernel: args.kernel.clone(),
-        initrd: args.initrd.clone(),
-        ram_mib: args.ram_mib,
-        cpu: args.cpu.clone(),
-        append: args.append.clone(),
-        timeout: Duration::from_secs(args.timeout),
-        plant: args.plant,
-    };
-    println!("linux: booting {} ({} MiB, -cpu {})", args.kernel.display(), args.ram_mib, args.cpu);
-    let (i, _ram) = boot_and_inspect(&run)?;
-    let w = &i.walk;
-    println!(
-        "linux: init up after {:.1}s; stopped at EL{}; TCR_EL1 {:#x} -> {}; TTBR1_EL1 {:#x}",
-        i.boot_secs, i.el, i.tcr, i.cfg, i.ttbr1
-    );
-    println!(
-        "linux: walked {} tables, {} leaves in {} runs, {} invalid entries not zero",
-        w.tables.len(),
-        w.leaf_count(),
-        w.runs.len(),
-        w.nonzero_invalid.len()
-    );
-    let findings = judge(&i);
-    for f in &findings {
-        println!("  [{}] {}{}", f.check, if f.failure { "" } else { "(info) " }, f.what);
-    }
-    let failed = findings.iter().any(|f| f.failure);
-    println!(
-        "outcome: {}",
-        if failed { "the kernel's tables failed a check (exit 1)" } else { "every check passed (exit 0)" }
-    );
-    Ok(if failed { Class::BuilderFailed } else { Class::Passed })
+    use ptcheck_host::linux::command::{run, LinuxCommand};
+    use ptcheck_host::linux::KernelRun;
+    run(&LinuxCommand {
+        run: KernelRun {
+            kernel: args.kernel.clone(),
+            initrd: args.initrd.clone(),
+            cpu: args.cpu.clone(),
+            timeout: Duration::from_secs(args.timeout),
+            plant: args.plant,
+        },
+        seed: args.seed,
+        count: args.count,
+        shard: args.shard,
+        cmdline: args.cmdline,
+        report: args.report.clone(),
+        repro_dir: ptcheck_host::repro::dir(),
+    })
 }
 
 fn main() -> ExitCode {

@@ -2,6 +2,7 @@
 //! how it ended first, then the expected vs walked mappings and the failing checks.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -16,6 +17,9 @@ use crate::{ptdump, repro};
 /// The file cannot be read or parsed (line and field named), or no backend can run it.
 pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> anyhow::Result<Class> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if crate::linux::command::is_linux_repro(&text) {
+        return crate::linux::command::replay(file, &text, backend.policy.plan_timeout.max(Duration::from_secs(120)));
+    }
     let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     // The builder: as asked, else the one the reproducer ran on, else linux.
     let chosen = builder.or(r.builder.as_deref()).unwrap_or("linux").to_string();

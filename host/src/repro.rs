@@ -222,12 +222,20 @@ pub fn write_repro(stem: &str, r: &Repro, notes: &str) -> anyhow::Result<PathBuf
 /// # Errors
 /// When the directory or file cannot be written.
 pub fn write_repro_in(dir: &std::path::Path, stem: &str, r: &Repro, notes: &str) -> anyhow::Result<PathBuf> {
+    write_unique(dir, stem, "repro", &render(r, notes))
+}
+
+/// Write `text` as `<stem>.<ext>` in `dir` (created if need be), never over an
+/// existing file: the name gains `-2`, `-3`, … instead.
+///
+/// # Errors
+/// When the directory or file cannot be written.
+pub fn write_unique(dir: &std::path::Path, stem: &str, ext: &str, text: &str) -> anyhow::Result<PathBuf> {
     use std::io::Write as _;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let safe: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    let text = render(r, notes);
     for n in 1u32.. {
-        let name = if n == 1 { format!("{safe}.repro") } else { format!("{safe}-{n}.repro") };
+        let name = if n == 1 { format!("{safe}.{ext}") } else { format!("{safe}-{n}.{ext}") };
         let path = dir.join(name);
         match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(mut f) => {

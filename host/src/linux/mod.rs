@@ -9,7 +9,12 @@
 //! writable and executable at EL1. Table descriptors without UXNTable are listed (the
 //! kernel's early fixmap chain has none, by design).
 
+pub mod check;
+pub mod command;
+pub mod dtb;
 pub mod gdb;
+pub mod layout;
+pub mod symbols;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -22,6 +27,8 @@ use ptcheck_shared::{KernelConfig, Prot, TranslationConfig};
 
 use crate::backend::guest_ram::GuestRam;
 use crate::walker::{walk, AnomalyKind, Walk};
+use layout::Layout;
+use symbols::KernelFacts;
 
 /// The line the init prints once userspace runs (`init_mode`, `ptcheck_mode=marker`).
 pub const UP_MARKER: &str = "PTCHECK-LINUX-UP";
@@ -33,12 +40,8 @@ pub struct KernelRun {
     pub kernel: PathBuf,
     /// The initramfs whose `/init` prints [`UP_MARKER`].
     pub initrd: PathBuf,
-    /// Guest RAM in MiB.
-    pub ram_mib: u64,
     /// QEMU `-cpu`.
     pub cpu: String,
-    /// Extra kernel command line.
-    pub append: String,
     /// How long boot may take.
     pub timeout: Duration,
     /// Test only: corrupt one entry in guest memory before the walk, so the check
@@ -47,12 +50,20 @@ pub struct KernelRun {
 }
 
 /// A fault planted in the kernel's tables (test only): proves a check is real.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Plant {
-    /// An empty entry of a reachable table becomes non-zero but invalid.
+    /// An empty entry of a reachable table becomes non-zero but invalid (zeroing).
     Zeroing,
-    /// A read-only, never-executable leaf becomes writable and executable.
+    /// A linear-map page points one page off (translation).
+    Translation,
+    /// A read-only page of the kernel image becomes writable (image).
+    Image,
+    /// A read-only, never-executable leaf becomes writable and executable (image: W+X).
     Wx,
+    /// A table under the linear map loses PXNTable (table_bits).
+    TableBits,
+    /// A linear-map page gains the contiguous bit (policy: a shape the model does not predict).
+    Policy,
 }
 
 /// The arm64 Image header's magic, at offset 56.
@@ -103,22 +114,6 @@ fn check_efi_stub_whole(bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// [`check_kernel_bytes`] on the kernel file and a readable, non-empty initramfs,
-/// before QEMU starts.
-///
-/// # Errors
-/// One line naming the file, what is wrong and the fix.
-pub fn check_inputs(run: &KernelRun) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&run.kernel).with_context(|| format!("cannot read kernel {}", run.kernel.display()))?;
-    check_kernel_bytes(&bytes).map_err(|e| anyhow::anyhow!("kernel {} {e}", run.kernel.display()))?;
-    let initrd = std::fs::metadata(&run.initrd)
-        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?;
-    if !initrd.is_file() || initrd.len() == 0 {
-        bail!("initramfs {} is empty or not a file (cargo xtask linux builds one)", run.initrd.display());
-    }
-    Ok(())
-}
-
 /// What one boot left for the checks.
 pub struct Inspection {
     /// The regime, read from TCR_EL1.
@@ -127,10 +122,14 @@ pub struct Inspection {
     pub ttbr1: u64,
     /// TCR_EL1 as read.
     pub tcr: u64,
+    /// MAIR_EL1 as read (what each AttrIndx means).
+    pub mair: u64,
     /// The exception level the vCPU stopped in (0: the init, 1: the kernel).
     pub el: u64,
     /// The tables, walked from TTBR1.
     pub walk: Walk,
+    /// What the kernel said about itself on the console.
+    pub facts: KernelFacts,
     /// Seconds from QEMU start to the marker.
     pub boot_secs: f64,
 }
@@ -174,31 +173,116 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// Boot `run`, stop the kernel once its init is up, read where its tables are and
-/// walk them. QEMU is killed before this returns, whatever happened.
+/// A kernel ready for QEMU's loader: the raw Image (unpacked if it was gzip'd) and the
+/// size the boot protocol says it needs (`image_size` in the header, bss included).
+pub struct KernelImage {
+    /// The raw Image's bytes.
+    pub bytes: Vec<u8>,
+    /// Bytes from the load address the kernel uses (at least the file).
+    pub image_size: u64,
+}
+
+/// Read and check `path` ([`check_kernel_bytes`]), unpacking a gzip'd one.
+///
+/// # Errors
+/// Unreadable, or not a whole arm64 kernel (one line naming which).
+pub fn load_kernel(path: &std::path::Path) -> anyhow::Result<KernelImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
+    check_kernel_bytes(&bytes).map_err(|e| anyhow::anyhow!("kernel {} {e}", path.display()))?;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut image = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut image)?;
+        image
+    } else {
+        bytes
+    };
+    // Header (Documentation/arch/arm64/booting.rst): text_offset at 8, image_size at 16.
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+    if word(8) != 0 {
+        bail!(
+            "kernel {} has text_offset {:#x}: ptcheck loads kernels at 2 MiB boundaries (text_offset 0, Linux 5.10+)",
+            path.display(),
+            word(8)
+        );
+    }
+    let image_size = word(16).max(bytes.len() as u64);
+    Ok(KernelImage { bytes, image_size })
+}
+
+/// Boot `run` on `layout`, stop the kernel once its init is up, read where its tables
+/// are and walk them. QEMU is killed and the loader files removed before this returns,
+/// whatever happened.
 ///
 /// # Errors
 /// QEMU cannot start, the kernel does not reach init in time (the console's last
 /// lines say why), or the gdbstub cannot be read.
-pub fn boot_and_inspect(run: &KernelRun) -> anyhow::Result<(Inspection, GuestRam)> {
-    check_inputs(run)?;
-    let ram = GuestRam::with_size(run.ram_mib << 20)?;
+pub fn boot_and_inspect(
+    run: &KernelRun,
+    image: &KernelImage,
+    layout: &Layout,
+) -> anyhow::Result<(Inspection, GuestRam)> {
+    let initrd = std::fs::read(&run.initrd)
+        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?;
+    if initrd.is_empty() {
+        bail!("initramfs {} is empty (cargo xtask linux builds one)", run.initrd.display());
+    }
+    layout.validate(image.image_size).map_err(|e| anyhow::anyhow!("layout cannot be booted: {e}"))?;
+    if layout.initrd.len() != initrd.len() as u64 {
+        bail!("the layout was made for a {}-byte initramfs, this one is {} bytes", layout.initrd.len(), initrd.len());
+    }
+    let dir = tempdir()?;
+    let result = boot_in(run, image, layout, &dir.0, &initrd);
+    drop(dir);
+    result
+}
+
+/// A private directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> anyhow::Result<TempDir> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("ptcheck-linux-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    Ok(TempDir(d))
+}
+
+fn boot_in(
+    run: &KernelRun,
+    image: &KernelImage,
+    layout: &Layout,
+    dir: &std::path::Path,
+    initrd: &[u8],
+) -> anyhow::Result<(Inspection, GuestRam)> {
+    let span = layout.ram_span();
+    let base = dtb::dump_qemu_dtb(&run.cpu, span, dir)?;
+    let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
+    let files = [
+        ("Image", &image.bytes[..], layout.kernel),
+        ("initrd", initrd, layout.initrd.start),
+        ("dtb", &tree[..], layout.dtb),
+        ("stub", &layout::entry_stub(layout.dtb, layout.kernel)[..], layout.stub),
+    ];
+    let ram = GuestRam::with_size(span)?;
     let port = free_port()?;
-    let size = run.ram_mib << 20;
-    let mem = format!("memory-backend-file,id=mem,size={size},mem-path={},share=on", ram.child_path());
-    let append = format!("console=ttyAMA0 panic=-1 ptcheck_mode=marker {}", run.append);
+    let mem = format!("memory-backend-file,id=mem,size={span},mem-path={},share=on", ram.child_path());
     let mut cmd = Command::new("qemu-system-aarch64");
-    cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", run.ram_mib), "-object", &mem])
+    cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", span >> 20), "-object", &mem])
         .args(["-cpu", &run.cpu, "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none"])
-        .args(["-serial", "stdio", "-no-reboot", "-nic", "none", "-gdb", &format!("tcp:127.0.0.1:{port}")])
-        .arg("-kernel")
-        .arg(&run.kernel)
-        .arg("-initrd")
-        .arg(&run.initrd)
-        .args(["-append", &append])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .args(["-serial", "stdio", "-no-reboot", "-nic", "none", "-gdb", &format!("tcp:127.0.0.1:{port}")]);
+    for (name, bytes, addr) in files {
+        let f = dir.join(name);
+        std::fs::write(&f, bytes).with_context(|| format!("cannot write {}", f.display()))?;
+        let cpu = if name == "stub" { ",cpu-num=0" } else { "" };
+        cmd.args(["-device", &format!("loader,file={},addr={addr:#x},force-raw=on{cpu}", f.display())]);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     crate::backend::qemu::die_with_parent(&mut cmd);
     let start = Instant::now();
     let mut child = cmd.spawn().context("cannot start qemu-system-aarch64 (install qemu-system-arm)")?;
@@ -221,10 +305,12 @@ pub fn boot_and_inspect(run: &KernelRun) -> anyhow::Result<(Inspection, GuestRam
     }
     let result = (|| {
         let mut tail: Vec<String> = Vec::new();
+        let mut facts = KernelFacts::default();
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) if line.contains(UP_MARKER) => break,
                 Ok(line) => {
+                    facts.feed(&line);
                     tail.push(line);
                     if tail.len() > 12 {
                         tail.remove(0);
@@ -239,7 +325,7 @@ pub fn boot_and_inspect(run: &KernelRun) -> anyhow::Result<(Inspection, GuestRam
                 bail!(
                     "the kernel's init was not up within {:?}; the console's last lines:\n{}",
                     run.timeout,
-                    tail.join("\n")
+                    if tail.is_empty() { "(nothing: the kernel printed no line)".to_string() } else { tail.join("\n") }
                 );
             }
         }
@@ -248,30 +334,66 @@ pub fn boot_and_inspect(run: &KernelRun) -> anyhow::Result<(Inspection, GuestRam
         g.interrupt()?;
         g.load_registers()?;
         let (ttbr1, tcr, cpsr) = (g.read_register("TTBR1_EL1")?, g.read_register("TCR_EL1")?, g.read_register("cpsr")?);
+        let mair = g.read_register("MAIR_EL1")?;
         let cfg = regime(tcr)?;
         let root = root_address(&cfg, ttbr1);
         if let Some(p) = run.plant {
-            plant(&cfg, root, &ram, p)?;
+            let before = Inspection {
+                cfg,
+                ttbr1,
+                tcr,
+                mair,
+                el: 1,
+                walk: walk(&cfg, root, &ram),
+                facts: facts.clone(),
+                boot_secs,
+            };
+            plant(&before, layout, &ram, p)?;
         }
         let walk = walk(&cfg, root, &ram);
-        Ok(Inspection { cfg, ttbr1, tcr, el: (cpsr >> 2) & 0b11, walk, boot_secs })
+        Ok(Inspection { cfg, ttbr1, tcr, mair, el: (cpsr >> 2) & 0b11, walk, facts, boot_secs })
     })();
     let _ = child.kill();
     let _ = child.wait();
     result.map(|i| (i, ram))
 }
 
-/// Plant `p` in the tables under `root` (test only).
-fn plant(cfg: &TranslationConfig, root: u64, ram: &GuestRam, p: Plant) -> anyhow::Result<()> {
+/// Plant `p` in the tables `i` walked (test only).
+fn plant(i: &Inspection, layout: &Layout, ram: &GuestRam, p: Plant) -> anyhow::Result<()> {
     use crate::backend::PhysMemory as _;
-    let w = walk(cfg, root, ram);
+    use ptcheck_shared::Descriptor;
+    let (cfg, w) = (&i.cfg, &i.walk);
+    let (lo, hi) = (check::page_offset(cfg), check::linear_end(cfg));
+    let linear_page = || {
+        w.runs
+            .iter()
+            .find(|r| r.level == ptcheck_shared::Level::LEAF && r.va >= lo && r.va < hi && !r.desc.is_contiguous())
+    };
+    let rewrite = |va: u64, level: ptcheck_shared::Level, f: &dyn Fn(u64) -> u64| -> anyhow::Result<()> {
+        let pa = w.entry_pa(cfg, level, va).context("no table holds it")?;
+        let desc = ram.read_u64(pa).context("unreadable entry")?;
+        ram.write(pa, &f(desc))
+    };
+    let page = cfg.page_size();
     match p {
         Plant::Zeroing => {
             // The first empty entry of the last table reached.
             let t = w.tables.last().context("no table to plant in")?;
             let n = cfg.entries(t.level) as u64;
             let pa = (0..n).map(|i| t.pa + 8 * i).find(|&pa| ram.read_u64(pa) == Some(0)).context("no empty entry")?;
-            ram.write(pa, &0xdead_0000u64)?;
+            ram.write(pa, &0xdead_0000u64)
+        }
+        Plant::Translation => {
+            let r = linear_page().context("no linear-map page")?;
+            rewrite(r.va, r.level, &|d| d ^ page)
+        }
+        Plant::Image => {
+            let va = i.facts.sym("__start_rodata").context("no __start_rodata")?.next_multiple_of(page);
+            rewrite(
+                va,
+                w.runs.iter().find(|r| u128::from(va) < r.end(cfg) && r.va <= va).context("rodata unmapped")?.level,
+                &|d| d & !Prot::RDONLY,
+            )
         }
         Plant::Wx => {
             // The first read-only, never-executable page: make it RW and executable.
@@ -280,17 +402,29 @@ fn plant(cfg: &TranslationConfig, root: u64, ram: &GuestRam, p: Plant) -> anyhow
                 .iter()
                 .find(|r| r.level == ptcheck_shared::Level::LEAF && r.prot(cfg).0 & Prot::RDONLY != 0)
                 .context("no read-only page")?;
-            let pa = w.entry_pa(cfg, r.level, r.va).context("no table holds it")?;
-            let desc = ram.read_u64(pa).context("unreadable entry")?;
-            ram.write(pa, &(desc & !(Prot::RDONLY | Prot::PXN)))?;
+            rewrite(r.va, r.level, &|d| d & !(Prot::RDONLY | Prot::PXN))
+        }
+        Plant::TableBits => {
+            let t = w
+                .tables
+                .iter()
+                .skip(1)
+                .find(|t| t.va >= lo && t.va < hi && t.parent_desc.0 & Descriptor::PXN_TABLE != 0)
+                .context("no table under the linear map")?;
+            rewrite(t.va, ptcheck_shared::Level(t.level.0 - 1), &|d| d & !Descriptor::PXN_TABLE)
+        }
+        Plant::Policy => {
+            let r = linear_page().context("no linear-map page")?;
+            let _ = layout;
+            rewrite(r.va, r.level, &|d| d | Descriptor::CONT)
         }
     }
-    Ok(())
 }
 
 /// One judgement on a kernel's tables.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Finding {
-    /// The check ("zeroing", "structure", "wx", "uxn_table").
+    /// The check ("zeroing", "translation", "image", "table_bits", "policy", "structure").
     pub check: &'static str,
     /// Whether it is a failure (else information).
     pub failure: bool,
@@ -298,10 +432,9 @@ pub struct Finding {
     pub what: String,
 }
 
-/// Judge what [`boot_and_inspect`] found.
-pub fn judge(i: &Inspection) -> Vec<Finding> {
+/// Judge what [`boot_and_inspect`] found against the layout it booted on.
+pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemory) -> Vec<Finding> {
     let mut out = Vec::new();
-    let w = &i.walk;
     // Stopped in the kernel (EL1) or its init (EL0), TTBR1_EL1 is what translates
     // kernel addresses; at EL2 (a VHE kernel) it would not be.
     if i.el > 1 {
@@ -311,24 +444,7 @@ pub fn judge(i: &Inspection) -> Vec<Finding> {
             what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
         });
     }
-    for a in w.nonzero_invalid.iter().take(5) {
-        out.push(Finding {
-            check: "zeroing",
-            failure: true,
-            what: format!(
-                "L{} entry at {:#x} (VA {:#x}) is {:#x}: neither valid nor zero",
-                a.level.0, a.entry_pa, a.va, a.value
-            ),
-        });
-    }
-    if w.nonzero_invalid.len() > 5 {
-        out.push(Finding {
-            check: "zeroing",
-            failure: true,
-            what: format!("... and {} more", w.nonzero_invalid.len() - 5),
-        });
-    }
-    for a in &w.anomalies {
+    for a in &i.walk.anomalies {
         let failure = a.kind != AnomalyKind::TableReachedTwice;
         out.push(Finding {
             check: "structure",
@@ -336,40 +452,7 @@ pub fn judge(i: &Inspection) -> Vec<Finding> {
             what: format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value),
         });
     }
-    let cfg = &i.cfg;
-    for r in &w.runs {
-        let p = r.prot(cfg);
-        if p.0 & Prot::RDONLY == 0 && p.0 & Prot::PXN == 0 {
-            out.push(Finding {
-                check: "wx",
-                failure: true,
-                what: format!(
-                    "VA {:#x}..{:#x} -> PA {:#x} is writable and executable at EL1",
-                    r.va,
-                    r.end(cfg),
-                    r.pa(cfg)
-                ),
-            });
-        }
-    }
-    let no_uxn: Vec<String> = w
-        .tables
-        .iter()
-        .skip(1)
-        .filter(|t| t.parent_desc.0 & ptcheck_shared::Descriptor::UXN_TABLE == 0)
-        .map(|t| format!("{} table for VA {:#x}", t.level, t.va))
-        .collect();
-    if !no_uxn.is_empty() {
-        out.push(Finding {
-            check: "uxn_table",
-            failure: false,
-            what: format!(
-                "{} table descriptors without UXNTable (the early fixmap chain has none): {}",
-                no_uxn.len(),
-                no_uxn.join(", ")
-            ),
-        });
-    }
+    out.extend(check::all(&check::Ctx::new(i, layout, &i.facts, mem)));
     out
 }
 

@@ -1,0 +1,354 @@
+//! `ptcheck linux`: boot one kernel on generated layouts (seeded, sharded like
+//! `fuzz`), check each boot's tables, print one line per layout and a per-regime
+//! table, write a reproducer per failing layout and, on request, a JSON report.
+//! `ptcheck replay` boots a reproducer again ([`replay`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::layout::{generate, Cmdline, Layout, Needs};
+use super::{boot_and_inspect, judge, load_kernel, KernelRun, Plant};
+use crate::outcome::Class;
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct LinuxCommand {
+    /// Kernel, initramfs, `-cpu`, timeout, plant.
+    pub run: KernelRun,
+    /// Layout stream.
+    pub seed: u64,
+    /// Layouts in the whole stream.
+    pub count: u64,
+    /// This shard (1-based) of how many: layouts `index % n == i - 1`.
+    pub shard: (u64, u64),
+    /// Force every layout's command line.
+    pub cmdline: Option<Cmdline>,
+    /// Write the JSON report here.
+    pub report: Option<PathBuf>,
+    /// Where reproducers go.
+    pub repro_dir: PathBuf,
+}
+
+/// How one layout went.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LayoutRow {
+    /// Index in the stream.
+    pub index: u64,
+    /// `passed`, `failed` or `not-checked`.
+    pub outcome: String,
+    /// The regime the kernel ran in (from TCR_EL1), or `?`.
+    pub regime: String,
+    /// Failed checks, or the reason it was not checked.
+    pub why: Vec<String>,
+    /// Tables walked.
+    pub tables: usize,
+    /// Seconds from QEMU start to the init marker.
+    pub boot_secs: f64,
+    /// The reproducer, for a failed layout.
+    pub reproducer: Option<PathBuf>,
+    /// The layout.
+    pub layout: Layout,
+}
+
+/// Per regime, summed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RegimeRow {
+    /// Layouts booted.
+    pub layouts: u64,
+    /// Every check passed.
+    pub passed: u64,
+    /// A check failed.
+    pub failed: u64,
+    /// Not checked (boot failed, ...): never a pass.
+    pub not_checked: u64,
+    /// Tables walked, summed.
+    pub tables_walked: u64,
+    /// Mean seconds per boot.
+    pub secs_per_boot: f64,
+}
+
+/// The JSON report of one `ptcheck linux` run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinuxReport {
+    /// `linux-6.12`-style id from the kernel's release.
+    pub backend: String,
+    /// The release (`uname -r`).
+    pub release: String,
+    /// The kernel file.
+    pub kernel: PathBuf,
+    /// QEMU `-cpu`.
+    pub cpu: String,
+    /// Seed and count of the layout stream.
+    pub seed: u64,
+    /// See `seed`.
+    pub count: u64,
+    /// Per regime.
+    pub regimes: BTreeMap<String, RegimeRow>,
+    /// Per layout.
+    pub layouts: Vec<LayoutRow>,
+}
+
+/// A failing layout, booted again by `ptcheck replay`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinuxRepro {
+    /// Always [`REPRO_FORMAT`].
+    pub format: String,
+    /// The kernel file and what it said it is.
+    pub kernel: PathBuf,
+    /// See `kernel`.
+    pub release: String,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// QEMU `-cpu`.
+    pub cpu: String,
+    /// Where it came from.
+    pub seed: u64,
+    /// See `seed`.
+    pub index: u64,
+    /// The planted fault, if it was a test.
+    pub plant: Option<Plant>,
+    /// The checks that failed.
+    pub failed: Vec<String>,
+    /// The layout.
+    pub layout: Layout,
+}
+
+/// The `format` of a real-kernel reproducer.
+pub const REPRO_FORMAT: &str = "ptcheck-linux-1";
+
+/// Whether `text` is a real-kernel reproducer.
+pub fn is_linux_repro(text: &str) -> bool {
+    text.trim_start().starts_with('{') && text.contains(REPRO_FORMAT)
+}
+
+struct Booted {
+    row: LayoutRow,
+    release: Option<String>,
+    backend: String,
+}
+
+fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: u64) -> Booted {
+    match boot_and_inspect(run, image, &layout) {
+        Ok((i, ram)) => {
+            let findings = judge(&i, &layout, &ram);
+            let failed: Vec<String> = {
+                let mut v: Vec<String> = findings.iter().filter(|f| f.failure).map(|f| f.check.to_string()).collect();
+                v.dedup();
+                v
+            };
+            for f in &findings {
+                println!("    [{}] {}{}", f.check, if f.failure { "FAIL " } else { "" }, f.what);
+            }
+            Booted {
+                row: LayoutRow {
+                    index,
+                    outcome: if failed.is_empty() { "passed" } else { "failed" }.into(),
+                    regime: i.cfg.to_string(),
+                    why: failed,
+                    tables: i.walk.tables.len(),
+                    boot_secs: i.boot_secs,
+                    reproducer: None,
+                    layout,
+                },
+                release: i.facts.release.clone(),
+                backend: i.facts.backend_id(),
+            }
+        }
+        Err(e) => Booted {
+            row: LayoutRow {
+                index,
+                outcome: "not-checked".into(),
+                regime: "?".into(),
+                why: vec![format!("{e:#}")],
+                tables: 0,
+                boot_secs: 0.0,
+                reproducer: None,
+                layout,
+            },
+            release: None,
+            backend: "linux-?".into(),
+        },
+    }
+}
+
+/// Run `cmd`.
+///
+/// # Errors
+/// Bad input (kernel, initramfs, shard), named in one line.
+pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
+    let image = load_kernel(&cmd.run.kernel)?;
+    let initrd_size = std::fs::metadata(&cmd.run.initrd)
+        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", cmd.run.initrd.display()))?
+        .len();
+    let needs = Needs { image_size: image.image_size, initrd_size };
+    let (i, n) = cmd.shard;
+    let indices: Vec<u64> = (0..cmd.count).filter(|k| k % n == i - 1).collect();
+    println!(
+        "linux: {} ({} MiB image), -cpu {}, seed {}, layouts {} of {} (shard {i}/{n})",
+        cmd.run.kernel.display(),
+        image.image_size >> 20,
+        cmd.run.cpu,
+        cmd.seed,
+        indices.len(),
+        cmd.count
+    );
+    let mut rows = Vec::new();
+    let (mut release, mut backend) = (None, "linux-?".to_string());
+    let mut consecutive_infra = 0;
+    for k in indices {
+        let mut layout = generate(cmd.seed, k, needs);
+        if let Some(c) = cmd.cmdline {
+            layout.cmdline = c;
+        }
+        println!("layout {k}: {}", layout.describe());
+        let mut b = boot_one(&cmd.run, &image, layout, k);
+        release = release.or(b.release.clone());
+        if b.row.outcome != "not-checked" {
+            backend = b.backend.clone();
+        }
+        if b.row.outcome == "failed" {
+            let r = LinuxRepro {
+                format: REPRO_FORMAT.into(),
+                kernel: std::fs::canonicalize(&cmd.run.kernel).unwrap_or(cmd.run.kernel.clone()),
+                release: b.release.clone().unwrap_or_default(),
+                initrd: std::fs::canonicalize(&cmd.run.initrd).unwrap_or(cmd.run.initrd.clone()),
+                cpu: cmd.run.cpu.clone(),
+                seed: cmd.seed,
+                index: k,
+                plant: cmd.run.plant,
+                failed: b.row.why.clone(),
+                layout: b.row.layout.clone(),
+            };
+            let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed);
+            match crate::repro::write_unique(&cmd.repro_dir, &stem, "linux.json", &serde_json::to_string_pretty(&r)?) {
+                Ok(p) => b.row.reproducer = Some(p),
+                Err(e) => println!("    cannot write the reproducer: {e:#}"),
+            }
+        }
+        let r = &b.row;
+        println!(
+            "  -> {} {}{}{}",
+            r.regime,
+            match r.outcome.as_str() {
+                "passed" => "PASSED".to_string(),
+                "failed" => format!("FAILED ({})", r.why.join(", ")),
+                _ => format!("NOT CHECKED: {}", r.why.join("; ")),
+            },
+            if r.tables > 0 { format!(", {} tables, booted in {:.1}s", r.tables, r.boot_secs) } else { String::new() },
+            r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {}", p.display()))
+        );
+        consecutive_infra = if r.outcome == "not-checked" { consecutive_infra + 1 } else { 0 };
+        rows.push(b.row);
+        if consecutive_infra >= 3 {
+            println!("linux: 3 layouts in a row could not be booted: stopping (the setup, not the kernel's tables)");
+            break;
+        }
+    }
+    let mut regimes: BTreeMap<String, RegimeRow> = BTreeMap::new();
+    for r in &rows {
+        let e = regimes.entry(r.regime.clone()).or_default();
+        e.layouts += 1;
+        match r.outcome.as_str() {
+            "passed" => e.passed += 1,
+            "failed" => e.failed += 1,
+            _ => e.not_checked += 1,
+        }
+        e.tables_walked += r.tables as u64;
+        e.secs_per_boot += r.boot_secs;
+    }
+    for e in regimes.values_mut() {
+        let booted = e.passed + e.failed;
+        e.secs_per_boot = if booted > 0 { e.secs_per_boot / booted as f64 } else { 0.0 };
+    }
+    let report = LinuxReport {
+        backend: backend.clone(),
+        release: release.unwrap_or_default(),
+        kernel: cmd.run.kernel.clone(),
+        cpu: cmd.run.cpu.clone(),
+        seed: cmd.seed,
+        count: cmd.count,
+        regimes,
+        layouts: rows,
+    };
+    print_table(std::slice::from_ref(&report));
+    if let Some(path) = &cmd.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let (failed, not_checked, passed) =
+        report.regimes.values().fold((0, 0, 0), |a, r| (a.0 + r.failed, a.1 + r.not_checked, a.2 + r.passed));
+    let (class, words) = if failed > 0 {
+        (Class::BuilderFailed, format!("{failed} layouts failed a check (exit 1)"))
+    } else if not_checked > 0 || passed == 0 {
+        (Class::NotChecked, format!("{not_checked} layouts not checked, {passed} passed (exit 2: not a pass)"))
+    } else {
+        (Class::Passed, format!("every check passed on {passed} layouts (exit 0)"))
+    };
+    println!("outcome: {words}");
+    Ok(class)
+}
+
+/// The per-kernel, per-regime table.
+pub fn print_table(reports: &[LinuxReport]) {
+    println!("| kernel | -cpu | regime | layouts | passed | failed | not checked | tables walked | s/boot |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for rep in reports {
+        for (regime, r) in &rep.regimes {
+            println!(
+                "| {} ({}) | {} | {regime} | {} | {} | {} | {} | {} | {:.1} |",
+                rep.backend,
+                rep.release,
+                rep.cpu,
+                r.layouts,
+                r.passed,
+                r.failed,
+                r.not_checked,
+                r.tables_walked,
+                r.secs_per_boot
+            );
+        }
+    }
+}
+
+/// Boot a real-kernel reproducer again: same kernel, initramfs, CPU, layout.
+///
+/// # Errors
+/// The file does not parse, or names files that are gone.
+pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Class> {
+    let r: LinuxRepro =
+        serde_json::from_str(text).with_context(|| format!("{}: not a {REPRO_FORMAT} reproducer", file.display()))?;
+    println!(
+        "replay {}: {} ({}), -cpu {}, layout {} of seed {}; recorded failures: {}",
+        file.display(),
+        r.kernel.display(),
+        r.release,
+        r.cpu,
+        r.index,
+        r.seed,
+        r.failed.join(", ")
+    );
+    println!("layout: {}", r.layout.describe());
+    let run =
+        KernelRun { kernel: r.kernel.clone(), initrd: r.initrd.clone(), cpu: r.cpu.clone(), timeout, plant: r.plant };
+    let image = load_kernel(&r.kernel)?;
+    let b = boot_one(&run, &image, r.layout.clone(), r.index);
+    let same = b.row.why == r.failed;
+    println!(
+        "outcome: {} ({})",
+        match b.row.outcome.as_str() {
+            "passed" => "every check passed".to_string(),
+            "failed" => format!("failed: {}", b.row.why.join(", ")),
+            _ => format!("not checked: {}", b.row.why.join("; ")),
+        },
+        if same { "as recorded" } else { "DIFFERENT from the recording" }
+    );
+    Ok(match b.row.outcome.as_str() {
+        "passed" => Class::Passed,
+        "failed" => Class::BuilderFailed,
+        _ => Class::NotChecked,
+    })
+}

@@ -1,0 +1,114 @@
+//! What the kernel under test says about itself: its release and the addresses of a
+//! few symbols, printed on the console by the initramfs's `/init` (from
+//! /proc/kallsyms, so KASLR is included) before the up marker.
+//!
+//! Debian ships only a stub System.map (the real one is in a 1 GB debug package), so
+//! the running kernel is the one source that works for every kernel, a user's too.
+
+use std::collections::BTreeMap;
+
+/// Console line prefix for the kernel release (`/proc/sys/kernel/osrelease`).
+pub const RELEASE_PREFIX: &str = "PTCHECK-RELEASE";
+/// Console line prefix for one symbol: `PTCHECK-SYM name hexaddr`.
+pub const SYMBOL_PREFIX: &str = "PTCHECK-SYM";
+
+/// The symbols the checks use.
+///
+/// - image sections (arch/arm64/kernel/vmlinux.lds.S): `_stext`..`_etext` text,
+///   `__start_rodata`..`__init_begin` read-only data, `__init_begin`..`__init_end`
+///   init (freed and unmapped before init runs), `_sdata`..`_end` data and bss;
+/// - `__bss_start`: the early fixmap tables (`bm_pud`, `bm_pmd`, `bm_pte`) live in bss;
+/// - `__kfence_pool` (a pointer): the KFENCE pool, whose guard PTEs are not zero;
+/// - `rodata_full` (a bool): whether the linear map must be page-granular;
+/// - `kfence_early_init` (a bool): present in kernels (6.4+) that give KFENCE an early
+///   pool, and so keep linear-map blocks with `rodata=on`; set when the pool is in use.
+pub const WANTED: &[&str] = &[
+    "_text",
+    "_stext",
+    "_etext",
+    "__start_rodata",
+    "__init_begin",
+    "__init_end",
+    "_sdata",
+    "__bss_start",
+    "_end",
+    "swapper_pg_dir",
+    "__kfence_pool",
+    "rodata_full",
+    "kfence_early_init",
+    "bm_pud",
+    "bm_pmd",
+    "bm_pte",
+];
+
+/// What the console said about the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct KernelFacts {
+    /// `uname -r`, when printed.
+    pub release: Option<String>,
+    /// Symbol addresses by name.
+    pub symbols: BTreeMap<String, u64>,
+}
+
+impl KernelFacts {
+    /// Take in one console line (others are ignored).
+    pub fn feed(&mut self, line: &str) {
+        if let Some(rest) = line.trim().strip_prefix(RELEASE_PREFIX) {
+            self.release = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.trim().strip_prefix(SYMBOL_PREFIX) {
+            let mut it = rest.split_whitespace();
+            if let (Some(name), Some(addr)) = (it.next(), it.next()) {
+                if let Ok(a) = u64::from_str_radix(addr, 16) {
+                    self.symbols.insert(name.to_string(), a);
+                }
+            }
+        }
+    }
+
+    /// A symbol's address.
+    pub fn sym(&self, name: &str) -> Option<u64> {
+        self.symbols.get(name).copied()
+    }
+
+    /// The named symbols, or the first one missing.
+    ///
+    /// # Errors
+    /// The name of a symbol the kernel did not list.
+    pub fn syms<const N: usize>(&self, names: [&'static str; N]) -> Result<[u64; N], &'static str> {
+        let mut out = [0; N];
+        for (o, n) in out.iter_mut().zip(names) {
+            *o = self.sym(n).ok_or(n)?;
+        }
+        Ok(out)
+    }
+
+    /// `linux-<major>.<minor>` from the release (`6.12.117+deb13-arm64` → `linux-6.12`),
+    /// the backend name reports use.
+    pub fn backend_id(&self) -> String {
+        let r = self.release.as_deref().unwrap_or("unknown");
+        let mm: Vec<&str> = r.split(['.', '-', '+']).take(2).collect();
+        format!("linux-{}", mm.join("."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_lines_give_the_facts() {
+        let mut f = KernelFacts::default();
+        for l in [
+            "[    1.0] random kernel line",
+            "PTCHECK-RELEASE 6.12.117+deb13-arm64",
+            "PTCHECK-SYM _stext ffff800080010000",
+            "PTCHECK-SYM bogus zz",
+        ] {
+            f.feed(l);
+        }
+        assert_eq!(f.backend_id(), "linux-6.12");
+        assert_eq!(f.sym("_stext"), Some(0xffff_8000_8001_0000));
+        assert_eq!(f.sym("bogus"), None);
+        assert_eq!(f.syms(["_stext", "_etext"]), Err("_etext"));
+    }
+}
