@@ -260,6 +260,9 @@ pub(crate) struct LinuxArgs {
     /// Write a JSON report (per regime and per layout) here.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+    /// Add this run to the runs already in `--report` (one report over several kernels).
+    #[arg(long, requires = "report")]
+    pub(crate) report_append: bool,
     /// Test only: plant a fault in the tables before the check (it must then fail).
     #[arg(long, value_enum, hide = true)]
     pub(crate) plant: Option<ptcheck_host::linux::Plant>,

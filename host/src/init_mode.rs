@@ -92,10 +92,20 @@ fn vm_checks() -> Vec<(String, bool, String)> {
 /// /proc/kallsyms (PID 1 is root, so the addresses are real).
 #[cfg(target_os = "linux")]
 fn print_kernel_facts() {
-    use ptcheck_host::linux::symbols::{RELEASE_PREFIX, SYMBOL_PREFIX, WANTED};
+    use ptcheck_host::linux::symbols::{IOMEM_PREFIX, RELEASE_PREFIX, SYMBOL_PREFIX, WANTED};
     use std::io::BufRead as _;
     if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         println!("{RELEASE_PREFIX} {}", r.trim());
+    }
+    // "Kernel code" and "Kernel data" (physical): the image's sections for kernels
+    // whose kallsyms lists text symbols only (no CONFIG_KALLSYMS_ALL).
+    if let Ok(iomem) = std::fs::read_to_string("/proc/iomem") {
+        for line in iomem.lines() {
+            let (range, name) = line.trim().split_once(" : ").unwrap_or(("", ""));
+            if let (Some((a, b)), "Kernel code" | "Kernel data") = (range.split_once('-'), name) {
+                println!("{IOMEM_PREFIX} {} {a} {b}", name.replace(' ', "_"));
+            }
+        }
     }
     let Ok(f) = std::fs::File::open("/proc/kallsyms") else {
         println!("ptcheck init: cannot read /proc/kallsyms: the image checks will say so");

@@ -87,7 +87,10 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
         count: args.count,
         shard: args.shard,
         cmdline: args.cmdline,
-        report: args.report.clone(),
+        report: args
+            .report
+            .clone()
+            .map(|path| ptcheck_host::linux::command::ReportFile { path, append: args.report_append }),
         repro_dir: ptcheck_host::repro::dir(),
     })
 }

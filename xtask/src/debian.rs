@@ -116,6 +116,11 @@ pub(crate) fn fetch_kernel(k: &DebianKernel) -> Result<PathBuf, String> {
         .ok_or(format!("{package} has no vmlinuz"))?;
     mkdir(&k.dir.join(&package))?;
     fs::copy(&vmlinuz, &kernel).map_err(|e| format!("cannot copy the kernel: {e}"))?;
+    // Its config too, for people reading a finding (which options the kernel has).
+    let config = vmlinuz.with_file_name(
+        vmlinuz.file_name().map_or_else(String::new, |n| n.to_string_lossy().replacen("vmlinuz-", "config-", 1)),
+    );
+    let _ = fs::copy(config, k.dir.join(&package).join("config"));
     let _ = fs::remove_dir_all(&download);
     println!("kernel: {}", kernel.display());
     Ok(kernel)

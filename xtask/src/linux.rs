@@ -1,110 +1,146 @@
-//! `cargo xtask linux [--kernel IMAGE | --debian 6.12 [--flavour 4k|16k]] [ptcheck
-//! linux args]`: boot a real arm64 kernel and check its tables. By default Debian's
-//! arm64 cloud kernel that the nested-KVM stage fetches (bookworm 6.1, 4K pages,
-//! 48-bit VA: before the seed's change); `--debian 6.12` fetches trixie's 6.12 (after
-//! it; 52-bit VA with LPA2, 4K or 16K pages) through a private apt (only `./boot` is
-//! unpacked, cached under target/linux; `debian.rs`). The initramfs's `/init` is the ptcheck runner
-//! (static, arm64), which prints the up marker and waits.
+//! `cargo xtask linux [--kernel IMAGE | --debian 6.1|6.12 [--flavour 4k|16k]] [ptcheck
+//! linux args]`: boot real arm64 kernels on generated memory layouts and check the
+//! tables they built. By default Debian's kernels on both sides of the seed's change:
+//! bookworm's 6.1 (4K, 48-bit VA) and trixie's 6.12 (52-bit VA with LPA2, 4K and 16K
+//! pages), each 6.12 one on `-cpu max` (4k-52, 16k-52) and `-cpu max,lpa2=off`
+//! (folded at run time: 4k-52@48, 16k-52@47); all fetched through a private apt (only
+//! `./boot` is unpacked, cached under target/linux; `debian.rs`). The initramfs's
+//! `/init` is the ptcheck runner (static, arm64), which prints the kernel's release and
+//! symbols, then the up marker, and waits.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::nested_kvm::{cross_build_runner, fetch_kernel, write_initramfs, MUSL};
-use crate::tools::{build_guest, cargo, ensure_qemu, guest_image, sh, target_dir, Result};
+use crate::nested_kvm::{cross_build_runner, write_initramfs, MUSL};
+use crate::tools::{build_guest, cargo, ensure_qemu, guest_image, target_dir, Result};
 
-/// The kernel to boot (named, or the cached Debian one) and the initramfs.
-fn prepare(args: &[String]) -> std::result::Result<(PathBuf, PathBuf), String> {
-    ensure_qemu()?;
-    build_guest()?;
-    cross_build_runner()?;
-    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
-    let kernel = match (value("--kernel"), value("--debian")) {
-        (Some(k), None) => k.into(),
-        (None, None) => fetch_kernel()?,
-        (None, Some(v)) if v == "6.12" => fetch_trixie(value("--flavour").as_deref().unwrap_or("4k"))?,
-        (None, Some(v)) => return Err(format!("--debian {v}: this ptcheck fetches 6.12 (trixie); 6.1 is the default")),
-        (Some(_), Some(_)) => return Err("--kernel and --debian name two kernels: give one".into()),
-    };
-    let dir = target_dir().join("linux");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let initrd = dir.join("init.cpio");
-    let runner = target_dir().join(MUSL).join("release").join("ptcheck");
-    write_initramfs(&initrd, &runner, &guest_image())?;
-    Ok((kernel, initrd))
+/// A Debian arm64 kernel ptcheck knows how to fetch.
+struct Debian {
+    /// "6.1" or "6.12".
+    version: &'static str,
+    /// "4k" or "16k".
+    flavour: &'static str,
+    /// The suite.
+    suite: &'static str,
+    /// Its meta package.
+    meta: &'static str,
+    /// The `-cpu` models to boot it on (each gives one regime).
+    cpus: &'static [&'static str],
 }
 
-/// Debian trixie's 6.12 arm64 kernel of `flavour` (4k, 16k), unsigned (the signed
-/// package only wraps it), cached under target/linux/trixie-<flavour>.
-fn fetch_trixie(flavour: &str) -> std::result::Result<PathBuf, String> {
-    let meta = match flavour {
-        "4k" => "linux-image-arm64",
-        "16k" => "linux-image-arm64-16k",
-        other => return Err(format!("--flavour {other}: Debian ships 4k and 16k arm64 kernels")),
-    };
+const CPU: &str = "max,pauth-impdef=on";
+const CPU_NO_LPA2: &str = "max,pauth-impdef=on,lpa2=off";
+
+const DEBIAN: &[Debian] = &[
+    // Before the seed's change (6.10): 4K pages, 48-bit VA.
+    Debian { version: "6.1", flavour: "4k", suite: "bookworm", meta: "linux-image-arm64", cpus: &[CPU] },
+    // After it: 52-bit VA with LPA2; without LPA2 the same kernel folds to 48/47 bits.
+    Debian { version: "6.12", flavour: "4k", suite: "trixie", meta: "linux-image-arm64", cpus: &[CPU, CPU_NO_LPA2] },
+    Debian {
+        version: "6.12",
+        flavour: "16k",
+        suite: "trixie",
+        meta: "linux-image-arm64-16k",
+        cpus: &[CPU, CPU_NO_LPA2],
+    },
+];
+
+fn fetch(d: &Debian) -> std::result::Result<PathBuf, String> {
+    let source = format!(
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {} main",
+        d.suite
+    );
     crate::debian::fetch_kernel(&crate::debian::DebianKernel {
-        dir: target_dir().join("linux").join(format!("trixie-{flavour}")),
-        source: Some(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main",
-        ),
-        meta,
+        dir: target_dir().join("linux").join(format!("{}-{}", d.suite, d.flavour)),
+        source: Some(&source),
+        meta: d.meta,
         is_image: |p| p.starts_with("linux-image-6."),
         suffix: "-unsigned",
     })
 }
 
-/// `cargo xtask test`'s linux stage: Debian's 6.1 kernel (before the seed's change)
-/// passes, and each planted fault fails the check that owns it (exit 1), so the checks
-/// are real; then trixie's 6.12 kernels (after it, 4K and 16K with LPA2) must pass. A
-/// 6.12 kernel that cannot be fetched is reported SKIPPED, loudly, never as passed.
+/// The initramfs (the runner as /init), rebuilt so it matches this tree.
+fn initramfs() -> std::result::Result<PathBuf, String> {
+    ensure_qemu()?;
+    build_guest()?;
+    cross_build_runner()?;
+    let dir = target_dir().join("linux");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let initrd = dir.join("init.cpio");
+    let runner = target_dir().join(MUSL).join("release").join("ptcheck");
+    write_initramfs(&initrd, &runner, &guest_image())?;
+    Ok(initrd)
+}
+
+/// `ptcheck linux --kernel K --initrd I --cpu C <extra>`; its exit code.
+fn ptcheck(kernel: &Path, initrd: &Path, cpu: &str, extra: &[String]) -> std::result::Result<Option<i32>, String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "linux"])
+        .arg("--kernel")
+        .arg(kernel)
+        .arg("--initrd")
+        .arg(initrd)
+        .args(["--cpu", cpu])
+        .args(extra)
+        .current_dir(crate::tools::root());
+    println!("$ ptcheck linux --kernel {} --cpu {cpu} {}", kernel.display(), extra.join(" "));
+    cmd.status().map(|s| s.code()).map_err(|e| format!("cannot run ptcheck linux: {e}"))
+}
+
+/// `cargo xtask test`'s linux stage: Debian's 6.1 (before the seed's change) and 6.12
+/// (after it, 4K and 16K) pass on two layouts each per CPU; each planted fault fails
+/// the check that owns it (exit 1), so the checks are real; a truncated kernel is
+/// refused up front (exit 2). A kernel that cannot be fetched is SKIPPED, loudly, and
+/// never counted as passed.
 pub fn stage() -> Result {
-    let (kernel, initrd) = prepare(&[])?;
-    let ptcheck = |kernel: &std::path::Path, extra: &[&str]| -> std::result::Result<Option<i32>, String> {
-        let mut cmd = cargo();
-        cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "linux"])
-            .arg("--kernel")
-            .arg(kernel)
-            .arg("--initrd")
-            .arg(&initrd)
-            .args(extra)
-            .current_dir(crate::tools::root());
-        println!("$ ptcheck linux --kernel {} {}", kernel.display(), extra.join(" "));
-        cmd.status().map(|s| s.code()).map_err(|e| format!("cannot run ptcheck linux: {e}"))
-    };
-    if ptcheck(&kernel, &[])? != Some(0) {
-        return Err("the Debian 6.1 kernel's tables failed a check (see above)".into());
+    let initrd = initramfs()?;
+    let mut skipped = Vec::new();
+    let mut first = None;
+    for d in DEBIAN {
+        let kernel = match fetch(d) {
+            Ok(k) => k,
+            Err(e) => {
+                println!("linux stage: SKIPPED Debian {} {}, NOT checked: {e}", d.version, d.flavour);
+                skipped.push(format!("{} {}", d.version, d.flavour));
+                continue;
+            }
+        };
+        for cpu in d.cpus {
+            let args = ["--seed", "11", "--count", "2"].map(String::from);
+            if ptcheck(&kernel, &initrd, cpu, &args)? != Some(0) {
+                return Err(format!(
+                    "Debian {} {} on -cpu {cpu}: the kernel's tables failed a check (see above)",
+                    d.version, d.flavour
+                ));
+            }
+        }
+        println!("linux stage: Debian {} {} passed on 2 layouts per CPU", d.version, d.flavour);
+        first.get_or_insert(kernel);
     }
-    for plant in ["zeroing", "wx"] {
-        if ptcheck(&kernel, &["--plant", plant])? != Some(1) {
+    let Some(kernel) = first else {
+        return Err(format!(
+            "linux stage: no Debian kernel could be fetched ({}): nothing was checked",
+            skipped.join(", ")
+        ));
+    };
+    // One planted fault per check, on a layout with rodata=on and KFENCE (blocks,
+    // contiguous runs and the pool all present).
+    for plant in ["zeroing", "translation", "image", "wx", "table-bits", "policy"] {
+        let args = ["--seed", "11", "--count", "1", "--cmdline", "rodata-on", "--plant", plant].map(String::from);
+        if ptcheck(&kernel, &initrd, CPU, &args)? != Some(1) {
             return Err(format!("a planted {plant} fault was not caught"));
         }
     }
-    // A broken kernel is named up front (exit 2), not blamed on the kernel's tables
-    // after a boot timeout.
     let bytes = std::fs::read(&kernel).map_err(|e| format!("cannot read {}: {e}", kernel.display()))?;
     let truncated = target_dir().join("linux").join("truncated-vmlinuz");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2])
         .map_err(|e| format!("cannot write {}: {e}", truncated.display()))?;
-    if ptcheck(&truncated, &[])? != Some(2) {
+    if ptcheck(&truncated, &initrd, CPU, &[])? != Some(2) {
         return Err("a truncated kernel was not refused as bad input (exit 2)".into());
     }
-    println!("linux stage: the Debian 6.1 kernel passed; planted zeroing and W+X faults were caught; a truncated kernel was refused");
-    let mut skipped = Vec::new();
-    for flavour in ["4k", "16k"] {
-        match fetch_trixie(flavour) {
-            Ok(k) => {
-                if ptcheck(&k, &[])? != Some(0) {
-                    return Err(format!("the Debian 6.12 {flavour} kernel's tables failed a check (see above)"));
-                }
-                println!("linux stage: the Debian 6.12 {flavour} kernel passed");
-            }
-            Err(e) => {
-                println!("linux stage: SKIPPED the Debian 6.12 {flavour} kernel, NOT checked: {e}");
-                skipped.push(flavour);
-            }
-        }
-    }
+    println!("linux stage: every planted fault (zeroing, translation, image, wx, table-bits, policy) was caught; a truncated kernel was refused");
     if !skipped.is_empty() {
         println!(
-            "linux stage: WARNING: {} of the 6.12 kernels were not checked (no Debian archive?); only 6.1 counts as passed",
+            "linux stage: WARNING: {} NOT checked (no Debian archive?): not counted as passed",
             skipped.join(", ")
         );
     }
@@ -112,19 +148,72 @@ pub fn stage() -> Result {
 }
 
 pub fn run(args: &[String]) -> Result {
-    let (kernel, initrd) = prepare(args)?;
+    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
     // The xtask's own flags stay here; the rest go to `ptcheck linux`.
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if matches!(a.as_str(), "--kernel" | "--debian" | "--flavour") {
+        if matches!(a.as_str(), "--kernel" | "--debian" | "--flavour" | "--cpu" | "--report") {
             it.next();
         } else {
             rest.push(a.clone());
         }
     }
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "linux"]);
-    cmd.arg("--kernel").arg(&kernel).arg("--initrd").arg(&initrd).args(rest);
-    sh(&mut cmd)
+    let initrd = initramfs()?;
+    let kernels: Vec<(PathBuf, Vec<String>)> = match (value("--kernel"), value("--debian")) {
+        (Some(k), None) => vec![(k.into(), vec![value("--cpu").unwrap_or(CPU.into())])],
+        (Some(_), Some(_)) => return Err("--kernel and --debian name two kernels: give one".into()),
+        (None, debian) => {
+            let flavour = value("--flavour");
+            let chosen: Vec<&Debian> = DEBIAN
+                .iter()
+                .filter(|d| debian.as_deref().is_none_or(|v| v == d.version))
+                .filter(|d| flavour.as_deref().is_none_or(|f| f == d.flavour))
+                .collect();
+            if chosen.is_empty() {
+                return Err(format!(
+                    "--debian {} --flavour {}: ptcheck fetches 6.1 4k, 6.12 4k and 6.12 16k",
+                    debian.unwrap_or_default(),
+                    flavour.unwrap_or_default()
+                ));
+            }
+            let mut out = Vec::new();
+            for d in chosen {
+                match fetch(d) {
+                    Ok(k) => out.push((k, d.cpus.iter().map(|c| c.to_string()).collect())),
+                    Err(e) => println!("linux: SKIPPED Debian {} {}, NOT checked: {e}", d.version, d.flavour),
+                }
+            }
+            if out.is_empty() {
+                return Err("no Debian kernel could be fetched: nothing was checked".into());
+            }
+            out
+        }
+    };
+    let cpus_given = value("--cpu");
+    let report = value("--report");
+    if let Some(r) = &report {
+        let _ = std::fs::remove_file(r);
+    }
+    let mut worst = 0;
+    for (kernel, cpus) in &kernels {
+        for cpu in cpus_given.iter().chain(cpus.iter()).take(if cpus_given.is_some() { 1 } else { usize::MAX }) {
+            let mut extra = rest.clone();
+            if let Some(r) = &report {
+                extra.extend(["--report".into(), r.clone(), "--report-append".into()]);
+            }
+            let code = ptcheck(kernel, &initrd, cpu, &extra)?.unwrap_or(2);
+            // 1 (a check failed) outranks 2 (not checked) outranks 0.
+            worst = match (worst, code) {
+                (1, _) | (_, 1) => 1,
+                (2, _) | (_, 2) => 2,
+                _ => 0,
+            };
+        }
+    }
+    match worst {
+        0 => Ok(()),
+        1 => Err("a kernel's tables failed a check (the table above; reproducers named)".into()),
+        _ => Err("some layouts were not checked (see above): not a pass".into()),
+    }
 }

@@ -32,9 +32,12 @@ commands:
   bench --scale [--native-only] [--quick]
                            1-256 GiB page-granular maps per stage on native and QEMU,
                            and the builder vs aarch64-paging vs the memory floor
-  linux [--kernel IMAGE] [--ram-mib N] [--append ARGS]
-                           boot a real arm64 kernel (default: Debian 6.1 cloud), stop it
-                           once init is up, check its tables (zeroing, structure, W^X)
+  linux [--kernel IMAGE [--cpu C] | --debian 6.1|6.12 [--flavour 4k|16k]]
+        [--seed S] [--count N] [--shard i/n] [--cmdline K] [--report F]
+                           boot real arm64 kernels (default: Debian 6.1 and 6.12 4K/16K,
+                           with and without LPA2) on generated memory layouts, stop each
+                           once init is up, check its tables (zeroing, translation,
+                           image, table_bits, policy); reproducers replay
   nested-kvm [--report F] [--self-test] [--timeout SECS]
                            run the matrix on the KVM backend inside an emulated arm64
                            Linux with KVM (EL2 emulated); --self-test must fail

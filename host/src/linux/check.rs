@@ -98,6 +98,32 @@ pub fn expected_linear_ram(layout: &Layout, page: u64) -> Vec<Range> {
     normalise(subtract(&normalise(banks), &normalise(holes)))
 }
 
+/// The kernel image's section boundaries (VAs) and where they came from.
+pub struct Sections {
+    /// `_text` (the image header), when listed.
+    pub text: Option<u64>,
+    /// Text.
+    pub stext: u64,
+    /// See `stext`.
+    pub etext: u64,
+    /// Read-only data (up to `init`).
+    pub rodata: u64,
+    /// Init text and data (freed).
+    pub init: u64,
+    /// See `init`.
+    pub init_end: u64,
+    /// Data and bss.
+    pub sdata: u64,
+    /// See `sdata`.
+    pub end: u64,
+    /// Start of bss (the early fixmap tables live there).
+    pub bss: u64,
+    /// Image VA − PA.
+    pub voffset: u64,
+    /// Boundaries derived rather than listed.
+    pub derived: Vec<&'static str>,
+}
+
 /// Everything the checks share: the inspection, the layout, the facts, and what was
 /// derived from them once.
 pub struct Ctx<'a> {
@@ -149,6 +175,41 @@ impl<'a> Ctx<'a> {
         Some((word >> ((t.pa & 7) * 8)) as u8)
     }
 
+    /// The image's section boundaries (VAs): from /proc/kallsyms, else (a kernel
+    /// without CONFIG_KALLSYMS_ALL lists text symbols only) from `_stext`, `_etext`,
+    /// `__init_begin` and /proc/iomem's "Kernel data", using the linker script's
+    /// order (rodata starts at `_etext`, data at `__init_end`, bss inside data).
+    ///
+    /// # Errors
+    /// What is missing.
+    pub fn sections(&self) -> Result<Sections, String> {
+        let f = self.facts;
+        let [stext, etext, init] = f
+            .syms(["_stext", "_etext", "__init_begin"])
+            .map_err(|m| format!("the kernel does not list {m} in /proc/kallsyms (CONFIG_KALLSYMS=y needed)"))?;
+        let voffset = self.voffset.ok_or_else(|| format!("_stext ({stext:#x}) is not mapped"))?;
+        let mut derived = Vec::new();
+        let data = f.iomem.get("Kernel_data").map(|&(a, b)| (a.wrapping_add(voffset), b.wrapping_add(voffset)));
+        let mut pick = |name: &'static str, fallback: Option<u64>, how: &'static str| {
+            f.sym(name).or_else(|| {
+                derived.push(how);
+                fallback
+            })
+        };
+        let rodata = pick("__start_rodata", Some(etext), "rodata from _etext");
+        let sdata = pick("_sdata", data.map(|d| d.0), "data from /proc/iomem");
+        let end = pick("_end", data.map(|d| d.1), "end from /proc/iomem");
+        let init_end = pick("__init_end", sdata, "init end = data start");
+        let bss = pick("__bss_start", sdata, "bss within data");
+        let text = f.sym("_text");
+        match (rodata, sdata, end, init_end, bss) {
+            (Some(rodata), Some(sdata), Some(end), Some(init_end), Some(bss)) => {
+                Ok(Sections { text, stext, etext, rodata, init, init_end, sdata, end, bss, voffset, derived })
+            }
+            _ => Err("neither /proc/kallsyms (CONFIG_KALLSYMS_ALL) nor /proc/iomem gave the data section".into()),
+        }
+    }
+
     /// The MAIR_EL1 attribute byte a leaf selects is Normal memory (outer cacheability
     /// nibble non-zero; zero is Device).
     fn is_normal(&self, p: Prot) -> bool {
@@ -163,9 +224,8 @@ impl<'a> Ctx<'a> {
 
     /// The PA range of the kernel's text+rodata (its linear alias is read-only).
     fn kernel_alias_pa(&self) -> Option<Range> {
-        let [s, e] = self.facts.syms(["_stext", "__init_begin"]).ok()?;
-        let v = self.voffset?;
-        Some(Range { start: s.wrapping_sub(v), end: e.wrapping_sub(v) })
+        let s = self.sections().ok()?;
+        Some(Range { start: s.stext.wrapping_sub(s.voffset), end: s.init.wrapping_sub(s.voffset) })
     }
 
     /// The KFENCE pool's PA range.
@@ -176,11 +236,16 @@ impl<'a> Ctx<'a> {
 }
 
 fn fail(check: &'static str, what: String) -> Finding {
-    Finding { check, failure: true, what }
+    Finding { check, failure: true, unchecked: false, what }
 }
 
 fn info(check: &'static str, what: String) -> Finding {
-    Finding { check, failure: false, what }
+    Finding { check, failure: false, unchecked: false, what }
+}
+
+/// The check could not run: never a pass (the layout is "not checked").
+fn unchecked(check: &'static str, what: String) -> Finding {
+    Finding { check, failure: false, unchecked: true, what }
 }
 
 /// Every check, in order.
@@ -355,23 +420,37 @@ fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             ));
         }
     }
-    let names = ["_text", "_stext", "_etext", "__start_rodata", "__init_begin", "__init_end", "_sdata", "_end"];
-    let [text0, stext, etext, rodata, init, init_end, sdata, end] = match c.facts.syms(names) {
+    let sec = match c.sections() {
         Ok(s) => s,
-        Err(missing) => {
-            out.push(fail("image", format!("the kernel did not list {missing} in /proc/kallsyms: sections unknown")));
+        Err(e) => {
+            out.push(unchecked("image", e));
             return;
         }
     };
-    let Some(voffset) = c.voffset else {
-        out.push(fail("image", format!("_stext ({stext:#x}) is not mapped")));
-        return;
-    };
-    let loaded = text0.wrapping_sub(voffset);
-    if loaded != c.layout.kernel {
-        out.push(fail(
+    let Sections { stext, etext, rodata, init, init_end, sdata, end, voffset, .. } = sec;
+    let stext_pa = stext.wrapping_sub(voffset);
+    match sec.text {
+        Some(text) if text.wrapping_sub(voffset) != c.layout.kernel => out.push(fail(
             "image",
-            format!("_text translates to PA {loaded:#x}, but the image was loaded at {:#x}", c.layout.kernel),
+            format!(
+                "_text translates to PA {:#x}, but the image was loaded at {:#x}",
+                text.wrapping_sub(voffset),
+                c.layout.kernel
+            ),
+        )),
+        None if !(c.layout.kernel..c.layout.kernel + (2 << 20)).contains(&stext_pa) => out.push(fail(
+            "image",
+            format!(
+                "_stext translates to PA {stext_pa:#x}, not within 2 MiB of the load address {:#x}",
+                c.layout.kernel
+            ),
+        )),
+        _ => {}
+    }
+    if !sec.derived.is_empty() {
+        out.push(info(
+            "image",
+            format!("section boundaries derived (no CONFIG_KALLSYMS_ALL): {}", sec.derived.join(", ")),
         ));
     }
     let page = cfg.page_size();
@@ -422,10 +501,15 @@ fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
 fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let cfg = &c.cfg;
     let w = &c.i.walk;
-    let bss = match (c.facts.syms(["__bss_start", "_end"]), c.voffset) {
-        (Ok([s, e]), Some(v)) => Some(Range { start: s.wrapping_sub(v), end: e.wrapping_sub(v) }),
-        _ => None,
-    };
+    let bss =
+        c.sections().ok().map(|s| Range { start: s.bss.wrapping_sub(s.voffset), end: s.end.wrapping_sub(s.voffset) });
+    if bss.is_none() {
+        out.push(unchecked(
+            "table_bits",
+            "the image's bss is unknown (no /proc/kallsyms or /proc/iomem), so the early fixmap tables are too".into(),
+        ));
+        return;
+    }
     let (lo, hi) = (page_offset(cfg), linear_end(cfg));
     let (mut fixmap, mut no_uxn, mut no_pxn, mut kfence_tables) = (0, Vec::new(), Vec::new(), Vec::new());
     for t in w.tables.iter().skip(1) {
@@ -441,7 +525,7 @@ fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         let last = t.va.wrapping_add(span - 1);
         if t.va >= lo && last < hi && last >= t.va && d & Descriptor::PXN_TABLE == 0 {
             let what = format!("{} table at PA {:#x} for VA {:#x}", t.level, t.pa, t.va);
-            if c.kfence.is_some_and(|k| k.start <= last && t.va < k.end) {
+            if t.level == Level::LEAF && c.kfence.is_some_and(|k| k.start <= last && t.va < k.end) {
                 kfence_tables.push(what);
             } else {
                 no_pxn.push(what);
@@ -497,10 +581,22 @@ fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
 /// without an early pool in use (`kfence_early_init`: before 6.4 there is none and
 /// KFENCE always forces pages; after, only `kfence.sample_interval=0` does).
 fn linear_flags(c: &Ctx<'_>) -> Result<(u64, String), String> {
-    let rodata_full =
-        c.read_kernel_u8("rodata_full").ok_or("cannot read rodata_full (not in /proc/kallsyms or unmapped)")? != 0;
-    let kfence_built = c.facts.sym("__kfence_pool").is_some();
-    let early_pool = c.read_kernel_u8("kfence_early_init").is_some_and(|v| v != 0);
+    let (rodata_full, assumed) = match c.read_kernel_u8("rodata_full") {
+        Some(v) => (v != 0, ""),
+        // Not listed (no CONFIG_KALLSYMS_ALL): the command line decides, with
+        // CONFIG_RODATA_FULL_DEFAULT_ENABLED (default y) for the default.
+        None => (!c.layout.cmdline.rodata_on(), ", rodata_full assumed from the command line"),
+    };
+    let kfence_built = c.facts.sym("__kfence_pool").is_some() || c.facts.sym("__kfence_alloc").is_some();
+    let early_pool = match c.read_kernel_u8("kfence_early_init") {
+        Some(v) => v != 0,
+        None if kfence_built && c.facts.sym("parse_kfence_early_init").is_some() => {
+            return Err(
+                "this kernel has an early KFENCE pool but does not list kfence_early_init (CONFIG_KALLSYMS_ALL)".into(),
+            );
+        }
+        None => false,
+    };
     let pages = rodata_full || (kfence_built && !early_pool);
     let why = if rodata_full {
         "rodata_full"
@@ -513,7 +609,7 @@ fn linear_flags(c: &Ctx<'_>) -> Result<(u64, String), String> {
     };
     let flags =
         MapFlags::NO_EXEC_MAPPINGS | if pages { MapFlags::NO_BLOCK_MAPPINGS | MapFlags::NO_CONT_MAPPINGS } else { 0 };
-    Ok((flags, why.to_string()))
+    Ok((flags, format!("{why}{assumed}")))
 }
 
 /// The shape of a list of runs over the linear region, as (start, end, level,
@@ -550,18 +646,19 @@ fn shape(
 fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let cfg = &c.cfg;
     // map_mem maps the image's alias from _text (its header included) to __init_begin.
-    let alias = match (c.facts.syms(["_text", "__init_begin"]), c.voffset) {
-        (Ok([s, e]), Some(v)) => Some(Range { start: s.wrapping_sub(v), end: e.wrapping_sub(v) }),
-        _ => None,
-    };
+    // (6.1 maps it from _stext; its kallsyms, without CONFIG_KALLSYMS_ALL, has no _text.)
+    let alias = c.sections().ok().map(|s| Range {
+        start: s.text.unwrap_or(s.stext).wrapping_sub(s.voffset),
+        end: s.init.wrapping_sub(s.voffset),
+    });
     let (Some(offset), Some(alias)) = (c.offset, alias) else {
-        out.push(info("policy", "not checked: no linear map or no kernel image symbols".into()));
+        out.push(unchecked("policy", "no linear map, or no _text/__init_begin in /proc/kallsyms".into()));
         return;
     };
     let (flags, why) = match linear_flags(c) {
         Ok(f) => f,
         Err(e) => {
-            out.push(info("policy", format!("not checked: {e}")));
+            out.push(unchecked("policy", e));
             return;
         }
     };
@@ -580,7 +677,7 @@ fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     };
     for r in subtract(&c.ram, &holes) {
         if !plan.push_op(op(&r, flags)) {
-            out.push(info("policy", "not checked: more memblock ranges than a plan holds".into()));
+            out.push(unchecked("policy", "more memblock ranges than a plan holds".into()));
             return;
         }
     }
@@ -588,7 +685,7 @@ fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let expected = match crate::expect::model(&plan, 1 << 32) {
         Ok(e) => e,
         Err(e) => {
-            out.push(info("policy", format!("not checked: the model refused the ranges ({e:?})")));
+            out.push(unchecked("policy", format!("the model refused the ranges ({e:?})")));
             return;
         }
     };

@@ -28,9 +28,25 @@ pub struct LinuxCommand {
     /// Force every layout's command line.
     pub cmdline: Option<Cmdline>,
     /// Write the JSON report here.
-    pub report: Option<PathBuf>,
+    pub report: Option<ReportFile>,
     /// Where reproducers go.
     pub repro_dir: PathBuf,
+}
+
+/// Where the JSON report goes.
+#[derive(Clone, Debug)]
+pub struct ReportFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Add to the runs already there instead of starting afresh.
+    pub append: bool,
+}
+
+/// The JSON report: one entry per (kernel, `-cpu`) run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LinuxReports {
+    /// The runs.
+    pub runs: Vec<LinuxReport>,
 }
 
 /// How one layout went.
@@ -140,15 +156,45 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 v.dedup();
                 v
             };
+            println!(
+                "    [kernel] {}; {} of {} symbols from /proc/kallsyms{}; stopped at EL{}, TCR_EL1 {:#x}, TTBR1_EL1 {:#x}",
+                i.facts.release.as_deref().unwrap_or("release not printed"),
+                i.facts.symbols.len(),
+                super::symbols::WANTED.len(),
+                {
+                    let missing: Vec<&str> =
+                        super::symbols::WANTED.iter().copied().filter(|n| i.facts.sym(n).is_none()).collect();
+                    if missing.is_empty() { String::new() } else { format!(" (not listed: {})", missing.join(" ")) }
+                },
+                i.el,
+                i.tcr,
+                i.ttbr1
+            );
             for f in &findings {
-                println!("    [{}] {}{}", f.check, if f.failure { "FAIL " } else { "" }, f.what);
+                let tag = if f.failure {
+                    "FAIL "
+                } else if f.unchecked {
+                    "NOT CHECKED "
+                } else {
+                    ""
+                };
+                println!("    [{}] {tag}{}", f.check, f.what);
             }
+            let unchecked: Vec<String> =
+                findings.iter().filter(|f| f.unchecked).map(|f| format!("{}: {}", f.check, f.what)).collect();
             Booted {
                 row: LayoutRow {
                     index,
-                    outcome: if failed.is_empty() { "passed" } else { "failed" }.into(),
+                    outcome: if !failed.is_empty() {
+                        "failed"
+                    } else if !unchecked.is_empty() {
+                        "not-checked"
+                    } else {
+                        "passed"
+                    }
+                    .into(),
                     regime: i.cfg.to_string(),
-                    why: failed,
+                    why: if failed.is_empty() { unchecked } else { failed },
                     tables: i.walk.tables.len(),
                     boot_secs: i.boot_secs,
                     reproducer: None,
@@ -207,7 +253,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         println!("layout {k}: {}", layout.describe());
         let mut b = boot_one(&cmd.run, &image, layout, k);
         release = release.or(b.release.clone());
-        if b.row.outcome != "not-checked" {
+        if b.row.tables > 0 {
             backend = b.backend.clone();
         }
         if b.row.outcome == "failed" {
@@ -241,7 +287,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
             if r.tables > 0 { format!(", {} tables, booted in {:.1}s", r.tables, r.boot_secs) } else { String::new() },
             r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {}", p.display()))
         );
-        consecutive_infra = if r.outcome == "not-checked" { consecutive_infra + 1 } else { 0 };
+        consecutive_infra = if r.tables == 0 { consecutive_infra + 1 } else { 0 };
         rows.push(b.row);
         if consecutive_infra >= 3 {
             println!("linux: 3 layouts in a row could not be booted: stopping (the setup, not the kernel's tables)");
@@ -260,8 +306,8 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         e.tables_walked += r.tables as u64;
         e.secs_per_boot += r.boot_secs;
     }
-    for e in regimes.values_mut() {
-        let booted = e.passed + e.failed;
+    for (regime, e) in regimes.iter_mut() {
+        let booted = rows.iter().filter(|r| &r.regime == regime && r.boot_secs > 0.0).count();
         e.secs_per_boot = if booted > 0 { e.secs_per_boot / booted as f64 } else { 0.0 };
     }
     let report = LinuxReport {
@@ -274,10 +320,18 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         regimes,
         layouts: rows,
     };
-    print_table(std::slice::from_ref(&report));
-    if let Some(path) = &cmd.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut all = LinuxReports::default();
+    if let Some(file) = cmd.report.as_ref().filter(|f| f.append && f.path.exists()) {
+        let text =
+            std::fs::read_to_string(&file.path).with_context(|| format!("cannot read {}", file.path.display()))?;
+        all = serde_json::from_str(&text)
+            .with_context(|| format!("--report-append: {} is not a ptcheck linux report", file.path.display()))?;
+    }
+    all.runs.push(report.clone());
+    print_table(&all.runs);
+    if let Some(file) = &cmd.report {
+        std::fs::write(&file.path, serde_json::to_string_pretty(&all)?)
+            .with_context(|| format!("cannot write {}", file.path.display()))?;
     }
     let (failed, not_checked, passed) =
         report.regimes.values().fold((0, 0, 0), |a, r| (a.0 + r.failed, a.1 + r.not_checked, a.2 + r.passed));

@@ -24,8 +24,9 @@ pub const RAM_MIN: u64 = 512 * MIB;
 /// See [`RAM_MIN`].
 pub const RAM_MAX: u64 = 8 * GIB;
 
-/// A physical range `[start, end)`.
+/// A physical range `[start, end)`; in reproducers `"0x40000000-0x60000000"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Range {
     /// First byte.
     pub start: u64,
@@ -52,6 +53,37 @@ impl Range {
     /// Whether `o` lies inside.
     pub const fn contains(&self, o: &Range) -> bool {
         self.start <= o.start && o.end <= self.end
+    }
+}
+
+impl From<Range> for String {
+    fn from(r: Range) -> String {
+        r.to_string()
+    }
+}
+
+impl TryFrom<String> for Range {
+    type Error = String;
+    fn try_from(s: String) -> Result<Range, String> {
+        let hex = |t: &str| u64::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok();
+        match s.split_once('-').map(|(a, b)| (hex(a), hex(b))) {
+            Some((Some(start), Some(end))) if start <= end => Ok(Range { start, end }),
+            _ => Err(format!("'{s}' is not a range like 0x40000000-0x60000000")),
+        }
+    }
+}
+
+/// Addresses as hex strings in reproducers.
+mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:#x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let t = String::deserialize(d)?;
+        u64::from_str_radix(t.trim_start_matches("0x"), 16).map_err(serde::de::Error::custom)
     }
 }
 
@@ -105,12 +137,15 @@ pub struct Layout {
     /// `no-map` reserved regions (64 KiB-aligned, inside banks).
     pub no_map: Vec<Range>,
     /// Where the Image is loaded (2 MiB aligned, its whole `image_size` inside a bank).
+    #[serde(with = "hex")]
     pub kernel: u64,
     /// The initramfs.
     pub initrd: Range,
     /// The DTB (its own 2 MiB-aligned slot; the kernel wants it not to cross 2 MiB).
+    #[serde(with = "hex")]
     pub dtb: u64,
     /// The entry stub (in the DTB's slot, past the DTB).
+    #[serde(with = "hex")]
     pub stub: u64,
     /// The command line.
     pub cmdline: Cmdline,
@@ -204,7 +239,11 @@ impl Layout {
                 return Err(format!("a no-map region overlaps {a}"));
             }
         }
-        if self.no_map.iter().any(|n| n.is_empty() || !n.start.is_multiple_of(0x10000) || !n.end.is_multiple_of(0x10000) || !in_bank(n)) {
+        if self
+            .no_map
+            .iter()
+            .any(|n| n.is_empty() || !n.start.is_multiple_of(0x10000) || !n.end.is_multiple_of(0x10000) || !in_bank(n))
+        {
             return Err("no-map regions must be non-empty, 64 KiB aligned and inside a bank".into());
         }
         Ok(())
@@ -354,6 +393,10 @@ mod tests {
         assert_eq!(cmdlines.len(), Cmdline::ALL.len());
         assert!(multi > 500 && nomap > 500 && kaslr > 500 && big > 20, "{multi} {nomap} {kaslr} {big}");
         assert_ne!(generate(7, 0, NEEDS), generate(8, 0, NEEDS));
+        let l = generate(7, 5, NEEDS);
+        let json = serde_json::to_string(&l).unwrap();
+        assert!(json.contains(&format!("\"{:#x}\"", l.kernel)), "{json}");
+        assert_eq!(serde_json::from_str::<Layout>(&json).unwrap(), l);
     }
 
     #[test]

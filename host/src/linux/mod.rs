@@ -428,6 +428,9 @@ pub struct Finding {
     pub check: &'static str,
     /// Whether it is a failure (else information).
     pub failure: bool,
+    /// The check could not run (what it needs is missing): never a pass.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked: bool,
     /// In words.
     pub what: String,
 }
@@ -441,6 +444,7 @@ pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemo
         out.push(Finding {
             check: "structure",
             failure: true,
+            unchecked: false,
             what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
         });
     }
@@ -449,6 +453,7 @@ pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemo
         out.push(Finding {
             check: "structure",
             failure,
+            unchecked: false,
             what: format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value),
         });
     }

@@ -12,6 +12,10 @@ pub const RELEASE_PREFIX: &str = "PTCHECK-RELEASE";
 /// Console line prefix for one symbol: `PTCHECK-SYM name hexaddr`.
 pub const SYMBOL_PREFIX: &str = "PTCHECK-SYM";
 
+/// Console line prefix for a /proc/iomem kernel range: `PTCHECK-IOMEM Kernel_code a b`
+/// (physical, inclusive end).
+pub const IOMEM_PREFIX: &str = "PTCHECK-IOMEM";
+
 /// The symbols the checks use.
 ///
 /// - image sections (arch/arm64/kernel/vmlinux.lds.S): `_stext`..`_etext` text,
@@ -20,6 +24,8 @@ pub const SYMBOL_PREFIX: &str = "PTCHECK-SYM";
 /// - `__bss_start`: the early fixmap tables (`bm_pud`, `bm_pmd`, `bm_pte`) live in bss;
 /// - `__kfence_pool` (a pointer): the KFENCE pool, whose guard PTEs are not zero;
 /// - `rodata_full` (a bool): whether the linear map must be page-granular;
+/// - `__kfence_alloc`, `parse_kfence_early_init`: text symbols (listed without
+///   CONFIG_KALLSYMS_ALL) saying KFENCE is built in, and with an early pool;
 /// - `kfence_early_init` (a bool): present in kernels (6.4+) that give KFENCE an early
 ///   pool, and so keep linear-map blocks with `rodata=on`; set when the pool is in use.
 pub const WANTED: &[&str] = &[
@@ -36,6 +42,8 @@ pub const WANTED: &[&str] = &[
     "__kfence_pool",
     "rodata_full",
     "kfence_early_init",
+    "__kfence_alloc",
+    "parse_kfence_early_init",
     "bm_pud",
     "bm_pmd",
     "bm_pte",
@@ -48,6 +56,8 @@ pub struct KernelFacts {
     pub release: Option<String>,
     /// Symbol addresses by name.
     pub symbols: BTreeMap<String, u64>,
+    /// /proc/iomem's "Kernel code" and "Kernel data" (physical, end exclusive).
+    pub iomem: BTreeMap<String, (u64, u64)>,
 }
 
 impl KernelFacts {
@@ -55,6 +65,13 @@ impl KernelFacts {
     pub fn feed(&mut self, line: &str) {
         if let Some(rest) = line.trim().strip_prefix(RELEASE_PREFIX) {
             self.release = Some(rest.trim().to_string());
+        } else if let Some(rest) = line.trim().strip_prefix(IOMEM_PREFIX) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if let [name, a, b] = f[..] {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    self.iomem.insert(name.to_string(), (a, b + 1));
+                }
+            }
         } else if let Some(rest) = line.trim().strip_prefix(SYMBOL_PREFIX) {
             let mut it = rest.split_whitespace();
             if let (Some(name), Some(addr)) = (it.next(), it.next()) {
@@ -103,12 +120,14 @@ mod tests {
             "PTCHECK-RELEASE 6.12.117+deb13-arm64",
             "PTCHECK-SYM _stext ffff800080010000",
             "PTCHECK-SYM bogus zz",
+            "PTCHECK-IOMEM Kernel_data 41be0000 41e8ffff",
         ] {
             f.feed(l);
         }
         assert_eq!(f.backend_id(), "linux-6.12");
         assert_eq!(f.sym("_stext"), Some(0xffff_8000_8001_0000));
         assert_eq!(f.sym("bogus"), None);
+        assert_eq!(f.iomem.get("Kernel_data"), Some(&(0x41be_0000, 0x41e9_0000)));
         assert_eq!(f.syms(["_stext", "_etext"]), Err("_etext"));
     }
 }
