@@ -92,7 +92,7 @@ pub(crate) fn fetch_kernel(k: &DebianKernel) -> Result<PathBuf, String> {
         .ok_or(format!("{} names no kernel image package", k.meta))?;
     let package = format!("{image}{}", k.suffix);
     let kernel = k.dir.join(&package).join("vmlinuz");
-    if kernel.is_file() {
+    if kernel.is_file() && k.dir.join(&package).join("config").is_file() {
         println!("kernel: {} (cached)", kernel.display());
         return Ok(kernel);
     }

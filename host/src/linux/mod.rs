@@ -157,6 +157,43 @@ pub fn regime(tcr: u64) -> anyhow::Result<TranslationConfig> {
     TranslationConfig::new(kernel, va_bits).map_err(|_| anyhow::anyhow!("{va_bits}-bit VAs do not fit {kernel:?}"))
 }
 
+/// The regime named for the kernel's build: a 52-bit kernel (its config next to it
+/// says `CONFIG_ARM64_VA_BITS=52`, or it has `vabits_actual`) running with fewer VA bits
+/// is folded at run time (`4k-52@48`), not a 48-bit build.
+pub fn built_for(cfg: TranslationConfig, facts: &KernelFacts, config_va_bits: Option<u32>) -> TranslationConfig {
+    use ptcheck_shared::Granule;
+    if cfg.va_bits == 52 || (facts.sym("vabits_actual").is_none() && config_va_bits != Some(52)) {
+        return cfg;
+    }
+    let wide = match cfg.granule() {
+        Granule::K4 => KernelConfig::K4Va52,
+        Granule::K16 => KernelConfig::K16Va52,
+        Granule::K64 => KernelConfig::K64Va52,
+    };
+    TranslationConfig::new(wide, cfg.va_bits).unwrap_or(cfg)
+}
+
+/// `CONFIG_ARM64_VA_BITS` from the kernel's config, if one sits next to it (`config`,
+/// `config-*` as Debian and ptcheck's cache keep it, or `.config` of the build tree the
+/// Image is in).
+pub fn config_va_bits(kernel: &std::path::Path) -> Option<u32> {
+    let dir = kernel.parent()?;
+    let mut candidates = vec![dir.join("config"), dir.join("../../../.config")];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        candidates.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("config-"))),
+        );
+    }
+    candidates.iter().find_map(|p| {
+        std::fs::read_to_string(p)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("CONFIG_ARM64_VA_BITS=").and_then(|v| v.trim().parse().ok()))
+    })
+}
+
 /// The root table's physical address in TTBR1_EL1 (BADDR; with 52-bit output
 /// addresses PA[51:48] sits in bits [5:2]).
 pub fn root_address(cfg: &TranslationConfig, ttbr1: u64) -> u64 {
@@ -178,6 +215,9 @@ fn free_port() -> anyhow::Result<u16> {
 pub struct KernelImage {
     /// The raw Image's bytes.
     pub bytes: Vec<u8>,
+    /// The file, when it is the raw Image itself (QEMU's loader reads it in place;
+    /// a gzip'd one is unpacked into the boot's temporary directory).
+    pub raw_path: Option<PathBuf>,
     /// Bytes from the load address the kernel uses (at least the file).
     pub image_size: u64,
 }
@@ -189,12 +229,12 @@ pub struct KernelImage {
 pub fn load_kernel(path: &std::path::Path) -> anyhow::Result<KernelImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
     check_kernel_bytes(&bytes).map_err(|e| anyhow::anyhow!("kernel {} {e}", path.display()))?;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+    let (bytes, raw_path) = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut image = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut image)?;
-        image
+        (image, None)
     } else {
-        bytes
+        (bytes, Some(std::fs::canonicalize(path)?))
     };
     // Header (Documentation/arch/arm64/booting.rst): text_offset at 8, image_size at 16.
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
@@ -206,7 +246,7 @@ pub fn load_kernel(path: &std::path::Path) -> anyhow::Result<KernelImage> {
         );
     }
     let image_size = word(16).max(bytes.len() as u64);
-    Ok(KernelImage { bytes, image_size })
+    Ok(KernelImage { bytes, raw_path, image_size })
 }
 
 /// Boot `run` on `layout`, stop the kernel once its init is up, read where its tables
@@ -221,19 +261,26 @@ pub fn boot_and_inspect(
     image: &KernelImage,
     layout: &Layout,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
-    let initrd = std::fs::read(&run.initrd)
-        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?;
-    if initrd.is_empty() {
+    let initrd = std::fs::metadata(&run.initrd)
+        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?
+        .len();
+    if initrd == 0 {
         bail!("initramfs {} is empty (cargo xtask linux builds one)", run.initrd.display());
     }
     layout.validate(image.image_size).map_err(|e| anyhow::anyhow!("layout cannot be booted: {e}"))?;
-    if layout.initrd.len() != initrd.len() as u64 {
-        bail!("the layout was made for a {}-byte initramfs, this one is {} bytes", layout.initrd.len(), initrd.len());
+    if layout.initrd.len() != initrd {
+        bail!("the layout was made for a {}-byte initramfs, this one is {initrd} bytes", layout.initrd.len());
     }
     let dir = tempdir()?;
-    let result = boot_in(run, image, layout, &dir.0, &initrd);
+    let result = boot_in(run, image, layout, &dir.0);
     drop(dir);
     result
+}
+
+/// What QEMU's loader reads for one file: a file in place, or bytes written first.
+enum Loaded<'a> {
+    File(PathBuf),
+    Bytes(&'a [u8]),
 }
 
 /// A private directory under the temp dir, removed on drop.
@@ -248,6 +295,20 @@ impl Drop for TempDir {
 fn tempdir() -> anyhow::Result<TempDir> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A run that was killed (SIGKILL skips Drop) left its directory: remove those
+    // whose process is gone.
+    if n == 0 {
+        for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("ptcheck-linux-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let d = std::env::temp_dir().join(format!("ptcheck-linux-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     Ok(TempDir(d))
@@ -258,16 +319,22 @@ fn boot_in(
     image: &KernelImage,
     layout: &Layout,
     dir: &std::path::Path,
-    initrd: &[u8],
 ) -> anyhow::Result<(Inspection, GuestRam)> {
     let span = layout.ram_span();
     let base = dtb::dump_qemu_dtb(&run.cpu, span, dir)?;
     let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
+    // Files QEMU's loader reads: the kernel and initramfs in place when they can be,
+    // the rest written to `dir` (removed after the boot).
+    let stub = layout::entry_stub(layout.dtb, layout.kernel);
+    let kernel = match &image.raw_path {
+        Some(p) => Loaded::File(p.clone()),
+        None => Loaded::Bytes(&image.bytes),
+    };
     let files = [
-        ("Image", &image.bytes[..], layout.kernel),
-        ("initrd", initrd, layout.initrd.start),
-        ("dtb", &tree[..], layout.dtb),
-        ("stub", &layout::entry_stub(layout.dtb, layout.kernel)[..], layout.stub),
+        ("Image", kernel, layout.kernel),
+        ("initrd", Loaded::File(std::fs::canonicalize(&run.initrd)?), layout.initrd.start),
+        ("dtb", Loaded::Bytes(&tree), layout.dtb),
+        ("stub", Loaded::Bytes(&stub), layout.stub),
     ];
     let ram = GuestRam::with_size(span)?;
     let port = free_port()?;
@@ -276,9 +343,18 @@ fn boot_in(
     cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", span >> 20), "-object", &mem])
         .args(["-cpu", &run.cpu, "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none"])
         .args(["-serial", "stdio", "-no-reboot", "-nic", "none", "-gdb", &format!("tcp:127.0.0.1:{port}")]);
-    for (name, bytes, addr) in files {
-        let f = dir.join(name);
-        std::fs::write(&f, bytes).with_context(|| format!("cannot write {}", f.display()))?;
+    for (name, what, addr) in files {
+        let f = match what {
+            Loaded::File(p) => p,
+            Loaded::Bytes(b) => {
+                let f = dir.join(name);
+                std::fs::write(&f, b).with_context(|| format!("cannot write {}", f.display()))?;
+                f
+            }
+        };
+        if f.to_string_lossy().contains(',') {
+            bail!("{} has a comma in its path, which QEMU's -device option cannot take: move it", f.display());
+        }
         let cpu = if name == "stub" { ",cpu-num=0" } else { "" };
         cmd.args(["-device", &format!("loader,file={},addr={addr:#x},force-raw=on{cpu}", f.display())]);
     }
@@ -335,7 +411,7 @@ fn boot_in(
         g.load_registers()?;
         let (ttbr1, tcr, cpsr) = (g.read_register("TTBR1_EL1")?, g.read_register("TCR_EL1")?, g.read_register("cpsr")?);
         let mair = g.read_register("MAIR_EL1")?;
-        let cfg = regime(tcr)?;
+        let cfg = built_for(regime(tcr)?, &facts, config_va_bits(&run.kernel));
         let root = root_address(&cfg, ttbr1);
         if let Some(p) = run.plant {
             let before = Inspection {

@@ -21,6 +21,8 @@ pub const IOMEM_PREFIX: &str = "PTCHECK-IOMEM";
 /// - image sections (arch/arm64/kernel/vmlinux.lds.S): `_stext`..`_etext` text,
 ///   `__start_rodata`..`__init_begin` read-only data, `__init_begin`..`__init_end`
 ///   init (freed and unmapped before init runs), `_sdata`..`_end` data and bss;
+/// - `vabits_actual`: only in kernels built for 52-bit VAs (so a 48-bit TCR_EL1 means
+///   folded at run time);
 /// - `__bss_start`: the early fixmap tables (`bm_pud`, `bm_pmd`, `bm_pte`) live in bss;
 /// - `__kfence_pool` (a pointer): the KFENCE pool, whose guard PTEs are not zero;
 /// - `rodata_full` (a bool): whether the linear map must be page-granular;
@@ -44,6 +46,7 @@ pub const WANTED: &[&str] = &[
     "kfence_early_init",
     "__kfence_alloc",
     "parse_kfence_early_init",
+    "vabits_actual",
     "bm_pud",
     "bm_pmd",
     "bm_pte",
