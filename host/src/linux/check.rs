@@ -23,11 +23,12 @@
 use ptcheck_shared::abi::{MapFlags, MapOp, Plan};
 use ptcheck_shared::{Descriptor, Granule, Level, Prot, TranslationConfig};
 
+use super::inspection::{Finding, Inspection};
 use super::layout::{Layout, Range};
 use super::symbols::KernelFacts;
-use super::{Finding, Inspection};
 use crate::backend::PhysMemory;
 use crate::runs::LeafRun;
+use crate::walker::AnomalyKind;
 
 /// KFENCE objects assumed when sizing its pool (`CONFIG_KFENCE_NUM_OBJECTS`, default
 /// and Debian's 255): the pool is `(objects + 1) * 2` pages.
@@ -246,6 +247,33 @@ fn info(check: &'static str, what: String) -> Finding {
 /// The check could not run: never a pass (the layout is "not checked").
 fn unchecked(check: &'static str, what: String) -> Finding {
     Finding { check, failure: false, unchecked: true, what }
+}
+
+/// Judge what `boot_and_inspect` found against the layout it booted on: the structure
+/// (stopped at EL0/EL1, no reserved encodings or unreadable tables), then every check.
+pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemory) -> Vec<Finding> {
+    let mut out = Vec::new();
+    // Stopped in the kernel (EL1) or its init (EL0), TTBR1_EL1 is what translates
+    // kernel addresses; at EL2 (a VHE kernel) it would not be.
+    if i.el > 1 {
+        out.push(Finding {
+            check: "structure",
+            failure: true,
+            unchecked: false,
+            what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
+        });
+    }
+    for a in &i.walk.anomalies {
+        let failure = a.kind != AnomalyKind::TableReachedTwice;
+        out.push(Finding {
+            check: "structure",
+            failure,
+            unchecked: false,
+            what: format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value),
+        });
+    }
+    out.extend(all(&Ctx::new(i, layout, &i.facts, mem)));
+    out
 }
 
 /// Every check, in order.

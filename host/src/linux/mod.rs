@@ -13,8 +13,12 @@ pub mod check;
 pub mod command;
 pub mod dtb;
 pub mod gdb;
+pub mod inspection;
 pub mod layout;
 pub mod symbols;
+
+pub use check::judge;
+pub use inspection::{Finding, Inspection};
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -26,7 +30,7 @@ use anyhow::{bail, Context as _};
 use ptcheck_shared::{KernelConfig, Prot, TranslationConfig};
 
 use crate::backend::guest_ram::GuestRam;
-use crate::walker::{walk, AnomalyKind, Walk};
+use crate::walker::walk;
 use layout::Layout;
 use symbols::KernelFacts;
 
@@ -112,26 +116,6 @@ fn check_efi_stub_whole(bytes: &[u8]) -> anyhow::Result<()> {
         bail!("is {} bytes but its EFI stub's sections end at {end}: truncated; fetch or copy it again", bytes.len());
     }
     Ok(())
-}
-
-/// What one boot left for the checks.
-pub struct Inspection {
-    /// The regime, read from TCR_EL1.
-    pub cfg: TranslationConfig,
-    /// TTBR1_EL1 as read.
-    pub ttbr1: u64,
-    /// TCR_EL1 as read.
-    pub tcr: u64,
-    /// MAIR_EL1 as read (what each AttrIndx means).
-    pub mair: u64,
-    /// The exception level the vCPU stopped in (0: the init, 1: the kernel).
-    pub el: u64,
-    /// The tables, walked from TTBR1.
-    pub walk: Walk,
-    /// What the kernel said about itself on the console.
-    pub facts: KernelFacts,
-    /// Seconds from QEMU start to the marker.
-    pub boot_secs: f64,
 }
 
 /// The regime TCR_EL1 describes for TTBR1 (TG1, T1SZ, DS).
@@ -495,46 +479,6 @@ fn plant(i: &Inspection, layout: &Layout, ram: &GuestRam, p: Plant) -> anyhow::R
             rewrite(r.va, r.level, &|d| d | Descriptor::CONT)
         }
     }
-}
-
-/// One judgement on a kernel's tables.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Finding {
-    /// The check ("zeroing", "translation", "image", "table_bits", "policy", "structure").
-    pub check: &'static str,
-    /// Whether it is a failure (else information).
-    pub failure: bool,
-    /// The check could not run (what it needs is missing): never a pass.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub unchecked: bool,
-    /// In words.
-    pub what: String,
-}
-
-/// Judge what [`boot_and_inspect`] found against the layout it booted on.
-pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemory) -> Vec<Finding> {
-    let mut out = Vec::new();
-    // Stopped in the kernel (EL1) or its init (EL0), TTBR1_EL1 is what translates
-    // kernel addresses; at EL2 (a VHE kernel) it would not be.
-    if i.el > 1 {
-        out.push(Finding {
-            check: "structure",
-            failure: true,
-            unchecked: false,
-            what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
-        });
-    }
-    for a in &i.walk.anomalies {
-        let failure = a.kind != AnomalyKind::TableReachedTwice;
-        out.push(Finding {
-            check: "structure",
-            failure,
-            unchecked: false,
-            what: format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value),
-        });
-    }
-    out.extend(check::all(&check::Ctx::new(i, layout, &i.facts, mem)));
-    out
 }
 
 #[cfg(test)]

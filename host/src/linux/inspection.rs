@@ -1,0 +1,40 @@
+//! What one boot of a real kernel leaves for the checks, and what they say about it.
+
+use ptcheck_shared::TranslationConfig;
+
+use super::symbols::KernelFacts;
+use crate::walker::Walk;
+
+/// What one boot left for the checks.
+pub struct Inspection {
+    /// The regime, read from TCR_EL1.
+    pub cfg: TranslationConfig,
+    /// TTBR1_EL1 as read.
+    pub ttbr1: u64,
+    /// TCR_EL1 as read.
+    pub tcr: u64,
+    /// MAIR_EL1 as read (what each AttrIndx means).
+    pub mair: u64,
+    /// The exception level the vCPU stopped in (0: the init, 1: the kernel).
+    pub el: u64,
+    /// The tables, walked from TTBR1.
+    pub walk: Walk,
+    /// What the kernel said about itself on the console.
+    pub facts: KernelFacts,
+    /// Seconds from QEMU start to the marker.
+    pub boot_secs: f64,
+}
+
+/// One judgement on a kernel's tables.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Finding {
+    /// The check ("zeroing", "translation", "image", "table_bits", "policy", "structure").
+    pub check: &'static str,
+    /// Whether it is a failure (else information).
+    pub failure: bool,
+    /// The check could not run (what it needs is missing): never a pass.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked: bool,
+    /// In words.
+    pub what: String,
+}
