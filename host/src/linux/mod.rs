@@ -448,7 +448,9 @@ fn plant(i: &Inspection, layout: &Layout, ram: &GuestRam, p: Plant) -> anyhow::R
             rewrite(r.va, r.level, &|d| d ^ page)
         }
         Plant::Image => {
-            let va = i.facts.sym("__start_rodata").context("no __start_rodata")?.next_multiple_of(page);
+            // rodata starts at _etext (a kernel without CONFIG_KALLSYMS_ALL lists no __start_rodata).
+            let rodata = i.facts.sym("__start_rodata").or(i.facts.sym("_etext")).context("no _etext")?;
+            let va = rodata.next_multiple_of(page);
             rewrite(
                 va,
                 w.runs.iter().find(|r| u128::from(va) < r.end(cfg) && r.va <= va).context("rodata unmapped")?.level,
