@@ -128,10 +128,55 @@ pub fn stage() -> Result {
     };
     // One planted fault per check, on a layout with rodata=on and KFENCE (blocks,
     // contiguous runs and the pool all present).
-    for plant in ["zeroing", "translation", "image", "wx", "table-bits", "policy"] {
-        let args = ["--seed", "11", "--count", "1", "--cmdline", "rodata-on", "--plant", plant].map(String::from);
+    // Each fault must fail the check that owns it (named in the report), and its
+    // reproducer must boot to the same failure.
+    let report = target_dir().join("linux").join("plant-report.json");
+    for (plant, check) in [
+        ("zeroing", "zeroing"),
+        ("translation", "translation"),
+        ("image", "image"),
+        ("wx", "image"),
+        ("table-bits", "table_bits"),
+        ("policy", "policy"),
+    ] {
+        let _ = std::fs::remove_file(&report);
+        let args = ["--seed", "11", "--count", "1", "--cmdline", "rodata-on", "--plant", plant, "--report"]
+            .map(String::from)
+            .into_iter()
+            .chain([report.display().to_string()])
+            .collect::<Vec<_>>();
         if ptcheck(&kernel, &initrd, CPU, &args)? != Some(1) {
             return Err(format!("a planted {plant} fault was not caught"));
+        }
+        let json: serde_json::Value = std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or(format!("{}: no report", report.display()))?;
+        let row = &json["runs"][0]["layouts"][0];
+        let failed: Vec<&str> = row["why"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        if !failed.contains(&check) {
+            return Err(format!("a planted {plant} fault failed {failed:?}, not the {check} check"));
+        }
+        if plant == "zeroing" {
+            let repro = row["reproducer"].as_str().ok_or("the failing layout left no reproducer")?;
+            let mut cmd = cargo();
+            cmd.args([
+                "run",
+                "--release",
+                "--quiet",
+                "--package",
+                "ptcheck-host",
+                "--bin",
+                "ptcheck",
+                "--",
+                "replay",
+                repro,
+            ]);
+            println!("$ ptcheck replay {repro}");
+            let code = cmd.current_dir(crate::tools::root()).status().map_err(|e| e.to_string())?.code();
+            if code != Some(1) {
+                return Err(format!("replaying {repro} exited {code:?}, not 1 (the recorded failure)"));
+            }
         }
     }
     let bytes = std::fs::read(&kernel).map_err(|e| format!("cannot read {}: {e}", kernel.display()))?;
@@ -141,7 +186,10 @@ pub fn stage() -> Result {
     if ptcheck(&truncated, &initrd, CPU, &[])? != Some(2) {
         return Err("a truncated kernel was not refused as bad input (exit 2)".into());
     }
-    println!("linux stage: every planted fault (zeroing, translation, image, wx, table-bits, policy) was caught; a truncated kernel was refused");
+    println!(
+        "linux stage: every planted fault failed its own check (zeroing, translation, image, wx, table-bits, policy); \
+         a reproducer replayed to the same failure; a truncated kernel was refused"
+    );
     if !skipped.is_empty() {
         println!(
             "linux stage: WARNING: {} NOT checked (no Debian archive?): not counted as passed",
