@@ -260,6 +260,9 @@ pub(crate) struct LinuxArgs {
     /// Write a JSON report (per regime and per layout) here.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+    /// Boots at a time (default: one per core; each QEMU is one vCPU thread).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub(crate) jobs: Option<u64>,
     /// Add this run to the runs already in `--report` (one report over several kernels).
     #[arg(long, requires = "report")]
     pub(crate) report_append: bool,

@@ -92,6 +92,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
             .clone()
             .map(|path| ptcheck_host::linux::command::ReportFile { path, append: args.report_append }),
         repro_dir: ptcheck_host::repro::dir(),
+        jobs: args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize),
     })
 }
 

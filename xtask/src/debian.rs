@@ -40,6 +40,97 @@ fn apt_options(apt: &Path, source: Option<&Path>) -> Vec<String> {
     opts.into_iter().flat_map(|o| ["-o".to_string(), o]).collect()
 }
 
+/// A private apt state under `dir/apt` for `source` (or the machine's sources),
+/// updated; the options that select it.
+///
+/// # Errors
+/// The directories cannot be made, or `apt-get update` fails (offline).
+fn apt_update(dir: &Path, source: Option<&str>) -> Result<Vec<String>, String> {
+    let mkdir = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
+    let apt = dir.join("apt");
+    for sub in ["state/lists/partial", "cache/archives/partial", "etc"] {
+        mkdir(&apt.join(sub))?;
+    }
+    let status = apt.join("state/status");
+    if !status.exists() {
+        fs::write(&status, "").map_err(|e| format!("cannot create {}: {e}", status.display()))?;
+    }
+    let list = match source {
+        Some(line) => {
+            let list = apt.join("etc/sources.list");
+            fs::write(&list, format!("{line}\n")).map_err(|e| format!("cannot write {}: {e}", list.display()))?;
+            Some(list)
+        }
+        None => None,
+    };
+    let opts = apt_options(&apt, list.as_deref());
+    sh(Command::new("apt-get").args(&opts).args(["update", "-qq"]))?;
+    Ok(opts)
+}
+
+/// Debian's `linux-source-<version>` from `suite`, unpacked once under
+/// `target/linux/src/` (the tree and its id, `debian-<package version>`); offline, a
+/// tree unpacked before.
+///
+/// # Errors
+/// Neither the archive nor a cached tree.
+pub(crate) fn fetch_source(dir: &Path, suite: &str, version: &str) -> Result<(PathBuf, String), String> {
+    let package = format!("linux-source-{version}");
+    let cached = || {
+        fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| p.join(".ptcheck-unpacked").is_file()).map(|p| {
+            let id = format!("debian-{}", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            (p.join(&package), id)
+        })
+    };
+    let source = format!(
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {suite} main"
+    );
+    let opts = match apt_update(dir, Some(&source)) {
+        Ok(o) => o,
+        Err(e) => {
+            return cached()
+                .ok_or(format!("{e}: cannot fetch {package} and no tree is unpacked under {}", dir.display()))
+        }
+    };
+    let show = output(Command::new("apt-cache").args(&opts).args(["show", "--no-all-versions", &package]))?;
+    let ver = show
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .ok_or(format!("{suite} has no {package}"))?
+        .trim()
+        .to_string();
+    let home = dir.join(&ver);
+    let tree = home.join(&package);
+    let id = format!("debian-{ver}");
+    if home.join(".ptcheck-unpacked").is_file() {
+        println!("source: {} (cached)", tree.display());
+        return Ok((tree, id));
+    }
+    let _ = fs::remove_dir_all(&home);
+    fs::create_dir_all(&home).map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+    sh(Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&home))?;
+    let deb = fs::read_dir(&home)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or(format!("apt-get download {package} left no .deb"))?;
+    // The package holds the tarball; only the tree is kept.
+    let script = format!(
+        "dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./usr/src/{package}.tar.xz | tar -xJ -C '{home}'",
+        deb = deb.display(),
+        home = home.display()
+    );
+    sh(Command::new("sh").args(["-c", &script]))?;
+    let _ = fs::remove_file(&deb);
+    if !tree.join("Makefile").is_file() {
+        return Err(format!("{package} did not unpack to {}", tree.display()));
+    }
+    fs::write(home.join(".ptcheck-unpacked"), "").map_err(|e| e.to_string())?;
+    println!("source: {}", tree.display());
+    Ok((tree, id))
+}
+
 fn output(cmd: &mut Command) -> Result<String, String> {
     let line = format!("{cmd:?}").replace('"', "");
     println!("$ {line}");
@@ -57,32 +148,18 @@ fn output(cmd: &mut Command) -> Result<String, String> {
 /// apt cannot reach the archive and nothing is cached, or the package has no kernel.
 pub(crate) fn fetch_kernel(k: &DebianKernel) -> Result<PathBuf, String> {
     let mkdir = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
-    let apt = k.dir.join("apt");
-    for sub in ["state/lists/partial", "cache/archives/partial", "etc"] {
-        mkdir(&apt.join(sub))?;
-    }
-    let status = apt.join("state/status");
-    if !status.exists() {
-        fs::write(&status, "").map_err(|e| format!("cannot create {}: {e}", status.display()))?;
-    }
-    let list = match k.source {
-        Some(line) => {
-            let list = apt.join("etc/sources.list");
-            fs::write(&list, format!("{line}\n")).map_err(|e| format!("cannot write {}: {e}", list.display()))?;
-            Some(list)
-        }
-        None => None,
-    };
-    let opts = apt_options(&apt, list.as_deref());
     let cached = || fs::read_dir(&k.dir).ok()?.flatten().map(|e| e.path().join("vmlinuz")).find(|p| p.is_file());
-    if let Err(e) = sh(Command::new("apt-get").args(&opts).args(["update", "-qq"])) {
+    let opts = match apt_update(&k.dir, k.source) {
+        Ok(opts) => opts,
         // Offline: a kernel fetched before still serves.
-        return cached().ok_or(format!(
-            "{e}: cannot fetch {} and no kernel is cached under {}",
-            k.meta,
-            k.dir.display()
-        ));
-    }
+        Err(e) => {
+            return cached().ok_or(format!(
+                "{e}: cannot fetch {} and no kernel is cached under {}",
+                k.meta,
+                k.dir.display()
+            ))
+        }
+    };
     // The meta package names the one ABI version the mirror has now.
     let deps = output(Command::new("apt-cache").args(&opts).args(["depends", k.meta]))?;
     let image = deps

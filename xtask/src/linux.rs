@@ -199,47 +199,86 @@ pub fn stage() -> Result {
     Ok(())
 }
 
+/// Small kernels built from source for `sel` ("all" or regimes), from `--source DIR`
+/// or Debian's `--debian` version (6.12 unless named): (kernel, CPUs) per regime
+/// Kconfig offers; the ones it does not are said, not counted.
+fn built_kernels(
+    sel: &str,
+    source: Option<&str>,
+    debian: Option<&str>,
+) -> std::result::Result<Vec<(PathBuf, Vec<String>)>, String> {
+    use crate::kbuild::{build, debian_source, ensure_toolchain, regimes, user_source, Built};
+    let regimes = regimes(sel)?;
+    ensure_toolchain()?;
+    let src = match (source, debian) {
+        (Some(dir), None) => user_source(Path::new(dir))?,
+        (None, v) => debian_source(v.unwrap_or("6.12"))?,
+        (Some(_), Some(_)) => return Err("--source and --debian name two trees: give one".into()),
+    };
+    let mut out = Vec::new();
+    for r in regimes {
+        let started = std::time::Instant::now();
+        match build(&src, r)? {
+            Built::Image(image) => {
+                println!("built {r} from {} in {:.0}s: {}", src.id, started.elapsed().as_secs_f64(), image.display());
+                out.push((image, vec![CPU.to_string()]));
+            }
+            Built::NotOffered(why) => println!("{r}: NOT BUILT, {} does not offer it: {why}", src.id),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no regime asked for could be built from {}", src.id));
+    }
+    Ok(out)
+}
+
 pub fn run(args: &[String]) -> Result {
     let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
     // The xtask's own flags stay here; the rest go to `ptcheck linux`.
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        if matches!(a.as_str(), "--kernel" | "--debian" | "--flavour" | "--cpu" | "--report") {
+        if matches!(a.as_str(), "--kernel" | "--debian" | "--flavour" | "--cpu" | "--report" | "--build" | "--source") {
             it.next();
         } else {
             rest.push(a.clone());
         }
     }
     let initrd = initramfs()?;
-    let kernels: Vec<(PathBuf, Vec<String>)> = match (value("--kernel"), value("--debian")) {
-        (Some(k), None) => vec![(k.into(), vec![value("--cpu").unwrap_or(CPU.into())])],
-        (Some(_), Some(_)) => return Err("--kernel and --debian name two kernels: give one".into()),
-        (None, debian) => {
-            let flavour = value("--flavour");
-            let chosen: Vec<&Debian> = DEBIAN
-                .iter()
-                .filter(|d| debian.as_deref().is_none_or(|v| v == d.version))
-                .filter(|d| flavour.as_deref().is_none_or(|f| f == d.flavour))
-                .collect();
-            if chosen.is_empty() {
-                return Err(format!(
-                    "--debian {} --flavour {}: ptcheck fetches 6.1 4k, 6.12 4k and 6.12 16k",
-                    debian.unwrap_or_default(),
-                    flavour.unwrap_or_default()
-                ));
-            }
-            let mut out = Vec::new();
-            for d in chosen {
-                match fetch(d) {
-                    Ok(k) => out.push((k, d.cpus.iter().map(|c| c.to_string()).collect())),
-                    Err(e) => println!("linux: SKIPPED Debian {} {}, NOT checked: {e}", d.version, d.flavour),
+    let kernels: Vec<(PathBuf, Vec<String>)> = if let Some(sel) = value("--build") {
+        built_kernels(&sel, value("--source").as_deref(), value("--debian").as_deref())?
+    } else if value("--source").is_some() {
+        return Err("--source builds a tree: say which regimes with --build <regimes|all>".into());
+    } else {
+        match (value("--kernel"), value("--debian")) {
+            (Some(k), None) => vec![(k.into(), vec![value("--cpu").unwrap_or(CPU.into())])],
+            (Some(_), Some(_)) => return Err("--kernel and --debian name two kernels: give one".into()),
+            (None, debian) => {
+                let flavour = value("--flavour");
+                let chosen: Vec<&Debian> = DEBIAN
+                    .iter()
+                    .filter(|d| debian.as_deref().is_none_or(|v| v == d.version))
+                    .filter(|d| flavour.as_deref().is_none_or(|f| f == d.flavour))
+                    .collect();
+                if chosen.is_empty() {
+                    return Err(format!(
+                        "--debian {} --flavour {}: ptcheck fetches 6.1 4k, 6.12 4k and 6.12 16k",
+                        debian.unwrap_or_default(),
+                        flavour.unwrap_or_default()
+                    ));
                 }
+                let mut out = Vec::new();
+                for d in chosen {
+                    match fetch(d) {
+                        Ok(k) => out.push((k, d.cpus.iter().map(|c| c.to_string()).collect())),
+                        Err(e) => println!("linux: SKIPPED Debian {} {}, NOT checked: {e}", d.version, d.flavour),
+                    }
+                }
+                if out.is_empty() {
+                    return Err("no Debian kernel could be fetched: nothing was checked".into());
+                }
+                out
             }
-            if out.is_empty() {
-                return Err("no Debian kernel could be fetched: nothing was checked".into());
-            }
-            out
         }
     };
     let cpus_given = value("--cpu");

@@ -4,6 +4,7 @@
 //! runs, so a failure names the exact command to re-run.
 
 mod debian;
+mod kbuild;
 mod linux;
 mod nested_kvm;
 mod steps;

@@ -48,22 +48,53 @@ fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-/// QEMU is needed: install it where we can (root with apt), else say exactly how.
-pub fn ensure_qemu() -> Result {
-    if on_path("qemu-system-aarch64") {
+/// A tool a step needs: present when `present` holds, else Debian's `package` has it.
+pub struct Need {
+    /// What the user is told is missing.
+    pub what: &'static str,
+    /// A file that exists when it is installed (a binary on PATH is `bin:NAME`).
+    pub present: &'static str,
+    /// The Debian package.
+    pub package: &'static str,
+}
+
+fn need_met(n: &Need) -> bool {
+    match n.present.strip_prefix("bin:") {
+        Some(bin) => on_path(bin),
+        None => std::path::Path::new(n.present).exists(),
+    }
+}
+
+/// Install what `needs` lack where we can (root with apt), else say exactly what to
+/// install.
+pub fn ensure(needs: &[Need]) -> Result {
+    let missing: Vec<&Need> = needs.iter().filter(|n| !need_met(n)).collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let packages: Vec<&str> = missing.iter().map(|n| n.package).collect();
+    let what: Vec<&str> = missing.iter().map(|n| n.what).collect();
     // SAFETY: geteuid has no preconditions. (std has no safe wrapper; one call is not
     // worth a dependency.)
     let root = unsafe { geteuid() } == 0;
     if !root || !on_path("apt-get") {
-        return Err("qemu-system-aarch64 not found: install it with `sudo apt-get install qemu-system-arm`".into());
+        return Err(format!(
+            "{} not found: install it with `sudo apt-get install {}`",
+            what.join(", "),
+            packages.join(" ")
+        ));
     }
-    println!("qemu-system-aarch64 not found: installing qemu-system-arm");
+    println!("{} not found: installing {}", what.join(", "), packages.join(" "));
     sh(Command::new("apt-get").args(["update", "-qq"]))?;
     sh(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends", "qemu-system-arm"])
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&packages)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// QEMU is needed: install it where we can (root with apt), else say exactly how.
+pub fn ensure_qemu() -> Result {
+    ensure(&[Need { what: "qemu-system-aarch64", present: "bin:qemu-system-aarch64", package: "qemu-system-arm" }])
 }
 
 extern "C" {

@@ -31,6 +31,8 @@ pub struct LinuxCommand {
     pub report: Option<ReportFile>,
     /// Where reproducers go.
     pub repro_dir: PathBuf,
+    /// Boots at a time.
+    pub jobs: usize,
 }
 
 /// Where the JSON report goes.
@@ -147,7 +149,8 @@ struct Booted {
     backend: String,
 }
 
-fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: u64) -> Booted {
+fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: u64, log: &mut String) -> Booted {
+    use std::fmt::Write as _;
     match boot_and_inspect(run, image, &layout) {
         Ok((i, ram)) => {
             let findings = judge(&i, &layout, &ram);
@@ -156,7 +159,8 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 v.dedup();
                 v
             };
-            println!(
+            let _ = writeln!(
+                log,
                 "    [kernel] {}; {} of {} symbols from /proc/kallsyms{}; stopped at EL{}, TCR_EL1 {:#x}, TTBR1_EL1 {:#x}",
                 i.facts.release.as_deref().unwrap_or("release not printed"),
                 i.facts.symbols.len(),
@@ -178,7 +182,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 } else {
                     ""
                 };
-                println!("    [{}] {tag}{}", f.check, f.what);
+                let _ = writeln!(log, "    [{}] {tag}{}", f.check, f.what);
             }
             let unchecked: Vec<String> =
                 findings.iter().filter(|f| f.unchecked).map(|f| format!("{}: {}", f.check, f.what)).collect();
@@ -221,6 +225,55 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
     }
 }
 
+/// Boot layout `k` of `cmd`'s stream, judge it, write its reproducer if it failed;
+/// everything it says goes into the returned text (printed whole: jobs interleave).
+fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u64) -> (Booted, String) {
+    use std::fmt::Write as _;
+    let mut log = String::new();
+    let mut layout = generate(cmd.seed, k, needs);
+    if let Some(c) = cmd.cmdline {
+        layout.cmdline = c;
+    }
+    let _ = writeln!(log, "layout {k}: {}", layout.describe());
+    let mut b = boot_one(&cmd.run, image, layout, k, &mut log);
+    if b.row.outcome == "failed" {
+        let r = LinuxRepro {
+            format: REPRO_FORMAT.into(),
+            kernel: std::fs::canonicalize(&cmd.run.kernel).unwrap_or(cmd.run.kernel.clone()),
+            release: b.release.clone().unwrap_or_default(),
+            initrd: std::fs::canonicalize(&cmd.run.initrd).unwrap_or(cmd.run.initrd.clone()),
+            cpu: cmd.run.cpu.clone(),
+            seed: cmd.seed,
+            index: k,
+            plant: cmd.run.plant,
+            failed: b.row.why.clone(),
+            layout: b.row.layout.clone(),
+        };
+        let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed);
+        let text = serde_json::to_string_pretty(&r).unwrap_or_default();
+        match crate::repro::write_unique(&cmd.repro_dir, &stem, "linux.json", &text) {
+            Ok(p) => b.row.reproducer = Some(p),
+            Err(e) => {
+                let _ = writeln!(log, "    cannot write the reproducer: {e:#}");
+            }
+        }
+    }
+    let r = &b.row;
+    let _ = writeln!(
+        log,
+        "  -> {} {}{}{}",
+        r.regime,
+        match r.outcome.as_str() {
+            "passed" => "PASSED".to_string(),
+            "failed" => format!("FAILED ({})", r.why.join(", ")),
+            _ => format!("NOT CHECKED: {}", r.why.join("; ")),
+        },
+        if r.tables > 0 { format!(", {} tables, booted in {:.1}s", r.tables, r.boot_secs) } else { String::new() },
+        r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {}", p.display()))
+    );
+    (b, log)
+}
+
 /// Run `cmd`.
 ///
 /// # Errors
@@ -245,55 +298,52 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     let mut rows = Vec::new();
     let (mut release, mut backend) = (None, "linux-?".to_string());
     let mut consecutive_infra = 0;
-    for k in indices {
-        let mut layout = generate(cmd.seed, k, needs);
-        if let Some(c) = cmd.cmdline {
-            layout.cmdline = c;
+    let started = std::time::Instant::now();
+    let jobs = cmd.jobs.clamp(1, indices.len().max(1));
+    let queue = std::sync::Mutex::new(indices.into_iter());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<(Booted, String)>();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (queue, stop, image) = (&queue, &stop, &image);
+            scope.spawn(move || loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let Some(k) = queue.lock().map(|mut q| q.next()).unwrap_or(None) else { break };
+                let booted = layout_job(cmd, image, needs, k);
+                if tx.send(booted).is_err() {
+                    break;
+                }
+            });
         }
-        println!("layout {k}: {}", layout.describe());
-        let mut b = boot_one(&cmd.run, &image, layout, k);
-        release = release.or(b.release.clone());
-        if b.row.tables > 0 {
-            backend = b.backend.clone();
-        }
-        if b.row.outcome == "failed" {
-            let r = LinuxRepro {
-                format: REPRO_FORMAT.into(),
-                kernel: std::fs::canonicalize(&cmd.run.kernel).unwrap_or(cmd.run.kernel.clone()),
-                release: b.release.clone().unwrap_or_default(),
-                initrd: std::fs::canonicalize(&cmd.run.initrd).unwrap_or(cmd.run.initrd.clone()),
-                cpu: cmd.run.cpu.clone(),
-                seed: cmd.seed,
-                index: k,
-                plant: cmd.run.plant,
-                failed: b.row.why.clone(),
-                layout: b.row.layout.clone(),
-            };
-            let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed);
-            match crate::repro::write_unique(&cmd.repro_dir, &stem, "linux.json", &serde_json::to_string_pretty(&r)?) {
-                Ok(p) => b.row.reproducer = Some(p),
-                Err(e) => println!("    cannot write the reproducer: {e:#}"),
+        drop(tx);
+        for (b, log) in rx {
+            print!("{log}");
+            if release.is_none() {
+                release.clone_from(&b.release);
+            }
+            if b.row.tables > 0 {
+                backend = b.backend.clone();
+            }
+            consecutive_infra = if b.row.tables == 0 { consecutive_infra + 1 } else { 0 };
+            rows.push(b.row);
+            if consecutive_infra >= 3 && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                println!(
+                    "linux: 3 layouts in a row could not be booted: stopping (the setup, not the kernel's tables)"
+                );
             }
         }
-        let r = &b.row;
-        println!(
-            "  -> {} {}{}{}",
-            r.regime,
-            match r.outcome.as_str() {
-                "passed" => "PASSED".to_string(),
-                "failed" => format!("FAILED ({})", r.why.join(", ")),
-                _ => format!("NOT CHECKED: {}", r.why.join("; ")),
-            },
-            if r.tables > 0 { format!(", {} tables, booted in {:.1}s", r.tables, r.boot_secs) } else { String::new() },
-            r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {}", p.display()))
-        );
-        consecutive_infra = if r.tables == 0 { consecutive_infra + 1 } else { 0 };
-        rows.push(b.row);
-        if consecutive_infra >= 3 {
-            println!("linux: 3 layouts in a row could not be booted: stopping (the setup, not the kernel's tables)");
-            break;
-        }
-    }
+        Ok(())
+    })?;
+    rows.sort_by_key(|r| r.index);
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "linux: {} layouts in {secs:.1}s = {:.2} layouts/s ({jobs} at a time)",
+        rows.len(),
+        rows.len() as f64 / secs.max(1e-9)
+    );
     let mut regimes: BTreeMap<String, RegimeRow> = BTreeMap::new();
     for r in &rows {
         let e = regimes.entry(r.regime.clone()).or_default();
@@ -388,8 +438,13 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
     println!("layout: {}", r.layout.describe());
     let run =
         KernelRun { kernel: r.kernel.clone(), initrd: r.initrd.clone(), cpu: r.cpu.clone(), timeout, plant: r.plant };
+    if let Some(p) = r.plant {
+        println!("planted: {p:?} (a test fault, planted again)");
+    }
     let image = load_kernel(&r.kernel)?;
-    let b = boot_one(&run, &image, r.layout.clone(), r.index);
+    let mut log = String::new();
+    let b = boot_one(&run, &image, r.layout.clone(), r.index, &mut log);
+    print!("{log}");
     let same = b.row.why == r.failed;
     println!(
         "outcome: {} ({})",

@@ -15,6 +15,9 @@ use anyhow::{bail, Context as _};
 /// A connection to a gdbstub.
 pub struct Gdb {
     stream: TcpStream,
+    /// Reads go through a buffer: the target description is hundreds of KiB, one
+    /// byte at a time would be a syscall each.
+    reader: std::io::BufReader<TcpStream>,
     /// Register name (as the target description spells it) -> number.
     regs: HashMap<String, u32>,
 }
@@ -41,7 +44,11 @@ impl Gdb {
             }
         };
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Gdb { stream, regs: HashMap::new() })
+        // Many small request/ack exchanges (the target description comes in chunks):
+        // without this, Nagle and delayed ACKs stall each one.
+        stream.set_nodelay(true)?;
+        let reader = std::io::BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        Ok(Gdb { stream, reader, regs: HashMap::new() })
     }
 
     fn send(&mut self, data: &str) -> anyhow::Result<()> {
@@ -55,21 +62,21 @@ impl Gdb {
         let mut byte = [0u8; 1];
         // Skip acks and anything before the packet start.
         loop {
-            self.stream.read_exact(&mut byte).context("the gdbstub closed the connection")?;
+            self.reader.read_exact(&mut byte).context("the gdbstub closed the connection")?;
             if byte[0] == b'$' {
                 break;
             }
         }
         let mut raw = Vec::new();
         loop {
-            self.stream.read_exact(&mut byte)?;
+            self.reader.read_exact(&mut byte)?;
             if byte[0] == b'#' {
                 break;
             }
             raw.push(byte[0]);
         }
         let mut sum = [0u8; 2];
-        self.stream.read_exact(&mut sum)?;
+        self.reader.read_exact(&mut sum)?;
         let want = u8::from_str_radix(std::str::from_utf8(&sum)?, 16).context("bad checksum digits")?;
         if want != checksum(&raw) {
             self.stream.write_all(b"-")?;

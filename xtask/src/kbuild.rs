@@ -1,0 +1,231 @@
+//! Small kernels built from source, one per regime: `cargo xtask linux --build
+//! <regimes|all> [--source DIR | --debian 6.1|6.12]`.
+//!
+//! The source is Debian's `linux-source-<version>` (unpacked once under
+//! target/linux/src) or the user's own tree, which is never written to: every build is
+//! out of tree (`O=`) under target/linux/build/<source id>/<regime>, keyed by the
+//! source id, the regime and the config fragment (a changed fragment is a new
+//! directory). The config is tinyconfig plus a fragment: what the boot and the checks
+//! need (console, initramfs, ELF, /proc, kallsyms with data symbols, PAN) and the
+//! regime's page size, VA size and PA size. Every option is checked after
+//! `olddefconfig`; one Kconfig refused is named. Compiles go through ccache
+//! (target/linux/ccache), so a config seen before takes seconds.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::tools::{ensure, sh, target_dir, Need};
+
+/// The ten regimes a kernel can be built for: (name, page-size option, VA-size option,
+/// PA-size option).
+pub const REGIMES: &[(&str, &str, &str, &str)] = &[
+    ("4k-39", "ARM64_4K_PAGES", "ARM64_VA_BITS_39", "ARM64_PA_BITS_48"),
+    ("4k-48", "ARM64_4K_PAGES", "ARM64_VA_BITS_48", "ARM64_PA_BITS_48"),
+    ("4k-52", "ARM64_4K_PAGES", "ARM64_VA_BITS_52", "ARM64_PA_BITS_52"),
+    ("16k-36", "ARM64_16K_PAGES", "ARM64_VA_BITS_36", "ARM64_PA_BITS_48"),
+    ("16k-47", "ARM64_16K_PAGES", "ARM64_VA_BITS_47", "ARM64_PA_BITS_48"),
+    ("16k-48", "ARM64_16K_PAGES", "ARM64_VA_BITS_48", "ARM64_PA_BITS_48"),
+    ("16k-52", "ARM64_16K_PAGES", "ARM64_VA_BITS_52", "ARM64_PA_BITS_52"),
+    ("64k-42", "ARM64_64K_PAGES", "ARM64_VA_BITS_42", "ARM64_PA_BITS_48"),
+    ("64k-48", "ARM64_64K_PAGES", "ARM64_VA_BITS_48", "ARM64_PA_BITS_48"),
+    ("64k-52", "ARM64_64K_PAGES", "ARM64_VA_BITS_52", "ARM64_PA_BITS_52"),
+];
+
+/// What every small kernel needs on top of tinyconfig: a console on the PL011, an
+/// initramfs whose /init is a static ELF, /proc (kallsyms with data symbols, iomem,
+/// osrelease), devtmpfs, futexes for Rust's std, PAN (52-bit VAs need it).
+const COMMON: &[&str] = &[
+    "EXPERT",
+    "PRINTK",
+    "PRINTK_TIME",
+    "TTY",
+    "SERIAL_AMBA_PL011",
+    "SERIAL_AMBA_PL011_CONSOLE",
+    "BLK_DEV_INITRD",
+    "BINFMT_ELF",
+    "BINFMT_SCRIPT",
+    "PROC_FS",
+    "PROC_SYSCTL",
+    "SYSFS",
+    "DEVTMPFS",
+    "FUTEX",
+    "KALLSYMS",
+    "KALLSYMS_ALL",
+    "ARM64_PAN",
+];
+
+/// A source tree to build from.
+pub struct Source {
+    /// The tree (only read).
+    pub dir: PathBuf,
+    /// Names its builds: `debian-<version>` or `tree-<hash of the path>`.
+    pub id: String,
+}
+
+/// The tools a kernel build needs, installed where we can.
+pub fn ensure_toolchain() -> Result<(), String> {
+    ensure(&[
+        Need { what: "aarch64-linux-gnu-gcc", present: "bin:aarch64-linux-gnu-gcc", package: "gcc-aarch64-linux-gnu" },
+        Need { what: "make", present: "bin:make", package: "make" },
+        Need { what: "flex", present: "bin:flex", package: "flex" },
+        Need { what: "bison", present: "bin:bison", package: "bison" },
+        Need { what: "bc", present: "bin:bc", package: "bc" },
+        Need { what: "ccache", present: "bin:ccache", package: "ccache" },
+        Need { what: "libelf headers", present: "/usr/include/libelf.h", package: "libelf-dev" },
+        Need { what: "OpenSSL headers", present: "/usr/include/openssl/ssl.h", package: "libssl-dev" },
+        Need { what: "xz", present: "bin:xz", package: "xz-utils" },
+    ])
+}
+
+/// Debian's source for `version` ("6.1": bookworm, "6.12": trixie).
+pub fn debian_source(version: &str) -> Result<Source, String> {
+    let suite = match version {
+        "6.1" => "bookworm",
+        "6.12" => "trixie",
+        v => return Err(format!("--debian {v}: ptcheck builds Debian's 6.1 (bookworm) and 6.12 (trixie) sources")),
+    };
+    let (dir, id) = crate::debian::fetch_source(&target_dir().join("linux").join("src").join(suite), suite, version)?;
+    Ok(Source { dir, id })
+}
+
+/// The user's tree at `dir`.
+pub fn user_source(dir: &Path) -> Result<Source, String> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("--source {}: {e}", dir.display()))?;
+    if !dir.join("arch/arm64/mm/mmu.c").is_file() || !dir.join("Makefile").is_file() {
+        return Err(format!("--source {}: not a Linux source tree (no arch/arm64/mm/mmu.c)", dir.display()));
+    }
+    // Out-of-tree builds need a clean tree; say so before make does, in one line.
+    if dir.join(".config").exists() || dir.join("include/config").exists() {
+        return Err(format!(
+            "--source {}: the tree has been configured in place (.config): ptcheck builds out of tree (O=) and never \
+             writes to your tree; run `make mrproper` there, or give a clean copy",
+            dir.display()
+        ));
+    }
+    let mut h = DefaultHasher::new();
+    dir.hash(&mut h);
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(Source { dir, id: format!("tree-{name}-{:08x}", h.finish() as u32) })
+}
+
+/// The regimes `sel` names ("all", or a comma-separated list).
+pub fn regimes(sel: &str) -> Result<Vec<&'static str>, String> {
+    if sel == "all" {
+        return Ok(REGIMES.iter().map(|r| r.0).collect());
+    }
+    sel.split(',')
+        .map(|s| {
+            REGIMES.iter().find(|r| r.0 == s.trim()).map(|r| r.0).ok_or_else(|| {
+                let names: Vec<&str> = REGIMES.iter().map(|r| r.0).collect();
+                format!("--build {s}: not a regime; use all or some of {}", names.join(","))
+            })
+        })
+        .collect()
+}
+
+/// The fragment for `regime`: every option and the value it must end with.
+fn fragment(regime: &str) -> Vec<(String, bool)> {
+    let &(_, page, va, pa) = REGIMES.iter().find(|r| r.0 == regime).expect("a known regime");
+    let mut out: Vec<(String, bool)> = COMMON.iter().map(|o| (o.to_string(), true)).collect();
+    for (group, chosen) in [
+        (&["ARM64_4K_PAGES", "ARM64_16K_PAGES", "ARM64_64K_PAGES"][..], page),
+        (
+            &[
+                "ARM64_VA_BITS_36",
+                "ARM64_VA_BITS_39",
+                "ARM64_VA_BITS_42",
+                "ARM64_VA_BITS_47",
+                "ARM64_VA_BITS_48",
+                "ARM64_VA_BITS_52",
+            ][..],
+            va,
+        ),
+        (&["ARM64_PA_BITS_48", "ARM64_PA_BITS_52"][..], pa),
+    ] {
+        for o in group {
+            out.push((o.to_string(), *o == chosen));
+        }
+    }
+    out
+}
+
+/// What a build left: the Image, or why there is none.
+pub enum Built {
+    /// arch/arm64/boot/Image of the build directory.
+    Image(PathBuf),
+    /// Kconfig would not take the regime (this version does not offer it).
+    NotOffered(String),
+}
+
+/// Build `source` for `regime`, reusing the build directory (make is incremental;
+/// ccache makes a config seen before quick).
+///
+/// # Errors
+/// A tool or make failed.
+pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
+    let frag = fragment(regime);
+    let text: String = frag
+        .iter()
+        .map(|(o, on)| if *on { format!("CONFIG_{o}=y\n") } else { format!("# CONFIG_{o} is not set\n") })
+        .collect();
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    let out =
+        target_dir().join("linux").join("build").join(&source.id).join(format!("{regime}-{:08x}", h.finish() as u32));
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let image = out.join("arch/arm64/boot/Image");
+    let frag_path = out.join("ptcheck.config");
+    std::fs::write(&frag_path, &text).map_err(|e| format!("cannot write {}: {e}", frag_path.display()))?;
+    let ccache = target_dir().join("linux").join("ccache");
+    let make = |targets: &[&str]| {
+        let mut c = Command::new("make");
+        c.arg("-C")
+            .arg(&source.dir)
+            .arg(format!("O={}", out.display()))
+            .args(["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-", "CC=ccache aarch64-linux-gnu-gcc", "-s"])
+            .arg(format!("-j{}", std::thread::available_parallelism().map_or(2, |n| n.get())))
+            .args(targets)
+            .env("CCACHE_DIR", &ccache)
+            .env("KBUILD_BUILD_TIMESTAMP", "2026-01-01 00:00:00 UTC")
+            .env("KBUILD_BUILD_USER", "ptcheck")
+            .env("KBUILD_BUILD_HOST", "ptcheck");
+        c
+    };
+    if !out.join(".config").is_file() {
+        sh(&mut make(&["tinyconfig"]))?;
+        let merge = source.dir.join("scripts/kconfig/merge_config.sh");
+        sh(Command::new("sh")
+            .arg(&merge)
+            .args(["-m", "-O"])
+            .arg(&out)
+            .arg(out.join(".config"))
+            .arg(&frag_path)
+            .current_dir(&source.dir)
+            .env("ARCH", "arm64"))?;
+        sh(&mut make(&["olddefconfig"]))?;
+    }
+    let config =
+        std::fs::read_to_string(out.join(".config")).map_err(|e| format!("no .config in {}: {e}", out.display()))?;
+    let refused: Vec<String> = frag
+        .iter()
+        .filter(|(o, on)| config.lines().any(|l| l == format!("CONFIG_{o}=y")) != *on)
+        .map(|(o, on)| format!("CONFIG_{o}={}", if *on { "y" } else { "n" }))
+        .collect();
+    if !refused.is_empty() {
+        // Start afresh next time (the fragment may be fixed, or the tree changed).
+        let _ = std::fs::remove_file(out.join(".config"));
+        let regime_opts = ["ARM64_4K", "ARM64_16K", "ARM64_64K", "ARM64_VA_BITS", "ARM64_PA_BITS"];
+        let what = refused.join(", ");
+        if refused.iter().all(|r| regime_opts.iter().any(|p| r.contains(p))) {
+            return Ok(Built::NotOffered(format!("Kconfig refused {what}")));
+        }
+        return Err(format!("{regime}: Kconfig refused {what} (see {})", out.join(".config").display()));
+    }
+    sh(&mut make(&["Image"]))?;
+    if !image.is_file() {
+        return Err(format!("{regime}: make left no {}", image.display()));
+    }
+    Ok(Built::Image(image))
+}
