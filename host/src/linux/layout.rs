@@ -153,6 +153,14 @@ pub struct Layout {
     pub kaslr_seed: Option<u64>,
 }
 
+/// What RAM holds before the kernel runs where [`Layout::poisoned`] says: an invalid
+/// descriptor (bit 0 clear) that is not zero, so a table the kernel links without
+/// clearing shows in the zeroing check instead of passing on QEMU's zeroed RAM.
+pub const POISON: u64 = 0x5054_4348_4543_4b00;
+/// How much of the top of each bank is poisoned: the kernel takes its early page
+/// tables from memblock top-down, so they come from here.
+pub const POISON_TOP: u64 = 256 * MIB;
+
 /// Room the DTB and the stub get.
 pub const DTB_SLOT: u64 = 2 * MIB;
 /// Where the stub sits inside the DTB's slot.
@@ -163,6 +171,12 @@ impl Layout {
     pub fn ram_span(&self) -> u64 {
         let top = self.banks.iter().map(|b| b.end).max().unwrap_or(RAM_BASE);
         (top - RAM_BASE).next_multiple_of(2 * MIB)
+    }
+
+    /// The ranges poisoned before boot: the top [`POISON_TOP`] of each bank (QEMU's
+    /// loader writes the kernel, initramfs, DTB and stub over it afterwards).
+    pub fn poisoned(&self) -> Vec<Range> {
+        self.banks.iter().map(|b| Range { start: b.end.saturating_sub(POISON_TOP).max(b.start), end: b.end }).collect()
     }
 
     /// RAM the kernel is told about, in bytes.

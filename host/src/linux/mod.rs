@@ -321,6 +321,9 @@ fn boot_in(
         ("stub", Loaded::Bytes(&stub), layout.stub),
     ];
     let ram = GuestRam::with_size(span)?;
+    for r in layout.poisoned() {
+        ram.fill(r.start, r.len(), layout::POISON)?;
+    }
     let port = free_port()?;
     let mem = format!("memory-backend-file,id=mem,size={span},mem-path={},share=on", ram.child_path());
     let mut cmd = Command::new("qemu-system-aarch64");
