@@ -274,8 +274,75 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     Ok(())
 }
 
+/// `--compare A B`: two reports over the same seed (6.1 vs 6.12, a tree vs its
+/// parent): per regime and layout, a different outcome is a finding (exit 1); a
+/// different linear-map shape is reported, not failed.
+fn compare(a: &str, b: &str) -> Result {
+    let load = |p: &str| -> std::result::Result<serde_json::Value, String> {
+        let t = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+        serde_json::from_str(&t).map_err(|e| format!("{p} is not a ptcheck linux report: {e}"))
+    };
+    let (ja, jb) = (load(a)?, load(b)?);
+    // (regime, layout index) -> (backend, outcome, shape)
+    let rows = |j: &serde_json::Value| {
+        let mut m = std::collections::BTreeMap::new();
+        for run in j["runs"].as_array().into_iter().flatten() {
+            for l in run["layouts"].as_array().into_iter().flatten() {
+                let key = (l["regime"].as_str().unwrap_or("?").to_string(), l["index"].as_u64().unwrap_or(0));
+                let val = (
+                    run["backend"].as_str().unwrap_or("?").to_string(),
+                    l["outcome"].clone(),
+                    l["linear_shape"].clone(),
+                );
+                m.insert(key, val);
+            }
+        }
+        m
+    };
+    let (ra, rb) = (rows(&ja), rows(&jb));
+    let (mut same, mut shape, mut findings) = (0, 0, Vec::new());
+    for (key, (na, oa, sa)) in &ra {
+        let Some((nb, ob, sb)) = rb.get(key) else { continue };
+        if oa != ob {
+            findings.push(format!("{} layout {}: {na} {oa}, {nb} {ob}", key.0, key.1));
+        } else if sa != sb {
+            shape += 1;
+            println!("{} layout {}: shape {na} {sa} vs {nb} {sb} (reported, not failed)", key.0, key.1);
+        } else {
+            same += 1;
+        }
+    }
+    let only: Vec<String> = ra
+        .keys()
+        .filter(|k| !rb.contains_key(*k))
+        .map(|k| k.0.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!(
+        "compare: {} layouts in both: {same} the same, {shape} the same outcome with a different shape, {} different outcomes; regimes only in {a}: {}",
+        same + shape + findings.len(),
+        findings.len(),
+        if only.is_empty() { "none".to_string() } else { only.join(" ") }
+    );
+    for f in &findings {
+        println!("FINDING: {f}");
+    }
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} layouts differ in outcome between the two kernels", findings.len()))
+    }
+}
+
 pub fn run(args: &[String]) -> Result {
     let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+    if let Some(i) = args.iter().position(|a| a == "--compare") {
+        return match (args.get(i + 1), args.get(i + 2)) {
+            (Some(a), Some(b)) => compare(a, b),
+            _ => Err("--compare A.json B.json: two ptcheck linux reports".into()),
+        };
+    }
     // The xtask's own flags stay here; the rest go to `ptcheck linux`.
     let mut rest = Vec::new();
     let mut it = args.iter();

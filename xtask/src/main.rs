@@ -39,6 +39,14 @@ commands:
                            with and without LPA2) on generated memory layouts, stop each
                            once init is up, check its tables (zeroing, translation,
                            image, table_bits, policy); reproducers replay
+  linux --build <regimes|all> [--source DIR | --debian 6.1|6.12] [layout args]
+                           small kernels from source (your tree: out of tree, never
+                           written), one per regime, then the same layouts and checks
+  linux --fuzz [--regime R] --seed S --count N [--shard i/n]
+                           the layout stream on small kernels for every regime asked
+  linux --compare A.json B.json
+                           two reports, same seed: different outcomes are findings,
+                           different linear-map shapes are reported
   nested-kvm [--report F] [--self-test] [--timeout SECS]
                            run the matrix on the KVM backend inside an emulated arm64
                            Linux with KVM (EL2 emulated); --self-test must fail

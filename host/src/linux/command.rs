@@ -68,6 +68,10 @@ pub struct LayoutRow {
     pub boot_secs: f64,
     /// The reproducer, for a failed layout.
     pub reproducer: Option<PathBuf>,
+    /// The linear map's shape: bytes mapped per kind of leaf (`L2` blocks, `L3c`
+    /// contiguous pages, ...), to compare kernels on the same layout.
+    #[serde(default)]
+    pub linear_shape: BTreeMap<String, u64>,
     /// The layout.
     pub layout: Layout,
 }
@@ -202,6 +206,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                     tables: i.walk.tables.len(),
                     boot_secs: i.boot_secs,
                     reproducer: None,
+                    linear_shape: linear_shape(&i),
                     layout,
                 },
                 release: i.facts.release.clone(),
@@ -217,12 +222,24 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 tables: 0,
                 boot_secs: 0.0,
                 reproducer: None,
+                linear_shape: BTreeMap::new(),
                 layout,
             },
             release: None,
             backend: "linux-?".into(),
         },
     }
+}
+
+/// Bytes of the linear map per leaf kind (`L1`, `L2`, `L2c`, `L3`, `L3c`).
+fn linear_shape(i: &super::Inspection) -> BTreeMap<String, u64> {
+    let (lo, hi) = (super::check::page_offset(&i.cfg), super::check::linear_end(&i.cfg));
+    let mut out = BTreeMap::new();
+    for r in i.walk.runs.iter().filter(|r| r.va >= lo && r.va < hi) {
+        let key = format!("L{}{}", r.level.0, if r.desc.is_contiguous() { "c" } else { "" });
+        *out.entry(key).or_insert(0) += r.bytes(&i.cfg) as u64;
+    }
+    out
 }
 
 /// Boot layout `k` of `cmd`'s stream, judge it, write its reproducer if it failed;
