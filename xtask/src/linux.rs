@@ -398,6 +398,17 @@ pub fn run(args: &[String]) -> Result {
             }
         }
     };
+    // --fuzz: --count is the whole stream, spread over the kernels (each gets its share
+    // of the layouts, the same seed).
+    if args.iter().any(|a| a == "--fuzz") {
+        let total: u64 = value("--count").map_or(Ok(200), |c| c.parse()).map_err(|e| format!("--count: {e}"))?;
+        let per = total.div_ceil(kernels.len() as u64).max(1);
+        if let Some(i) = rest.iter().position(|a| a == "--count") {
+            rest.drain(i..(i + 2).min(rest.len()));
+        }
+        rest.extend(["--count".to_string(), per.to_string()]);
+        println!("linux --fuzz: {total} layouts over {} kernels: {per} each", kernels.len());
+    }
     let cpus_given = value("--cpu");
     // Always a report (the one asked for, else target/linux/last-report.json): the
     // closing summary reads it.
@@ -451,7 +462,7 @@ fn summarize(report: Option<&Path>, took: std::time::Duration) {
     let secs = took.as_secs_f64();
     println!(
         "linux: {} kernel runs, {layouts} layouts: {passed} passed, {failed} failed, {unchecked} not checked, in {secs:.0}s \
-         ({:.2} layouts/s overall, builds and fetches included)",
+         ({:.2} layouts/s overall: boots, walks and checks; builds and fetches not counted)",
         runs.len(),
         layouts as f64 / secs.max(1e-9)
     );
