@@ -217,7 +217,18 @@ pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
         // Start afresh next time (the fragment may be fixed, or the tree changed).
         let _ = std::fs::remove_file(out.join(".config"));
         let regime_opts = ["ARM64_4K", "ARM64_16K", "ARM64_64K", "ARM64_VA_BITS", "ARM64_PA_BITS"];
-        let what = refused.join(", ");
+        // Name what was asked for and not given first; what Kconfig chose instead after.
+        let (asked, instead): (Vec<&String>, Vec<&String>) = refused.iter().partition(|r| r.ends_with("=y"));
+        let what = format!(
+            "{}{}",
+            asked.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            if instead.is_empty() {
+                String::new()
+            } else {
+                let chose: Vec<String> = instead.iter().map(|r| r.replace("=n", "=y")).collect();
+                format!(" (it chose {})", chose.join(", "))
+            }
+        );
         if refused.iter().all(|r| regime_opts.iter().any(|p| r.contains(p))) {
             return Ok(Built::NotOffered(format!("Kconfig refused {what}")));
         }
