@@ -669,14 +669,30 @@ fn shape(
     out
 }
 
+/// Whether `map_mem` maps the image's linear alias from `_text` (6.12) rather than
+/// `_stext` (6.1). The change lies between the two; ptcheck takes 6.9 (the release
+/// that reworked the kernel's VA space for LPA2) as the first with `_text`. A
+/// 6.2–6.11 kernel that disagrees shows as a policy difference at the alias's first
+/// block. An unknown release is taken as recent.
+pub fn alias_from_text(facts: &KernelFacts) -> bool {
+    let Some(r) = facts.release.as_deref() else { return true };
+    let mut it = r.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
+    match (it.next().flatten(), it.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 9),
+        _ => true,
+    }
+}
+
 /// policy: the linear map's shape equals the model's for the kernel's memblock ranges
 /// (the RAM minus the image alias and the KFENCE pool, then the alias with NO_CONT).
 fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let cfg = &c.cfg;
     // map_mem maps the image's alias from _text (its header included) to __init_begin.
-    // (6.1 maps it from _stext; its kallsyms, without CONFIG_KALLSYMS_ALL, has no _text.)
+    // The image's alias starts at _stext in 6.1 and at _text (its header included) in
+    // 6.12 — both read in their sources; see `alias_from_text` for the kernels between.
+    let from_text = alias_from_text(c.facts);
     let alias = c.sections().ok().map(|s| Range {
-        start: s.text.unwrap_or(s.stext).wrapping_sub(s.voffset),
+        start: if from_text { s.text.unwrap_or(s.stext) } else { s.stext }.wrapping_sub(s.voffset),
         end: s.init.wrapping_sub(s.voffset),
     });
     let (Some(offset), Some(alias)) = (c.offset, alias) else {
@@ -769,6 +785,16 @@ mod tests {
             vec![r(0x4000_4000, 0x5000_0000), r(0x5001_0000, 0x6000_0000), r(0x7000_0000, 0x8000_0000)]
         );
         assert_eq!(subtract(&[r(0, 100)], &[r(10, 20), r(90, 200)]), vec![r(0, 10), r(20, 90)]);
+    }
+
+    #[test]
+    fn the_image_alias_starts_where_the_release_says() {
+        let facts = |r: &str| KernelFacts { release: Some(r.into()), ..KernelFacts::default() };
+        assert!(!alias_from_text(&facts("6.1.0-50-arm64")));
+        assert!(!alias_from_text(&facts("6.1.176")));
+        assert!(alias_from_text(&facts("6.12.117+deb13-arm64")));
+        assert!(alias_from_text(&facts("7.0.0")));
+        assert!(alias_from_text(&KernelFacts::default()));
     }
 
     #[test]
