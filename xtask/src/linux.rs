@@ -319,11 +319,20 @@ fn compare(a: &str, b: &str) -> Result {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let only_b: Vec<String> = rb
+        .keys()
+        .filter(|k| !ra.contains_key(*k))
+        .map(|k| k.0.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(" ") };
     println!(
-        "compare: {} layouts in both: {same} the same, {shape} the same outcome with a different shape, {} different outcomes; regimes only in {a}: {}",
+        "compare: {} layouts in both: {same} the same, {shape} the same outcome with a different shape, {} different outcomes; regimes only in {a}: {}; only in {b}: {}",
         same + shape + findings.len(),
         findings.len(),
-        if only.is_empty() { "none".to_string() } else { only.join(" ") }
+        list(&only),
+        list(&only_b)
     );
     for f in &findings {
         println!("FINDING: {f}");

@@ -159,7 +159,7 @@ pub struct Layout {
 pub const POISON: u64 = 0x5054_4348_4543_4b00;
 /// How much of the top of each bank is poisoned: the kernel takes its early page
 /// tables from memblock top-down, so they come from here.
-pub const POISON_TOP: u64 = 256 * MIB;
+pub const POISON_TOP: u64 = 64 * MIB;
 
 /// Room the DTB and the stub get.
 pub const DTB_SLOT: u64 = 2 * MIB;
