@@ -251,12 +251,21 @@ pub fn boot_and_inspect(
     if initrd == 0 {
         bail!("initramfs {} is empty (cargo xtask linux builds one)", run.initrd.display());
     }
-    layout.validate(image.image_size).map_err(|e| anyhow::anyhow!("layout cannot be booted: {e}"))?;
-    if layout.initrd.len() != initrd {
-        bail!("the layout was made for a {}-byte initramfs, this one is {initrd} bytes", layout.initrd.len());
+    // The initramfs may have been rebuilt since the layout was made (a reproducer
+    // outlives it): it goes where the layout put it and must fit before the DTB.
+    let mut layout = layout.clone();
+    layout.initrd.end = layout.initrd.start + initrd;
+    if layout.initrd.end > layout.dtb {
+        bail!(
+            "initramfs {} ({initrd} bytes) does not fit the layout's room for it ({:#x}..{:#x})",
+            run.initrd.display(),
+            layout.initrd.start,
+            layout.dtb
+        );
     }
+    layout.validate(image.image_size).map_err(|e| anyhow::anyhow!("layout cannot be booted: {e}"))?;
     let dir = tempdir()?;
-    let result = boot_in(run, image, layout, &dir.0);
+    let result = boot_in(run, image, &layout, &dir.0);
     drop(dir);
     result
 }
