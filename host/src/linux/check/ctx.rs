@@ -1,0 +1,230 @@
+//! What every real-kernel check shares: the context derived once per boot (linear
+//! offset, expected RAM, KFENCE pool, image sections), range arithmetic and the
+//! finding constructors.
+
+use ptcheck_shared::{Granule, Prot, TranslationConfig};
+
+use crate::backend::PhysMemory;
+use crate::linux::inspection::{Finding, Inspection};
+use crate::linux::layout::{Layout, Range};
+use crate::linux::symbols::KernelFacts;
+use crate::runs::LeafRun;
+
+/// KFENCE objects assumed when sizing its pool (`CONFIG_KFENCE_NUM_OBJECTS`, default
+/// and Debian's 255): the pool is `(objects + 1) * 2` pages.
+pub const KFENCE_OBJECTS: u64 = 255;
+
+/// Where the linear region starts: PAGE_OFFSET for `va_bits` (the bottom of TTBR1).
+pub fn page_offset(cfg: &TranslationConfig) -> u64 {
+    0u64.wrapping_sub(1 << cfg.va_bits)
+}
+
+/// One past the linear region (its top half holds modules, vmalloc, the image).
+pub fn linear_end(cfg: &TranslationConfig) -> u64 {
+    page_offset(cfg) + (1 << (cfg.va_bits - 1))
+}
+
+/// The alignment of memstart (`ARM64_MEMSTART_ALIGN`): 1 GiB with 4K and 16K pages,
+/// 512 MiB with 64K.
+pub fn memstart_align(cfg: &TranslationConfig) -> u64 {
+    match cfg.granule() {
+        Granule::K4 | Granule::K16 => 1 << 30,
+        Granule::K64 => 512 << 20,
+    }
+}
+
+/// `ranges` minus `holes` (both sorted, disjoint).
+pub fn subtract(ranges: &[Range], holes: &[Range]) -> Vec<Range> {
+    let mut out = Vec::new();
+    for r in ranges {
+        let mut at = r.start;
+        for h in holes.iter().filter(|h| h.overlaps(r)) {
+            if h.start > at {
+                out.push(Range { start: at, end: h.start });
+            }
+            at = at.max(h.end);
+        }
+        if at < r.end {
+            out.push(Range { start: at, end: r.end });
+        }
+    }
+    out
+}
+
+pub(crate) fn normalise(mut v: Vec<Range>) -> Vec<Range> {
+    v.retain(|r| !r.is_empty());
+    v.sort_by_key(|r| r.start);
+    let mut out: Vec<Range> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(l) if l.end >= r.start => l.end = l.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// RAM the kernel maps linearly: banks rounded inward to pages, minus `no-map`.
+pub fn expected_linear_ram(layout: &Layout, page: u64) -> Vec<Range> {
+    let banks: Vec<Range> = layout
+        .banks
+        .iter()
+        .map(|b| Range { start: b.start.next_multiple_of(page), end: b.end / page * page })
+        .collect();
+    let holes: Vec<Range> = layout
+        .no_map
+        .iter()
+        .map(|n| Range { start: n.start.next_multiple_of(page), end: n.end / page * page })
+        .collect();
+    normalise(subtract(&normalise(banks), &normalise(holes)))
+}
+
+/// The kernel image's section boundaries (VAs) and where they came from.
+pub struct Sections {
+    /// `_text` (the image header), when listed.
+    pub text: Option<u64>,
+    /// Text.
+    pub stext: u64,
+    /// See `stext`.
+    pub etext: u64,
+    /// Read-only data (up to `init`).
+    pub rodata: u64,
+    /// Init text and data (freed).
+    pub init: u64,
+    /// See `init`.
+    pub init_end: u64,
+    /// Data and bss.
+    pub sdata: u64,
+    /// See `sdata`.
+    pub end: u64,
+    /// Start of bss (the early fixmap tables live there).
+    pub bss: u64,
+    /// Image VA − PA.
+    pub voffset: u64,
+    /// Boundaries derived rather than listed.
+    pub derived: Vec<&'static str>,
+}
+
+/// Everything the checks share: the inspection, the layout, the facts, and what was
+/// derived from them once.
+pub struct Ctx<'a> {
+    pub(crate) i: &'a Inspection,
+    pub(crate) layout: &'a Layout,
+    pub(crate) facts: &'a KernelFacts,
+    pub(crate) mem: &'a dyn PhysMemory,
+    pub(crate) cfg: TranslationConfig,
+    /// Linear VA − PA, as the tables show it.
+    pub(crate) offset: Option<u64>,
+    /// The expected linear RAM.
+    pub(crate) ram: Vec<Range>,
+    /// The KFENCE pool (linear VA), if the kernel has one.
+    pub(crate) kfence: Option<Range>,
+    /// Kernel image VA − PA.
+    pub(crate) voffset: Option<u64>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Derive what the checks share.
+    pub fn new(i: &'a Inspection, layout: &'a Layout, facts: &'a KernelFacts, mem: &'a dyn PhysMemory) -> Self {
+        let cfg = i.cfg;
+        let ram = expected_linear_ram(layout, cfg.page_size());
+        let (lo, hi) = (page_offset(&cfg), linear_end(&cfg));
+        let offset = i.walk.runs.iter().find(|r| r.va >= lo && r.va < hi).map(|r| r.va.wrapping_sub(r.pa(&cfg)));
+        let voffset = facts.sym("_stext").and_then(|s| i.walk.at(&cfg, s)).map(|t| {
+            let s = facts.sym("_stext").unwrap_or(0);
+            s.wrapping_sub(t.pa)
+        });
+        let mut c = Ctx { i, layout, facts, mem, cfg, offset, ram, kfence: None, voffset };
+        c.kfence = c
+            .read_kernel_u64("__kfence_pool")
+            .filter(|&p| p != 0)
+            .map(|p| Range { start: p, end: p + (KFENCE_OBJECTS + 1) * 2 * cfg.page_size() });
+        c
+    }
+
+    /// A kernel variable's value, read through the kernel's own mapping of it.
+    pub(crate) fn read_kernel_u64(&self, name: &str) -> Option<u64> {
+        let va = self.facts.sym(name)?;
+        let t = self.i.walk.at(&self.cfg, va)?;
+        self.mem.read_u64(t.pa)
+    }
+
+    pub(crate) fn read_kernel_u8(&self, name: &str) -> Option<u8> {
+        let va = self.facts.sym(name)?;
+        let t = self.i.walk.at(&self.cfg, va)?;
+        let word = self.mem.read_u64(t.pa & !7)?;
+        Some((word >> ((t.pa & 7) * 8)) as u8)
+    }
+
+    /// The image's section boundaries (VAs): from /proc/kallsyms, else (a kernel
+    /// without CONFIG_KALLSYMS_ALL lists text symbols only) from `_stext`, `_etext`,
+    /// `__init_begin` and /proc/iomem's "Kernel data", using the linker script's
+    /// order (rodata starts at `_etext`, data at `__init_end`, bss inside data).
+    ///
+    /// # Errors
+    /// What is missing.
+    pub fn sections(&self) -> Result<Sections, String> {
+        let f = self.facts;
+        let [stext, etext, init] = f
+            .syms(["_stext", "_etext", "__init_begin"])
+            .map_err(|m| format!("the kernel does not list {m} in /proc/kallsyms (CONFIG_KALLSYMS=y needed)"))?;
+        let voffset = self.voffset.ok_or_else(|| format!("_stext ({stext:#x}) is not mapped"))?;
+        let mut derived = Vec::new();
+        let data = f.iomem.get("Kernel_data").map(|&(a, b)| (a.wrapping_add(voffset), b.wrapping_add(voffset)));
+        let mut pick = |name: &'static str, fallback: Option<u64>, how: &'static str| {
+            f.sym(name).or_else(|| {
+                derived.push(how);
+                fallback
+            })
+        };
+        let rodata = pick("__start_rodata", Some(etext), "rodata from _etext");
+        let sdata = pick("_sdata", data.map(|d| d.0), "data from /proc/iomem");
+        let end = pick("_end", data.map(|d| d.1), "end from /proc/iomem");
+        let init_end = pick("__init_end", sdata, "init end = data start");
+        let bss = pick("__bss_start", sdata, "bss within data");
+        let text = f.sym("_text");
+        match (rodata, sdata, end, init_end, bss) {
+            (Some(rodata), Some(sdata), Some(end), Some(init_end), Some(bss)) => {
+                Ok(Sections { text, stext, etext, rodata, init, init_end, sdata, end, bss, voffset, derived })
+            }
+            _ => Err("neither /proc/kallsyms (CONFIG_KALLSYMS_ALL) nor /proc/iomem gave the data section".into()),
+        }
+    }
+
+    /// The MAIR_EL1 attribute byte a leaf selects is Normal memory (outer cacheability
+    /// nibble non-zero; zero is Device).
+    pub(crate) fn is_normal(&self, p: Prot) -> bool {
+        let idx = (p.0 & Prot::ATTR_INDX_MASK) >> 2;
+        (self.i.mair >> (8 * idx)) & 0xf0 != 0
+    }
+
+    pub(crate) fn linear_runs(&self) -> impl Iterator<Item = &LeafRun> + '_ {
+        let (lo, hi) = (page_offset(&self.cfg), linear_end(&self.cfg));
+        self.i.walk.runs.iter().filter(move |r| r.va >= lo && r.va < hi)
+    }
+
+    /// The PA range of the kernel's text+rodata (its linear alias is read-only).
+    pub(crate) fn kernel_alias_pa(&self) -> Option<Range> {
+        let s = self.sections().ok()?;
+        Some(Range { start: s.stext.wrapping_sub(s.voffset), end: s.init.wrapping_sub(s.voffset) })
+    }
+
+    /// The KFENCE pool's PA range.
+    pub(crate) fn kfence_pa(&self) -> Option<Range> {
+        let (k, o) = (self.kfence?, self.offset?);
+        Some(Range { start: k.start.wrapping_sub(o), end: k.end.wrapping_sub(o) })
+    }
+}
+
+pub(crate) fn fail(check: &'static str, what: String) -> Finding {
+    Finding { check, failure: true, unchecked: false, what }
+}
+
+pub(crate) fn info(check: &'static str, what: String) -> Finding {
+    Finding { check, failure: false, unchecked: false, what }
+}
+
+/// The check could not run: never a pass (the layout is "not checked").
+pub(crate) fn unchecked(check: &'static str, what: String) -> Finding {
+    Finding { check, failure: false, unchecked: true, what }
+}
