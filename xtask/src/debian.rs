@@ -108,13 +108,7 @@ pub(crate) fn fetch_source(dir: &Path, suite: &str, version: &str) -> Result<(Pa
     }
     let _ = fs::remove_dir_all(&home);
     fs::create_dir_all(&home).map_err(|e| format!("cannot create {}: {e}", home.display()))?;
-    sh(Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&home))?;
-    let deb = fs::read_dir(&home)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or(format!("apt-get download {package} left no .deb"))?;
+    let deb = download_deb(&opts, &package, &home)?;
     // The package holds the tarball; only the tree is kept.
     let script = format!(
         "dpkg-deb --fsys-tarfile '{deb}' | tar -xO ./usr/src/{package}.tar.xz | tar -xJ -C '{home}'",
@@ -129,6 +123,20 @@ pub(crate) fn fetch_source(dir: &Path, suite: &str, version: &str) -> Result<(Pa
     fs::write(home.join(".ptcheck-unpacked"), "").map_err(|e| e.to_string())?;
     println!("source: {}", tree.display());
     Ok((tree, id))
+}
+
+/// `apt-get download package` into `dir` (with the private apt `opts`): the .deb.
+///
+/// # Errors
+/// apt fails, or leaves no .deb.
+fn download_deb(opts: &[String], package: &str, dir: &Path) -> Result<PathBuf, String> {
+    sh(Command::new("apt-get").args(opts).args(["download", package]).current_dir(dir))?;
+    fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or(format!("apt-get download {package} left no .deb"))
 }
 
 fn output(cmd: &mut Command) -> Result<String, String> {
@@ -176,13 +184,7 @@ pub(crate) fn fetch_kernel(k: &DebianKernel) -> Result<PathBuf, String> {
     let download = k.dir.join("download");
     let _ = fs::remove_dir_all(&download);
     mkdir(&download)?;
-    sh(Command::new("apt-get").args(&opts).args(["download", &package]).current_dir(&download))?;
-    let deb = fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or(format!("apt-get download {package} left no .deb"))?;
+    let deb = download_deb(&opts, &package, &download)?;
     let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' ./boot", deb.display(), download.display());
     sh(Command::new("sh").args(["-c", &script]))?;
     let vmlinuz = fs::read_dir(download.join("boot"))

@@ -312,27 +312,23 @@ fn compare(a: &str, b: &str) -> Result {
             same += 1;
         }
     }
-    let only: Vec<String> = ra
-        .keys()
-        .filter(|k| !rb.contains_key(*k))
-        .map(|k| k.0.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let only_b: Vec<String> = rb
-        .keys()
-        .filter(|k| !ra.contains_key(*k))
-        .map(|k| k.0.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(" ") };
+    // The regimes of `x`'s layouts that `y` lacks, as a list for people.
+    let only_in = |x: &std::collections::BTreeMap<(String, u64), _>,
+                   y: &std::collections::BTreeMap<(String, u64), _>| {
+        let r: std::collections::BTreeSet<&str> =
+            x.keys().filter(|k| !y.contains_key(*k)).map(|k| k.0.as_str()).collect();
+        if r.is_empty() {
+            "none".to_string()
+        } else {
+            r.into_iter().collect::<Vec<_>>().join(" ")
+        }
+    };
     println!(
         "compare: {} layouts in both: {same} the same, {shape} the same outcome with a different shape, {} different outcomes; regimes only in {a}: {}; only in {b}: {}",
         same + shape + findings.len(),
         findings.len(),
-        list(&only),
-        list(&only_b)
+        only_in(&ra, &rb),
+        only_in(&rb, &ra)
     );
     for f in &findings {
         println!("FINDING: {f}");
