@@ -234,11 +234,17 @@ pub struct Translation {
 }
 
 impl Walk {
-    /// What the walked tables translate `va` to.
-    pub fn at(&self, cfg: &TranslationConfig, va: u64) -> Option<Translation> {
+    /// The run of leaves that maps `va`, if any.
+    pub fn run_at(&self, cfg: &TranslationConfig, va: u64) -> Option<&LeafRun> {
         let i = self.runs.partition_point(|r| r.va <= va).checked_sub(1)?;
         let r = &self.runs[i];
-        (u128::from(va) < r.end(cfg)).then(|| Translation { pa: r.pa(cfg).wrapping_add(va - r.va), prot: r.prot(cfg) })
+        (u128::from(va) < r.end(cfg)).then_some(r)
+    }
+
+    /// What the walked tables translate `va` to.
+    pub fn at(&self, cfg: &TranslationConfig, va: u64) -> Option<Translation> {
+        let r = self.run_at(cfg, va)?;
+        Some(Translation { pa: r.pa(cfg).wrapping_add(va - r.va), prot: r.prot(cfg) })
     }
 
     /// Every leaf, one by one: for small plans and tests (a 256 GiB map has 64 M).

@@ -460,14 +460,10 @@ fn plant(i: &Inspection, layout: &Layout, ram: &GuestRam, p: Plant) -> anyhow::R
             rewrite(r.va, r.level, &|d| d ^ page)
         }
         Plant::Image => {
-            // rodata starts at _etext (a kernel without CONFIG_KALLSYMS_ALL lists no __start_rodata).
-            let rodata = i.facts.sym("__start_rodata").or(i.facts.sym("_etext")).context("no _etext")?;
-            let va = rodata.next_multiple_of(page);
-            rewrite(
-                va,
-                w.runs.iter().find(|r| u128::from(va) < r.end(cfg) && r.va <= va).context("rodata unmapped")?.level,
-                &|d| d & !Prot::RDONLY,
-            )
+            // The first page of rodata (however the checks find it) becomes writable.
+            let ctx = check::Ctx::new(i, layout, &i.facts, ram);
+            let va = ctx.sections().map_err(anyhow::Error::msg)?.rodata.next_multiple_of(page);
+            rewrite(va, w.run_at(cfg, va).context("rodata unmapped")?.level, &|d| d & !Prot::RDONLY)
         }
         Plant::Wx => {
             // The first read-only, never-executable page: make it RW and executable.
@@ -489,7 +485,6 @@ fn plant(i: &Inspection, layout: &Layout, ram: &GuestRam, p: Plant) -> anyhow::R
         }
         Plant::Policy => {
             let r = linear_page().context("no linear-map page")?;
-            let _ = layout;
             rewrite(r.va, r.level, &|d| d | Descriptor::CONT)
         }
     }

@@ -119,8 +119,8 @@ pub struct Ctx<'a> {
     pub(crate) ram: Vec<Range>,
     /// The KFENCE pool (linear VA), if the kernel has one.
     pub(crate) kfence: Option<Range>,
-    /// Kernel image VA − PA.
-    pub(crate) voffset: Option<u64>,
+    /// The image's sections, or what is missing to know them (derived once).
+    sections: Result<Sections, String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -130,11 +130,9 @@ impl<'a> Ctx<'a> {
         let ram = expected_linear_ram(layout, cfg.page_size());
         let (lo, hi) = (page_offset(&cfg), linear_end(&cfg));
         let offset = i.walk.runs.iter().find(|r| r.va >= lo && r.va < hi).map(|r| r.va.wrapping_sub(r.pa(&cfg)));
-        let voffset = facts.sym("_stext").and_then(|s| i.walk.at(&cfg, s)).map(|t| {
-            let s = facts.sym("_stext").unwrap_or(0);
-            s.wrapping_sub(t.pa)
-        });
-        let mut c = Ctx { i, layout, facts, mem, cfg, offset, ram, kfence: None, voffset };
+        let voffset = facts.sym("_stext").and_then(|s| Some(s.wrapping_sub(i.walk.at(&cfg, s)?.pa)));
+        let sections = find_sections(facts, voffset);
+        let mut c = Ctx { i, layout, facts, mem, cfg, offset, ram, kfence: None, sections };
         c.kfence = c
             .read_kernel_u64("__kfence_pool")
             .filter(|&p| p != 0)
@@ -156,39 +154,12 @@ impl<'a> Ctx<'a> {
         Some((word >> ((t.pa & 7) * 8)) as u8)
     }
 
-    /// The image's section boundaries (VAs): from /proc/kallsyms, else (a kernel
-    /// without CONFIG_KALLSYMS_ALL lists text symbols only) from `_stext`, `_etext`,
-    /// `__init_begin` and /proc/iomem's "Kernel data", using the linker script's
-    /// order (rodata starts at `_etext`, data at `__init_end`, bss inside data).
+    /// The image's section boundaries ([`find_sections`]).
     ///
     /// # Errors
-    /// What is missing.
-    pub fn sections(&self) -> Result<Sections, String> {
-        let f = self.facts;
-        let [stext, etext, init] = f
-            .syms(["_stext", "_etext", "__init_begin"])
-            .map_err(|m| format!("the kernel does not list {m} in /proc/kallsyms (CONFIG_KALLSYMS=y needed)"))?;
-        let voffset = self.voffset.ok_or_else(|| format!("_stext ({stext:#x}) is not mapped"))?;
-        let mut derived = Vec::new();
-        let data = f.iomem.get("Kernel_data").map(|&(a, b)| (a.wrapping_add(voffset), b.wrapping_add(voffset)));
-        let mut pick = |name: &'static str, fallback: Option<u64>, how: &'static str| {
-            f.sym(name).or_else(|| {
-                derived.push(how);
-                fallback
-            })
-        };
-        let rodata = pick("__start_rodata", Some(etext), "rodata from _etext");
-        let sdata = pick("_sdata", data.map(|d| d.0), "data from /proc/iomem");
-        let end = pick("_end", data.map(|d| d.1), "end from /proc/iomem");
-        let init_end = pick("__init_end", sdata, "init end = data start");
-        let bss = pick("__bss_start", sdata, "bss within data");
-        let text = f.sym("_text");
-        match (rodata, sdata, end, init_end, bss) {
-            (Some(rodata), Some(sdata), Some(end), Some(init_end), Some(bss)) => {
-                Ok(Sections { text, stext, etext, rodata, init, init_end, sdata, end, bss, voffset, derived })
-            }
-            _ => Err("neither /proc/kallsyms (CONFIG_KALLSYMS_ALL) nor /proc/iomem gave the data section".into()),
-        }
+    /// What is missing to know them.
+    pub fn sections(&self) -> Result<&Sections, String> {
+        self.sections.as_ref().map_err(Clone::clone)
     }
 
     /// The MAIR_EL1 attribute byte a leaf selects is Normal memory (outer cacheability
@@ -203,16 +174,68 @@ impl<'a> Ctx<'a> {
         self.i.walk.runs.iter().filter(move |r| r.va >= lo && r.va < hi)
     }
 
-    /// The PA range of the kernel's text+rodata (its linear alias is read-only).
+    /// The PA range `map_mem` maps as the image's linear alias (made read-only once
+    /// booted): from `_stext` or `_text` ([`alias_from_text`]) to `__init_begin`.
     pub(crate) fn kernel_alias_pa(&self) -> Option<Range> {
         let s = self.sections().ok()?;
-        Some(Range { start: s.stext.wrapping_sub(s.voffset), end: s.init.wrapping_sub(s.voffset) })
+        let start = if alias_from_text(self.facts) { s.text.unwrap_or(s.stext) } else { s.stext };
+        Some(Range { start: start.wrapping_sub(s.voffset), end: s.init.wrapping_sub(s.voffset) })
     }
 
     /// The KFENCE pool's PA range.
     pub(crate) fn kfence_pa(&self) -> Option<Range> {
         let (k, o) = (self.kfence?, self.offset?);
         Some(Range { start: k.start.wrapping_sub(o), end: k.end.wrapping_sub(o) })
+    }
+}
+
+/// The image's section boundaries (VAs): from /proc/kallsyms, else (a kernel
+/// without CONFIG_KALLSYMS_ALL lists text symbols only) from `_stext`, `_etext`,
+/// `__init_begin` and /proc/iomem's "Kernel data", using the linker script's
+/// order (rodata starts at `_etext`, data at `__init_end`, bss inside data).
+///
+/// `voffset` is the image's VA − PA (from `_stext`).
+///
+/// # Errors
+/// What is missing.
+pub fn find_sections(f: &KernelFacts, voffset: Option<u64>) -> Result<Sections, String> {
+    let [stext, etext, init] = f
+        .syms(["_stext", "_etext", "__init_begin"])
+        .map_err(|m| format!("the kernel does not list {m} in /proc/kallsyms (CONFIG_KALLSYMS=y needed)"))?;
+    let voffset = voffset.ok_or_else(|| format!("_stext ({stext:#x}) is not mapped"))?;
+    let mut derived = Vec::new();
+    let data = f.iomem.get("Kernel_data").map(|&(a, b)| (a.wrapping_add(voffset), b.wrapping_add(voffset)));
+    let mut pick = |name: &'static str, fallback: Option<u64>, how: &'static str| {
+        f.sym(name).or_else(|| {
+            derived.push(how);
+            fallback
+        })
+    };
+    let rodata = pick("__start_rodata", Some(etext), "rodata from _etext");
+    let sdata = pick("_sdata", data.map(|d| d.0), "data from /proc/iomem");
+    let end = pick("_end", data.map(|d| d.1), "end from /proc/iomem");
+    let init_end = pick("__init_end", sdata, "init end = data start");
+    let bss = pick("__bss_start", sdata, "bss within data");
+    let text = f.sym("_text");
+    match (rodata, sdata, end, init_end, bss) {
+        (Some(rodata), Some(sdata), Some(end), Some(init_end), Some(bss)) => {
+            Ok(Sections { text, stext, etext, rodata, init, init_end, sdata, end, bss, voffset, derived })
+        }
+        _ => Err("neither /proc/kallsyms (CONFIG_KALLSYMS_ALL) nor /proc/iomem gave the data section".into()),
+    }
+}
+
+/// Whether `map_mem` maps the image's linear alias from `_text` (6.12) rather than
+/// `_stext` (6.1). The change lies between the two; ptcheck takes 6.9 (the release
+/// that reworked the kernel's VA space for LPA2) as the first with `_text`. A
+/// 6.2–6.11 kernel that disagrees shows as a policy difference at the alias's first
+/// block. An unknown release is taken as recent.
+pub fn alias_from_text(facts: &KernelFacts) -> bool {
+    let Some(r) = facts.release.as_deref() else { return true };
+    let mut it = r.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
+    match (it.next().flatten(), it.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 9),
+        _ => true,
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             return;
         }
     };
-    let Sections { stext, etext, rodata, init, init_end, sdata, end, voffset, .. } = sec;
+    let &Sections { stext, etext, rodata, init, init_end, sdata, end, voffset, .. } = sec;
     let stext_pa = stext.wrapping_sub(voffset);
     match sec.text {
         Some(text) if text.wrapping_sub(voffset) != c.layout.kernel => out.push(fail(

@@ -27,8 +27,10 @@ mod table_bits;
 mod translation;
 mod zeroing;
 
-pub use ctx::{expected_linear_ram, linear_end, memstart_align, page_offset, subtract, Ctx, Sections, KFENCE_OBJECTS};
-pub use policy::alias_from_text;
+pub use ctx::{
+    alias_from_text, expected_linear_ram, find_sections, linear_end, memstart_align, page_offset, subtract, Ctx,
+    Sections, KFENCE_OBJECTS,
+};
 
 use crate::linux::inspection::{Finding, Inspection};
 use crate::linux::layout::Layout;

@@ -6,7 +6,6 @@ use ptcheck_shared::{Level, Prot, TranslationConfig};
 use super::ctx::{fail, info, linear_end, normalise, page_offset, subtract, unchecked, Ctx};
 use crate::linux::inspection::Finding;
 use crate::linux::layout::Range;
-use crate::linux::symbols::KernelFacts;
 use crate::runs::LeafRun;
 
 /// The flags the kernel maps memblock ranges with, from its own variables:
@@ -74,33 +73,11 @@ fn shape(
     out
 }
 
-/// Whether `map_mem` maps the image's linear alias from `_text` (6.12) rather than
-/// `_stext` (6.1). The change lies between the two; ptcheck takes 6.9 (the release
-/// that reworked the kernel's VA space for LPA2) as the first with `_text`. A
-/// 6.2–6.11 kernel that disagrees shows as a policy difference at the alias's first
-/// block. An unknown release is taken as recent.
-pub fn alias_from_text(facts: &KernelFacts) -> bool {
-    let Some(r) = facts.release.as_deref() else { return true };
-    let mut it = r.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
-    match (it.next().flatten(), it.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (6, 9),
-        _ => true,
-    }
-}
-
 /// policy: the linear map's shape equals the model's for the kernel's memblock ranges
 /// (the RAM minus the image alias and the KFENCE pool, then the alias with NO_CONT).
 pub(crate) fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let cfg = &c.cfg;
-    // map_mem maps the image's alias from _text (its header included) to __init_begin.
-    // The image's alias starts at _stext in 6.1 and at _text (its header included) in
-    // 6.12 — both read in their sources; see `alias_from_text` for the kernels between.
-    let from_text = alias_from_text(c.facts);
-    let alias = c.sections().ok().map(|s| Range {
-        start: if from_text { s.text.unwrap_or(s.stext) } else { s.stext }.wrapping_sub(s.voffset),
-        end: s.init.wrapping_sub(s.voffset),
-    });
-    let (Some(offset), Some(alias)) = (c.offset, alias) else {
+    let (Some(offset), Some(alias)) = (c.offset, c.kernel_alias_pa()) else {
         out.push(unchecked("policy", "no linear map, or no _text/__init_begin in /proc/kallsyms".into()));
         return;
     };
