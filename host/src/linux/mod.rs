@@ -81,6 +81,12 @@ const IMAGE_MAGIC: &[u8; 4] = b"ARM\x64";
 /// # Errors
 /// One line naming what the file is instead and what to do.
 pub fn check_kernel_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    unpacked_image(bytes).map(|_| ())
+}
+
+/// The arm64 Image in `bytes`: `None` when `bytes` is one already, else the image a
+/// gzip stream unpacks to ([`check_kernel_bytes`] says what is wrong otherwise).
+fn unpacked_image(bytes: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut image = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut image).map_err(|e| {
@@ -89,10 +95,10 @@ pub fn check_kernel_bytes(bytes: &[u8]) -> anyhow::Result<()> {
         if image.get(56..60) != Some(IMAGE_MAGIC) {
             bail!("is gzip'd but does not unpack to an arm64 kernel Image (no ARM\\x64 magic at offset 56)");
         }
-        return Ok(());
+        return Ok(Some(image));
     }
     match bytes.get(56..60) {
-        Some(m) if m == IMAGE_MAGIC => check_efi_stub_whole(bytes),
+        Some(m) if m == IMAGE_MAGIC => check_efi_stub_whole(bytes).map(|()| None),
         _ if bytes.starts_with(b"\x7fELF") => {
             bail!("is an ELF file (vmlinux?), not an Image: give arch/arm64/boot/Image (or Image.gz)")
         }
@@ -212,14 +218,11 @@ pub struct KernelImage {
 /// Unreadable, or not a whole arm64 kernel (one line naming which).
 pub fn load_kernel(path: &std::path::Path) -> anyhow::Result<KernelImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
-    check_kernel_bytes(&bytes).map_err(|e| anyhow::anyhow!("kernel {} {e}", path.display()))?;
-    let (bytes, raw_path) = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut image = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&bytes[..]), &mut image)?;
-        (image, None)
-    } else {
-        (bytes, Some(std::fs::canonicalize(path)?))
-    };
+    let (bytes, raw_path) =
+        match unpacked_image(&bytes).map_err(|e| anyhow::anyhow!("kernel {} {e}", path.display()))? {
+            Some(image) => (image, None),
+            None => (bytes, Some(std::fs::canonicalize(path)?)),
+        };
     // Header (Documentation/arch/arm64/booting.rst): text_offset at 8, image_size at 16.
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
     if word(8) != 0 {
