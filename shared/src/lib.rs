@@ -16,6 +16,7 @@ pub mod descriptor;
 pub mod granule;
 pub mod level;
 pub mod prot;
+pub mod trace;
 
 pub use config::{KernelConfig, OaFormat, TranslationConfig};
 pub use descriptor::Descriptor;

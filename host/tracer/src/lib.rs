@@ -1,0 +1,136 @@
+//! ptcheck's tracer: a QEMU TCG plugin that watches a page-table builder from the
+//! instruction stream, so ordering is observed rather than self-reported.
+//!
+//! Loaded as `-plugin libptcheck_tracer.so,out=F,ram=P,ram_base=B,ram_size=S,
+//! page_shift=N[,tables=LO-HI][,tables=…][,links=all]`: `ram` is the guest RAM's
+//! memfd (shared with ptcheck, mapped here read-only) so a linked table's content is
+//! judged by value at the moment it is linked; `tables` limits what counts as a link
+//! to next-level tables inside those windows (a plan's pools; default all of RAM).
+//!
+//! One module each: [`decode`] (A64 encodings and descriptor bits), [`state`] (the
+//! bounded per-frame state and the link judgement), [`walk`] (DC ZVA's VA through the
+//! live tables). Output is [`ptcheck_shared::trace::Message`] lines.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod args;
+mod decode;
+mod ram;
+mod state;
+mod walk;
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use qemu_plugin::install::{Args, Info};
+use qemu_plugin::plugin::{HasCallbacks, Register};
+use qemu_plugin::{CallbackFlags, MemRW, PluginId, RegisterDescriptor, TranslationBlock, VCPUIndex};
+
+use decode::Insn;
+use state::State;
+
+/// Everything the callbacks share. One vCPU runs at a time under TCG's default
+/// round-robin; the lock is uncontended.
+static STATE: OnceLock<Mutex<State>> = OnceLock::new();
+
+/// Handles for x0..x30, found once the vCPU exists.
+static XREGS: OnceLock<Vec<RegisterDescriptor<'static>>> = OnceLock::new();
+
+fn state() -> MutexGuard<'static, State> {
+    // A poisoned lock means a callback panicked: QEMU aborts with the plugin anyway.
+    STATE.get().expect("installed before any callback").lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Xn's value (x31 reads as zero: XZR in these encodings).
+fn xreg(n: u32) -> u64 {
+    if n >= 31 {
+        return 0;
+    }
+    let Some(regs) = XREGS.get() else { return 0 };
+    regs.get(n as usize)
+        .and_then(|r| r.read().ok())
+        .map(|b| b.iter().take(8).rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        .unwrap_or(0)
+}
+
+struct Tracer;
+
+impl Register for Tracer {
+    fn register(&mut self, id: PluginId, args: &Args, info: &Info) -> qemu_plugin::Result<()> {
+        let parsed = args::parse(&args.raw).map_err(refuse)?;
+        let st = State::new(parsed, info.version.mininum as u32, info.version.current as u32).map_err(refuse)?;
+        let _ = STATE.set(Mutex::new(st));
+        qemu_plugin::qemu_plugin_register_atexit_cb(id, |_| state().finish())?;
+        Ok(())
+    }
+}
+
+/// Refuse to install, with the reason on QEMU's stderr (ptcheck shows it).
+fn refuse(why: String) -> qemu_plugin::Error {
+    eprintln!("ptcheck-tracer: {why}");
+    qemu_plugin::Error::PluginInstanceSetError
+}
+
+impl HasCallbacks for Tracer {
+    fn on_vcpu_init(&mut self, _id: PluginId, _vcpu: VCPUIndex) -> qemu_plugin::Result<()> {
+        if XREGS.get().is_none() {
+            let all = qemu_plugin::qemu_plugin_get_registers()?;
+            let x: Vec<_> = (0..31)
+                .filter_map(|n| all.iter().find(|r| r.name.eq_ignore_ascii_case(&format!("x{n}"))).cloned())
+                .collect();
+            if x.len() == 31 {
+                let _ = XREGS.set(x);
+            } else {
+                state().fail(format!("QEMU lists {} of the 31 general registers", x.len()));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_translation_block_translate(&mut self, _id: PluginId, tb: TranslationBlock) -> qemu_plugin::Result<()> {
+        for insn in tb.instructions() {
+            let mut word = [0u8; 4];
+            if insn.read_data(&mut word) != 4 {
+                continue;
+            }
+            let (pc, w) = (insn.vaddr(), u32::from_le_bytes(word));
+            match Insn::decode(w) {
+                Insn::Other => {}
+                Insn::Store { release } => insn.register_memory_access_callback(
+                    move |_, info, va| {
+                        if let Some(hw) = info.hwaddr(va) {
+                            if !hw.is_io() {
+                                let size = 1u64 << info.size_shift();
+                                state().store(hw.hwaddr(), size, info.value(), pc, w, release);
+                            }
+                        }
+                    },
+                    MemRW::QEMU_PLUGIN_MEM_W,
+                ),
+                Insn::DcZva { rt } => insn.register_execute_callback_flags(
+                    move |_| {
+                        let va = xreg(rt);
+                        state().dc_zva(va, pc, w);
+                    },
+                    CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                ),
+                Insn::Msr { reg, rt } => insn.register_execute_callback_flags(
+                    move |_| {
+                        let v = xreg(rt);
+                        state().msr(reg, v);
+                    },
+                    CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                ),
+                Insn::Barrier(b) => insn.register_execute_callback(move |_| state().barrier(b, pc, w)),
+                Insn::Hint(h) => insn.register_execute_callback_flags(
+                    move |_| {
+                        let (x0, x1) = (xreg(0), xreg(1));
+                        state().hint(h, x0, x1);
+                    },
+                    CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+qemu_plugin::register!(Tracer);

@@ -1,0 +1,430 @@
+//! What the tracer remembers, bounded: per 4 KiB frame of RAM, which 64-bit words were
+//! written in the current build bracket and where the frame's last write sits against
+//! the store-ordering barriers; global barrier counters; the registers that define the
+//! live regime. Memory is allocated zeroed (lazily backed), so only frames the guest
+//! writes cost memory: 48 bytes a frame.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+
+use ptcheck_shared::trace::{Counts, Link, Message, OrderedBy};
+use qemu_plugin::MemValue;
+
+use crate::args::Options;
+use crate::decode::{table_target, Barrier, Hint, SysReg};
+use crate::ram::Ram;
+use crate::walk::{self, Regs};
+
+const FRAME_SHIFT: u32 = 12;
+const WORDS_PER_FRAME: u64 = 1 << (FRAME_SHIFT - 3);
+/// Link messages one bracket may send before the rest are only counted.
+const LINK_MESSAGES: u64 = 1 << 20;
+/// Candidate links held until a walk confirms them.
+const PENDING: usize = 1 << 18;
+/// DC ZVA's block on QEMU's CPUs: DCZID_EL0.BS = 4, 2^4 words of 4 bytes.
+const ZVA_BYTES: u64 = 64;
+
+/// Per-frame records, in parallel arrays so each is allocated zeroed.
+struct Frames {
+    /// Bracket generation of the frame's last write (0: never written).
+    gen: Vec<u32>,
+    /// The store-ordering DSB / DMB counters at the frame's last write.
+    dsb: Vec<u32>,
+    dmb: Vec<u32>,
+    /// The last write's instruction word, PC and PA.
+    insn: Vec<u32>,
+    pc: Vec<u64>,
+    pa: Vec<u64>,
+    /// Which words were written in generation `gen`.
+    written: Vec<u64>,
+    /// Frames known to hold translation tables (one bit each).
+    table: Vec<u64>,
+    /// Frames of the tables reachable from TTBR0/1 now.
+    live: Vec<u64>,
+}
+
+/// The tracer's whole state.
+pub struct State {
+    opts: Options,
+    ram: Ram,
+    frames: Frames,
+    out: BufWriter<File>,
+    gen: u32,
+    /// Store-ordering DSBs and DMBs (a DSB counts as both) executed so far.
+    dsb_n: u32,
+    dmb_n: u32,
+    /// The last of each: PC and instruction.
+    last_dsb: (u64, u32),
+    last_dmb: (u64, u32),
+    regs: Regs,
+    counts: Counts,
+    link_messages: u64,
+    /// Candidate links into pages not yet known as tables, judged at their store.
+    pending: Vec<Link>,
+    /// A problem found after install (reported in the summary's place).
+    failed: Option<String>,
+}
+
+impl State {
+    /// Map RAM, allocate the frame records and open the output.
+    ///
+    /// # Errors
+    /// RAM or the output cannot be opened.
+    pub fn new(opts: Options, qemu_min: u32, qemu_cur: u32) -> Result<State, String> {
+        let ram = Ram::open(&opts.ram, opts.ram_base, opts.ram_size)?;
+        let n = (opts.ram_size >> FRAME_SHIFT) as usize;
+        let frames = Frames {
+            gen: vec![0; n],
+            dsb: vec![0; n],
+            dmb: vec![0; n],
+            insn: vec![0; n],
+            pc: vec![0; n],
+            pa: vec![0; n],
+            written: vec![0; n * WORDS_PER_FRAME as usize / 64],
+            table: vec![0; n.div_ceil(64)],
+            live: vec![0; n.div_ceil(64)],
+        };
+        let f = File::create(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
+        let regs = Regs { page_shift: opts.page_shift, ..Regs::default() };
+        let mut s = State {
+            opts,
+            ram,
+            frames,
+            out: BufWriter::new(f),
+            gen: 1,
+            dsb_n: 0,
+            dmb_n: 0,
+            last_dsb: (0, 0),
+            last_dmb: (0, 0),
+            regs,
+            counts: Counts::default(),
+            link_messages: 0,
+            pending: Vec::new(),
+            failed: None,
+        };
+        let built_for = qemu_plugin::sys::QEMU_PLUGIN_VERSION;
+        s.send(&Message::Hello { built_for, qemu_min, qemu_cur }, true);
+        Ok(s)
+    }
+
+    fn send(&mut self, m: &Message, flush: bool) {
+        let line = serde_json::to_string(m).expect("trace messages serialize");
+        let _ = writeln!(self.out, "{line}");
+        if flush {
+            let _ = self.out.flush();
+        }
+    }
+
+    /// Something went wrong inside the plugin: said on stderr, and the summary is
+    /// withheld so ptcheck cannot take the trace as whole.
+    pub fn fail(&mut self, why: String) {
+        eprintln!("ptcheck-tracer: {why}");
+        self.failed = Some(why);
+    }
+
+    /// QEMU is exiting: the counts since the last bracket began.
+    pub fn finish(&mut self) {
+        self.confirm();
+        self.counts.unconfirmed += self.pending.len() as u64;
+        self.pending.clear();
+        if self.failed.is_none() {
+            let c = self.counts;
+            self.send(&Message::Summary(c), true);
+        }
+        let _ = self.out.flush();
+    }
+
+    /// A build marker; at the beginning x0 holds the regime's granule shift and x1 is
+    /// non-zero for LPA2 descriptors.
+    pub fn hint(&mut self, h: Hint, x0: u64, x1: u64) {
+        match h {
+            Hint::Begin => {
+                if ![12, 14, 16].contains(&x0) {
+                    self.fail(format!("build marker with granule shift {x0}"));
+                }
+                self.regs.fixed = Some((x0 as u32, x1 != 0));
+                self.gen = self.gen.wrapping_add(1).max(1);
+                self.counts = Counts::default();
+                self.link_messages = 0;
+                self.send(&Message::Begin, false);
+            }
+            Hint::End => {
+                self.regs.fixed = None;
+                let c = self.counts;
+                self.send(&Message::Summary(c), true);
+            }
+        }
+    }
+
+    /// A barrier or TLBI.
+    pub fn barrier(&mut self, b: Barrier, pc: u64, insn: u32) {
+        match b {
+            Barrier::Dsb { orders_stores } => {
+                self.counts.dsb += 1;
+                if orders_stores {
+                    self.counts.dsb_st += 1;
+                    self.dsb_n = self.dsb_n.wrapping_add(1);
+                    self.dmb_n = self.dmb_n.wrapping_add(1);
+                    self.last_dsb = (pc, insn);
+                    self.last_dmb = (pc, insn);
+                }
+            }
+            Barrier::Dmb { orders_stores } => {
+                self.counts.dmb += 1;
+                if orders_stores {
+                    self.counts.dmb_st += 1;
+                    self.dmb_n = self.dmb_n.wrapping_add(1);
+                    self.last_dmb = (pc, insn);
+                }
+            }
+            Barrier::Isb => self.counts.isb += 1,
+            Barrier::Tlbi => self.counts.tlbi += 1,
+        }
+    }
+
+    /// `MSR reg, <v>`.
+    pub fn msr(&mut self, reg: SysReg, v: u64) {
+        match reg {
+            SysReg::Ttbr0 => {
+                self.counts.msr_ttbr0 += 1;
+                self.regs.ttbr0 = v;
+                self.confirm();
+            }
+            SysReg::Ttbr1 => {
+                self.counts.msr_ttbr1 += 1;
+                self.regs.ttbr1 = v;
+                self.confirm();
+            }
+            SysReg::Tcr => {
+                self.counts.msr_tcr += 1;
+                self.regs.set_tcr(v);
+            }
+            SysReg::Sctlr => {
+                self.counts.msr_sctlr += 1;
+                self.regs.sctlr = v;
+            }
+        }
+    }
+
+    /// `DC ZVA` of the block holding `va`.
+    pub fn dc_zva(&mut self, va: u64, pc: u64, insn: u32) {
+        self.counts.dc_zva += 1;
+        let Some(pa) = walk::translate(&self.ram, &self.regs, va) else { return };
+        let pa = pa & !(ZVA_BYTES - 1);
+        if !self.ram.contains(pa, ZVA_BYTES) {
+            return;
+        }
+        self.counts.dc_zva_ram += 1;
+        for w in (pa..pa + ZVA_BYTES).step_by(8) {
+            self.wrote(w, pc, insn);
+        }
+    }
+
+    /// A store of `size` bytes at `pa` (from a memory callback, after the store).
+    pub fn store(&mut self, pa: u64, size: u64, value: MemValue, pc: u64, insn: u32, release: bool) {
+        if !self.ram.contains(pa, size) {
+            return;
+        }
+        self.counts.ram_stores += 1;
+        if release {
+            self.counts.stlr += 1;
+        }
+        let first = pa & !7;
+        for w in (first..pa + size).step_by(8) {
+            self.wrote(w, pc, insn);
+        }
+        if !pa.is_multiple_of(8) {
+            return;
+        }
+        match value {
+            MemValue::U64(v) => self.maybe_link(pa, v, pc, insn, release),
+            MemValue::U128(v) => {
+                self.maybe_link(pa, v as u64, pc, insn, false);
+                self.maybe_link(pa + 8, (v >> 64) as u64, pc, insn, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// Record a write to the word at `w` (8-aligned, in RAM).
+    fn wrote(&mut self, w: u64, pc: u64, insn: u32) {
+        let f = ((w - self.ram.base()) >> FRAME_SHIFT) as usize;
+        let fr = &mut self.frames;
+        if fr.gen[f] != self.gen {
+            fr.gen[f] = self.gen;
+            fr.written[f * 8..f * 8 + 8].fill(0);
+        }
+        let word = ((w >> 3) & (WORDS_PER_FRAME - 1)) as usize;
+        fr.written[f * 8 + word / 64] |= 1 << (word % 64);
+        fr.dsb[f] = self.dsb_n;
+        fr.dmb[f] = self.dmb_n;
+        fr.insn[f] = insn;
+        fr.pc[f] = pc;
+        fr.pa[f] = w;
+    }
+
+    fn written(&self, w: u64) -> bool {
+        let f = ((w - self.ram.base()) >> FRAME_SHIFT) as usize;
+        let word = ((w >> 3) & (WORDS_PER_FRAME - 1)) as usize;
+        self.frames.gen[f] == self.gen && self.frames.written[f * 8 + word / 64] & (1 << (word % 64)) != 0
+    }
+
+    fn in_window(&self, pa: u64, len: u64) -> bool {
+        if !self.ram.contains(pa, len) {
+            return false;
+        }
+        self.opts.tables.is_empty() || self.opts.tables.iter().any(|&(lo, hi)| pa >= lo && pa + len <= hi)
+    }
+
+    /// The 64-bit word `v` was just stored at `entry_pa`: if it links a table, judge the
+    /// table as it is now and what ordered its last write before this store.
+    fn maybe_link(&mut self, entry_pa: u64, v: u64, pc: u64, insn: u32, release: bool) {
+        let shift = self.regs.shift();
+        let Some(table) = table_target(v, shift, self.regs.lpa2()) else { return };
+        let bytes = 1u64 << shift;
+        if !self.in_window(table, bytes) || (table..table + bytes).contains(&entry_pa) {
+            return;
+        }
+        // Zeroed at the link: every entry zero, or written in this bracket.
+        let (mut stale, mut first_stale) = (0u32, (0, 0));
+        for w in (table..table + bytes).step_by(8) {
+            let x = self.ram.read_u64(w).unwrap_or(0);
+            if x != 0 && !self.written(w) {
+                if stale == 0 {
+                    first_stale = (w, x);
+                }
+                stale += 1;
+            }
+        }
+        // Ordered: the weakest of the table's frames' last writes.
+        let mut ordered = OrderedBy::NoWrite;
+        let mut last = (0u64, 0u32, 0u64);
+        let rank = |o: OrderedBy| match o {
+            OrderedBy::NoWrite => 0,
+            OrderedBy::Dsb => 1,
+            OrderedBy::Dmb => 2,
+            OrderedBy::Release => 3,
+            OrderedBy::Nothing => 4,
+        };
+        let base = self.ram.base();
+        for f in ((table - base) >> FRAME_SHIFT) as usize..((table + bytes - base) >> FRAME_SHIFT) as usize {
+            let fr = &self.frames;
+            if fr.gen[f] != self.gen {
+                continue;
+            }
+            let o = if fr.dsb[f] != self.dsb_n {
+                OrderedBy::Dsb
+            } else if fr.dmb[f] != self.dmb_n {
+                OrderedBy::Dmb
+            } else if release {
+                OrderedBy::Release
+            } else {
+                OrderedBy::Nothing
+            };
+            if rank(o) >= rank(ordered) {
+                ordered = o;
+                last = (fr.pc[f], fr.insn[f], fr.pa[f]);
+            }
+        }
+        let barrier = match ordered {
+            OrderedBy::Dsb => self.last_dsb,
+            OrderedBy::Dmb => self.last_dmb,
+            _ => (0, 0),
+        };
+        let link = Link {
+            pc,
+            insn,
+            entry_pa,
+            value: v,
+            table_pa: table,
+            live: self.regs.sctlr & 1 != 0 && bit(&self.frames.live, self.frame(entry_pa)),
+            ordered_by: ordered,
+            barrier_pc: barrier.0,
+            barrier_insn: barrier.1,
+            last_write_pc: last.0,
+            last_write_insn: last.1,
+            last_write_pa: last.2,
+            stale,
+            first_stale_pa: first_stale.0,
+            first_stale_value: first_stale.1,
+        };
+        let known = if self.opts.tables.is_empty() { self.is_table(entry_pa) } else { self.in_window(entry_pa, 8) };
+        if known {
+            self.accept(link);
+        } else if self.pending.len() < PENDING {
+            self.pending.push(link);
+        } else {
+            self.counts.links_dropped += 1;
+        }
+    }
+
+    fn frame(&self, pa: u64) -> usize {
+        debug_assert!(self.ram.contains(pa, 1));
+        ((pa - self.ram.base()) >> FRAME_SHIFT) as usize
+    }
+
+    fn is_table(&self, pa: u64) -> bool {
+        bit(&self.frames.table, self.frame(pa))
+    }
+
+    /// Mark `[pa, pa + bytes)` as a table, and live if `live`.
+    fn mark_table(&mut self, pa: u64, bytes: u64, live: bool) {
+        if !self.ram.contains(pa, bytes) {
+            return;
+        }
+        for f in self.frame(pa)..=self.frame(pa + bytes - 1) {
+            self.frames.table[f / 64] |= 1 << (f % 64);
+            if live {
+                self.frames.live[f / 64] |= 1 << (f % 64);
+            }
+        }
+    }
+
+    /// A confirmed link: counted, its table known, sent if doubtful (or all are).
+    fn accept(&mut self, link: Link) {
+        self.mark_table(link.table_pa, 1 << self.regs.shift(), link.live);
+        self.counts.links[Counts::link_index(link.ordered_by)] += 1;
+        if link.stale > 0 {
+            self.counts.stale_links += 1;
+        }
+        let doubtful = link.stale > 0 || !matches!(link.ordered_by, OrderedBy::Dsb | OrderedBy::NoWrite);
+        if !(self.opts.links_all || doubtful) {
+            return;
+        }
+        if self.link_messages >= LINK_MESSAGES {
+            self.counts.links_dropped += 1;
+            return;
+        }
+        self.link_messages += 1;
+        self.send(&Message::Link(link), doubtful);
+    }
+
+    /// Walk the trees TTBR0/1 point to now, marking their tables, and accept the
+    /// candidates whose entry lies in one and still holds what was stored.
+    fn confirm(&mut self) {
+        if !self.opts.tables.is_empty() {
+            // A plan's window: every link is confirmed at its store, nothing is live.
+            return;
+        }
+        let mut found = Vec::new();
+        for upper in [false, true] {
+            walk::tables(&self.ram, &self.regs, upper, &mut |pa, bytes| found.push((pa, bytes)));
+        }
+        self.frames.live.fill(0);
+        for (pa, bytes) in found {
+            self.mark_table(pa, bytes, true);
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for l in pending {
+            if self.is_table(l.entry_pa) && self.ram.read_u64(l.entry_pa) == Some(l.value) {
+                self.accept(l);
+            } else {
+                self.pending.push(l);
+            }
+        }
+    }
+}
+
+fn bit(bits: &[u64], i: usize) -> bool {
+    bits[i / 64] & (1 << (i % 64)) != 0
+}

@@ -1,0 +1,150 @@
+//! The live regime (TTBR0/1_EL1, TCR_EL1, SCTLR_EL1 as the guest last wrote them) and a
+//! stage-1 walk through guest RAM, to find the PA a `DC ZVA` zeroes (Arm ARM D8.2).
+
+use crate::ram::Ram;
+
+/// The registers the tracer follows, and the descriptor format in force.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Regs {
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub tcr: u64,
+    pub sctlr: u64,
+    /// The kernel half's granule shift: TCR_EL1.TG1 once written, else the hint.
+    pub page_shift: u32,
+    /// Set by a build bracket (the guest's regime), overriding TCR until its end:
+    /// (granule shift, LPA2 descriptors).
+    pub fixed: Option<(u32, bool)>,
+}
+
+const TCR_DS: u64 = 1 << 59;
+
+/// TCR_EL1.TG0 \[15:14\] as a page shift.
+const fn tg0_shift(tcr: u64) -> u32 {
+    match (tcr >> 14) & 3 {
+        0b01 => 16,
+        0b10 => 14,
+        _ => 12,
+    }
+}
+
+/// TCR_EL1.TG1 \[31:30\] as a page shift.
+const fn tg1_shift(tcr: u64) -> u32 {
+    match (tcr >> 30) & 3 {
+        0b01 => 14,
+        0b11 => 16,
+        _ => 12,
+    }
+}
+
+impl Regs {
+    /// `MSR TCR_EL1`.
+    pub fn set_tcr(&mut self, v: u64) {
+        self.tcr = v;
+        self.page_shift = tg1_shift(v);
+    }
+
+    /// The granule shift table descriptors are read with now.
+    pub fn shift(&self) -> u32 {
+        self.fixed.map_or(self.page_shift, |f| f.0)
+    }
+
+    /// Whether descriptors carry OA\[51:50\] in bits \[9:8\] (LPA2, TCR.DS = 1).
+    pub fn lpa2(&self) -> bool {
+        self.fixed.map_or(self.tcr & TCR_DS != 0, |f| f.1)
+    }
+}
+
+/// A descriptor's output address for a granule of `shift`.
+fn oa(desc: u64, shift: u32, lpa2: bool) -> u64 {
+    let top = if lpa2 { 50 } else { 48 };
+    let inplace = desc & ((1u64 << top) - 1) & !((1u64 << shift) - 1);
+    match shift {
+        16 => inplace | (((desc >> 12) & 0xf) << 48),
+        _ if lpa2 => inplace | (((desc >> 8) & 3) << 50),
+        _ => inplace,
+    }
+}
+
+/// The PA `va` translates to under the registers as last written, reading the tables
+/// from `ram`; `None` when it does not (a fault the instruction itself would take).
+pub fn translate(ram: &Ram, r: &Regs, va: u64) -> Option<u64> {
+    if r.sctlr & 1 == 0 {
+        return Some(va);
+    }
+    let upper = (va >> 55) & 1 == 1;
+    let (ttbr, tsz, shift) = if upper {
+        (r.ttbr1, (r.tcr >> 16) & 0x3f, tg1_shift(r.tcr))
+    } else {
+        (r.ttbr0, r.tcr & 0x3f, tg0_shift(r.tcr))
+    };
+    let va_bits = 64 - tsz as u32;
+    if va_bits <= shift || va_bits > 52 {
+        return None;
+    }
+    let lpa2 = r.tcr & TCR_DS != 0 && shift != 16;
+    let wide = lpa2 || (shift == 16 && va_bits == 52);
+    let mut table =
+        if wide { (ttbr & 0x0000_ffff_ffff_ffc0) | (((ttbr >> 2) & 0xf) << 48) } else { ttbr & 0x0000_ffff_ffff_fffe };
+    let bpl = shift - 3;
+    let levels = (va_bits - shift).div_ceil(bpl);
+    for l in (0..levels).rev() {
+        // `l` levels below this one; the leaf level is l = 0.
+        let lshift = shift + l * bpl;
+        let bits = (va_bits - lshift).min(bpl);
+        let idx = (va >> lshift) & ((1u64 << bits) - 1);
+        let desc = ram.read_u64(table + 8 * idx)?;
+        if desc & 1 == 0 {
+            return None;
+        }
+        let out = oa(desc, shift, lpa2);
+        if l == 0 || desc & 2 == 0 {
+            return Some((out & !((1u64 << lshift) - 1)) | (va & ((1u64 << lshift) - 1)));
+        }
+        table = out;
+    }
+    None
+}
+
+/// Every table reachable from TTBR0 (`upper` false) or TTBR1 under the registers as
+/// last written, root included: `visit(pa, bytes)` once per table (a table reached
+/// twice is visited twice). Returns `false` when the registers do not define a walk.
+pub fn tables(ram: &Ram, r: &Regs, upper: bool, visit: &mut dyn FnMut(u64, u64)) -> bool {
+    let (ttbr, tsz, shift) = if upper {
+        (r.ttbr1, (r.tcr >> 16) & 0x3f, tg1_shift(r.tcr))
+    } else {
+        (r.ttbr0, r.tcr & 0x3f, tg0_shift(r.tcr))
+    };
+    let va_bits = 64 - tsz as u32;
+    if r.tcr == 0 || va_bits <= shift || va_bits > 52 {
+        return false;
+    }
+    let lpa2 = r.tcr & TCR_DS != 0 && shift != 16;
+    let wide = lpa2 || (shift == 16 && va_bits == 52);
+    let root =
+        if wide { (ttbr & 0x0000_ffff_ffff_ffc0) | (((ttbr >> 2) & 0xf) << 48) } else { ttbr & 0x0000_ffff_ffff_fffe };
+    let bpl = shift - 3;
+    let levels = (va_bits - shift).div_ceil(bpl);
+    let root_bits = va_bits - shift - (levels - 1) * bpl;
+    // (table, entries, levels below it)
+    let mut stack = vec![(root, 1u64 << root_bits, levels - 1)];
+    // A tree whose entries point back up (or everywhere) must not keep QEMU here.
+    let mut budget = 1u32 << 22;
+    while let Some((t, n, below)) = stack.pop() {
+        budget = budget.saturating_sub(1);
+        if budget == 0 {
+            break;
+        }
+        visit(t, 8 * n);
+        if below == 0 {
+            continue;
+        }
+        for i in 0..n {
+            let Some(d) = ram.read_u64(t + 8 * i) else { break };
+            if d & 3 == 3 {
+                stack.push((oa(d, shift, lpa2), 1 << bpl, below - 1));
+            }
+        }
+    }
+    true
+}

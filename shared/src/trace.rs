@@ -1,0 +1,169 @@
+//! What the tracer (`host/tracer`, a QEMU TCG plugin) tells ptcheck: one JSON line per
+//! message on the file it is given. The plugin judges nothing by a builder's policy; it
+//! reports what it observed and ptcheck's checks decide (`host/src/trace/`).
+//!
+//! The plugin watches, in program order: stores to RAM (PA, size, value), `DC ZVA`
+//! (its VA resolved through the live tables), `DSB`/`DMB`, `ISB`, `TLBI`, store-release,
+//! and `MSR` to TTBR0/1_EL1, TCR_EL1 and SCTLR_EL1. A *link* is an aligned 64-bit store
+//! of a table descriptor (bits\[1:0\] = 0b11, bits\[11:2\] clear but for LPA2's
+//! OA\[51:50\]) whose next-level address is inside the table window it was given, into
+//! a page that is itself a table: inside the window, or (no window: a real kernel)
+//! found in a tree reached from TTBR0/1 at the next TTBR write or at the end, the
+//! entry still holding that descriptor. Until then a candidate is held, judged as it
+//! was at its store.
+
+#[cfg(feature = "serde")]
+use serde::{Deserialize, Serialize};
+
+/// The `HINT` immediates the guest image executes around one build (architecturally
+/// NOPs): the tracer resets its per-build state at the first and writes a
+/// [`Counts`] summary at the second.
+pub const HINT_BUILD_BEGIN: u32 = 0x7a;
+/// See [`HINT_BUILD_BEGIN`].
+pub const HINT_BUILD_END: u32 = 0x7b;
+
+/// What ordered a table's last write before the store that linked it, for another
+/// observer's table walk (Arm ARM B2: barriers order explicit accesses; a walk's reads
+/// are ordered after a store only once a DSB, or a DMB/release seen through the
+/// walk's data-dependent chain, orders them).
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderedBy {
+    /// A `DSB` that orders stores (type ST or full, domain ISH, OSH or SY).
+    Dsb,
+    /// A `DMB` of that kind, and no such `DSB`.
+    Dmb,
+    /// No barrier, but the link itself is a store-release (`STLR`).
+    Release,
+    /// Nothing written into the table during the trace: nothing to order.
+    NoWrite,
+    /// Nothing: the table's last write and its link may be observed in either order.
+    Nothing,
+}
+
+/// One table linked into its parent.
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The linking store: its PC, instruction and the entry it wrote.
+    pub pc: u64,
+    /// The instruction word at `pc`.
+    pub insn: u32,
+    /// Physical address of the parent entry written.
+    pub entry_pa: u64,
+    /// The descriptor written.
+    pub value: u64,
+    /// The table it points to.
+    pub table_pa: u64,
+    /// Whether the parent table was live when linked: the MMU on (SCTLR_EL1.M) and the
+    /// parent in a tree reached from TTBR0/1 (walked at their last write, plus tables
+    /// linked into live ones since). A tree that is not live cannot be walked yet; the
+    /// DSB before its TTBR write orders it.
+    pub live: bool,
+    /// What ordered the table's last write before this store.
+    pub ordered_by: OrderedBy,
+    /// The barrier that did (`Dsb`/`Dmb`): its PC and instruction; 0 otherwise.
+    pub barrier_pc: u64,
+    /// See `barrier_pc`.
+    pub barrier_insn: u32,
+    /// The table's last write before the link: PC, instruction, PA (0 if none).
+    pub last_write_pc: u64,
+    /// See `last_write_pc`.
+    pub last_write_insn: u32,
+    /// See `last_write_pc`.
+    pub last_write_pa: u64,
+    /// Entries of the table that were neither zero nor written during the trace when it
+    /// was linked: stale or poison content.
+    pub stale: u32,
+    /// The first such entry's PA and value (0 when `stale` is 0).
+    pub first_stale_pa: u64,
+    /// See `first_stale_pa`.
+    pub first_stale_value: u64,
+}
+
+/// Counts over one build bracket, or the whole trace.
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Stores to RAM observed.
+    pub ram_stores: u64,
+    /// `DC ZVA` executed, and how many of those were resolved to RAM.
+    pub dc_zva: u64,
+    /// See `dc_zva`.
+    pub dc_zva_ram: u64,
+    /// `DSB` of any kind, and those that order stores for other observers.
+    pub dsb: u64,
+    /// See `dsb`.
+    pub dsb_st: u64,
+    /// `DMB` of any kind, and those that order stores.
+    pub dmb: u64,
+    /// See `dmb`.
+    pub dmb_st: u64,
+    /// `ISB`.
+    pub isb: u64,
+    /// `TLBI` of any operation.
+    pub tlbi: u64,
+    /// Store-release instructions executed.
+    pub stlr: u64,
+    /// `MSR` writes to TTBR0_EL1, TTBR1_EL1, TCR_EL1, SCTLR_EL1.
+    pub msr_ttbr0: u64,
+    /// See `msr_ttbr0`.
+    pub msr_ttbr1: u64,
+    /// See `msr_ttbr0`.
+    pub msr_tcr: u64,
+    /// See `msr_ttbr0`.
+    pub msr_sctlr: u64,
+    /// Links, by what ordered them: DSB, DMB, release, no write, nothing.
+    pub links: [u64; 5],
+    /// Links whose table had stale or poison entries.
+    pub stale_links: u64,
+    /// Link messages not sent because the message limit was reached.
+    pub links_dropped: u64,
+    /// Stores that looked like links into pages never found in a live tree (a
+    /// translation table reached from TTBR0/1 at a TTBR write or at the end): not
+    /// counted as links.
+    pub unconfirmed: u64,
+}
+
+impl Counts {
+    /// The index of `o` in [`Counts::links`].
+    pub const fn link_index(o: OrderedBy) -> usize {
+        match o {
+            OrderedBy::Dsb => 0,
+            OrderedBy::Dmb => 1,
+            OrderedBy::Release => 2,
+            OrderedBy::NoWrite => 3,
+            OrderedBy::Nothing => 4,
+        }
+    }
+
+    /// Every link counted.
+    pub fn total_links(&self) -> u64 {
+        self.links.iter().sum()
+    }
+}
+
+/// One line of the tracer's output.
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// First line: the plugin API version it was built for and the one QEMU runs.
+    Hello {
+        /// `QEMU_PLUGIN_VERSION` the plugin was built against.
+        built_for: u32,
+        /// The range QEMU supports.
+        qemu_min: u32,
+        /// See `qemu_min`.
+        qemu_cur: u32,
+    },
+    /// A build bracket began (the guest's [`HINT_BUILD_BEGIN`]).
+    Begin,
+    /// A table was linked (every link with `links=all`; otherwise only those not
+    /// ordered by a DSB or with stale entries, up to the message limit).
+    Link(Link),
+    /// A build bracket ended, or the trace did (QEMU exiting): the counts since the
+    /// last `Begin` (or since the start).
+    Summary(Counts),
+}
