@@ -272,4 +272,8 @@ pub(crate) struct LinuxArgs {
     /// Seconds the kernel may take to reach init (1 to 600).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(crate) timeout: u64,
+    /// Do not trace the boot (the tracer plugin on QEMU 10 watches every store,
+    /// barrier and TLBI from reset: zeroed_at_link, ordered_link); runs the system QEMU.
+    #[arg(long)]
+    pub(crate) no_trace: bool,
 }

@@ -112,11 +112,19 @@ fn print_kernel_facts() {
         return;
     };
     let mut found = std::collections::BTreeMap::new();
+    // A wanted function's end is the next symbol's address (kallsyms lists text in
+    // address order): printed as `name.end`.
+    let mut open: Option<(String, u64)> = None;
     for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
         let mut it = line.split_whitespace();
         let (Some(addr), Some(_kind), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
+        let a = u64::from_str_radix(addr, 16).unwrap_or(0);
+        if let Some((n, _)) = open.take_if(|(_, start)| a > *start) {
+            found.entry(format!("{n}.end")).or_insert_with(|| addr.to_string());
+        }
         if it.next().is_none() && WANTED.contains(&name) {
             found.entry(name.to_string()).or_insert_with(|| addr.to_string());
+            open = Some((name.to_string(), a));
         }
     }
     for (name, addr) in found {

@@ -75,6 +75,11 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
 fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
     use ptcheck_host::linux::command::{run, LinuxCommand};
     use ptcheck_host::linux::KernelRun;
+    let trace = if args.no_trace { None } else { Some(ptcheck_host::trace::setup()?) };
+    match &trace {
+        Some(t) => println!("tracing with {} ({}), plugin {}", t.qemu.display(), t.version, t.plugin.display()),
+        None => println!("not tracing (--no-trace): the observed checks (zeroed_at_link, ordered_link) do not run"),
+    }
     run(&LinuxCommand {
         run: KernelRun {
             kernel: args.kernel.clone(),
@@ -82,6 +87,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
             cpu: args.cpu.clone(),
             timeout: Duration::from_secs(args.timeout),
             plant: args.plant,
+            trace,
         },
         seed: args.seed,
         count: args.count,

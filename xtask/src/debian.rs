@@ -22,15 +22,15 @@ pub(crate) struct DebianKernel<'a> {
     pub suffix: &'a str,
 }
 
-/// apt options for a private, arm64-only view of the sources.
-fn apt_options(apt: &Path, source: Option<&Path>) -> Vec<String> {
+/// apt options for a private, one-architecture view of the sources.
+fn apt_options(apt: &Path, source: Option<&Path>, arch: &str) -> Vec<String> {
     let d = apt.display();
     let mut opts = vec![
         format!("Dir::State={d}/state"),
         format!("Dir::State::status={d}/state/status"),
         format!("Dir::Cache={d}/cache"),
-        "APT::Architecture=arm64".into(),
-        "APT::Architectures=arm64".into(),
+        format!("APT::Architecture={arch}"),
+        format!("APT::Architectures={arch}"),
         "APT::Sandbox::User=root".into(),
     ];
     if let Some(list) = source {
@@ -40,12 +40,12 @@ fn apt_options(apt: &Path, source: Option<&Path>) -> Vec<String> {
     opts.into_iter().flat_map(|o| ["-o".to_string(), o]).collect()
 }
 
-/// A private apt state under `dir/apt` for `source` (or the machine's sources),
-/// updated; the options that select it.
+/// A private apt state under `dir/apt` for `source` (or the machine's sources) and
+/// `arch`, updated; the options that select it.
 ///
 /// # Errors
 /// The directories cannot be made, or `apt-get update` fails (offline).
-fn apt_update(dir: &Path, source: Option<&str>) -> Result<Vec<String>, String> {
+fn apt_update(dir: &Path, source: Option<&str>, arch: &str) -> Result<Vec<String>, String> {
     let mkdir = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
     let apt = dir.join("apt");
     for sub in ["state/lists/partial", "cache/archives/partial", "etc"] {
@@ -63,7 +63,7 @@ fn apt_update(dir: &Path, source: Option<&str>) -> Result<Vec<String>, String> {
         }
         None => None,
     };
-    let opts = apt_options(&apt, list.as_deref());
+    let opts = apt_options(&apt, list.as_deref(), arch);
     sh(Command::new("apt-get").args(&opts).args(["update", "-qq"]))?;
     Ok(opts)
 }
@@ -85,7 +85,7 @@ pub(crate) fn fetch_source(dir: &Path, suite: &str, version: &str) -> Result<(Pa
     let source = format!(
         "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {suite} main"
     );
-    let opts = match apt_update(dir, Some(&source)) {
+    let opts = match apt_update(dir, Some(&source), "arm64") {
         Ok(o) => o,
         Err(e) => {
             return cached()
@@ -157,7 +157,7 @@ fn output(cmd: &mut Command) -> Result<String, String> {
 pub(crate) fn fetch_kernel(k: &DebianKernel) -> Result<PathBuf, String> {
     let mkdir = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("cannot create {}: {e}", p.display()));
     let cached = || fs::read_dir(&k.dir).ok()?.flatten().map(|e| e.path().join("vmlinuz")).find(|p| p.is_file());
-    let opts = match apt_update(&k.dir, k.source) {
+    let opts = match apt_update(&k.dir, k.source, "arm64") {
         Ok(opts) => opts,
         // Offline: a kernel fetched before still serves.
         Err(e) => {
@@ -203,4 +203,65 @@ pub(crate) fn fetch_kernel(k: &DebianKernel) -> Result<PathBuf, String> {
     let _ = fs::remove_dir_all(&download);
     println!("kernel: {}", kernel.display());
     Ok(kernel)
+}
+
+/// The QEMU whose plugin API the tracer needs (v4: QEMU 10.0), from Debian
+/// bookworm-backports: `qemu-system-arm`, `-common` and `-data` for the machine's
+/// architecture, unpacked (never installed) under `dir/<version>/`; offline, one
+/// unpacked before. Returns the emulator binary; its data directory is
+/// `<root>/usr/share/qemu` next to it.
+///
+/// # Errors
+/// Neither the archive nor an unpacked copy.
+pub(crate) fn fetch_qemu(dir: &Path) -> Result<PathBuf, String> {
+    const PACKAGES: [&str; 3] = ["qemu-system-arm", "qemu-system-common", "qemu-system-data"];
+    let binary = |home: &Path| home.join("usr/bin/qemu-system-aarch64");
+    let cached = || {
+        fs::read_dir(dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join(".ptcheck-unpacked").is_file())
+            .map(|p| binary(&p))
+    };
+    let arch = output(Command::new("dpkg").arg("--print-architecture"))?.trim().to_string();
+    let source = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main";
+    let opts = match apt_update(dir, Some(source), &arch) {
+        Ok(o) => o,
+        Err(e) => {
+            return cached().ok_or(format!("{e}: cannot fetch QEMU 10 and none is unpacked under {}", dir.display()))
+        }
+    };
+    let show = output(Command::new("apt-cache").args(&opts).args(["show", "--no-all-versions", PACKAGES[0]]))?;
+    let ver = show
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .ok_or("bookworm-backports has no qemu-system-arm")?
+        .trim()
+        .replace(':', "_");
+    let home = dir.join(&ver);
+    if home.join(".ptcheck-unpacked").is_file() {
+        return Ok(binary(&home));
+    }
+    let _ = fs::remove_dir_all(&home);
+    let debs = home.join("debs");
+    fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    for p in PACKAGES {
+        let one = debs.join(p);
+        fs::create_dir_all(&one).map_err(|e| e.to_string())?;
+        let deb = download_deb(&opts, p, &one)?;
+        sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&home))?;
+    }
+    let _ = fs::remove_dir_all(&debs);
+    let bin = binary(&home);
+    // Its shared libraries are the system QEMU's (installed first) plus a few: say which
+    // are missing rather than fail later inside a run.
+    let ldd = output(Command::new("ldd").arg(&bin))?;
+    let missing: Vec<&str> = ldd.lines().filter(|l| l.contains("not found")).map(|l| l.trim()).collect();
+    if !missing.is_empty() {
+        return Err(format!("{} lacks shared libraries: {}", bin.display(), missing.join(", ")));
+    }
+    fs::write(home.join(".ptcheck-unpacked"), "").map_err(|e| e.to_string())?;
+    println!("QEMU for tracing: {}", bin.display());
+    Ok(bin)
 }

@@ -61,6 +61,7 @@ fn fetch(d: &Debian) -> std::result::Result<PathBuf, String> {
 /// The initramfs (the runner as /init), rebuilt so it matches this tree.
 fn initramfs() -> std::result::Result<PathBuf, String> {
     ensure_qemu()?;
+    crate::tools::ensure_tracing()?;
     build_guest()?;
     cross_build_runner()?;
     let dir = target_dir().join("linux");
@@ -207,15 +208,19 @@ fn built_kernels(
     sel: &str,
     source: Option<&str>,
     debian: Option<&str>,
+    plant: Option<&str>,
 ) -> std::result::Result<Vec<(PathBuf, Vec<String>)>, String> {
-    use crate::kbuild::{build, debian_source, ensure_toolchain, regimes, user_source, Built};
+    use crate::kbuild::{build, debian_source, ensure_toolchain, planted_source, regimes, user_source, Built};
     let regimes = regimes(sel)?;
     ensure_toolchain()?;
-    let src = match (source, debian) {
+    let mut src = match (source, debian) {
         (Some(dir), None) => user_source(Path::new(dir))?,
         (None, v) => debian_source(v.unwrap_or("6.12"))?,
         (Some(_), Some(_)) => return Err("--source and --debian name two trees: give one".into()),
     };
+    if let Some(p) = plant {
+        src = planted_source(&src, p)?;
+    }
     let mut out = Vec::new();
     for r in regimes {
         let started = std::time::Instant::now();
@@ -354,7 +359,15 @@ pub fn run(args: &[String]) -> Result {
     while let Some(a) = it.next() {
         if matches!(
             a.as_str(),
-            "--kernel" | "--debian" | "--flavour" | "--cpu" | "--report" | "--build" | "--source" | "--regime"
+            "--kernel"
+                | "--debian"
+                | "--flavour"
+                | "--cpu"
+                | "--report"
+                | "--build"
+                | "--source"
+                | "--regime"
+                | "--plant-tree"
         ) {
             it.next();
         } else if a != "--fuzz" {
@@ -368,7 +381,12 @@ pub fn run(args: &[String]) -> Result {
         .or_else(|| value("--regime"))
         .or_else(|| args.iter().any(|a| a == "--fuzz").then(|| "all".to_string()));
     let kernels: Vec<(PathBuf, Vec<String>)> = if let Some(sel) = build_sel {
-        built_kernels(&sel, value("--source").as_deref(), value("--debian").as_deref())?
+        built_kernels(
+            &sel,
+            value("--source").as_deref(),
+            value("--debian").as_deref(),
+            value("--plant-tree").as_deref(),
+        )?
     } else if value("--source").is_some() {
         return Err("--source builds a tree: say which regimes with --build <regimes|all>".into());
     } else {

@@ -456,8 +456,21 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
         r.failed.join(", ")
     );
     println!("layout: {}", r.layout.describe());
-    let run =
-        KernelRun { kernel: r.kernel.clone(), initrd: r.initrd.clone(), cpu: r.cpu.clone(), timeout, plant: r.plant };
+    let trace = match crate::trace::setup() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            println!("NOT TRACED: {e:#}");
+            None
+        }
+    };
+    let run = KernelRun {
+        kernel: r.kernel.clone(),
+        initrd: r.initrd.clone(),
+        cpu: r.cpu.clone(),
+        timeout,
+        plant: r.plant,
+        trace,
+    };
     if let Some(p) = r.plant {
         println!("planted: {p:?} (a test fault, planted again)");
     }

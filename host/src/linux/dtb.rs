@@ -14,13 +14,13 @@ use super::layout::Layout;
 ///
 /// # Errors
 /// QEMU cannot run or does not write the file (its stderr is in the message).
-pub fn dump_qemu_dtb(cpu: &str, ram: u64, dir: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn dump_qemu_dtb(qemu: &Path, cpu: &str, ram: u64, dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = dir.join(format!("qemu-{}.dtb", std::process::id()));
-    let out = Command::new("qemu-system-aarch64")
+    let out = Command::new(qemu)
         .args(["-M", &format!("virt,dumpdtb={}", path.display()), "-cpu", cpu, "-m", &format!("{}M", ram >> 20)])
         .args(["-smp", "1", "-nodefaults", "-display", "none", "-nic", "none"])
         .output()
-        .context("cannot run qemu-system-aarch64 (install qemu-system-arm)")?;
+        .with_context(|| format!("cannot run {} (install qemu-system-arm)", qemu.display()))?;
     let bytes = std::fs::read(&path);
     let _ = std::fs::remove_file(&path);
     match bytes {
@@ -127,7 +127,9 @@ mod tests {
             .map(|i| generate(3, i, Needs { image_size: 40 << 20, initrd_size: 6 << 20 }))
             .find(|l| l.banks.len() > 1 && !l.no_map.is_empty())
             .expect("a layout with two banks and a hole");
-        let base = dump_qemu_dtb("max", l.ram_span(), &std::env::temp_dir()).unwrap();
+        let base =
+            dump_qemu_dtb(std::path::Path::new("qemu-system-aarch64"), "max", l.ram_span(), &std::env::temp_dir())
+                .unwrap();
         let out = rewrite(&base, &l, l.initrd.end).unwrap();
         let f = fdt::Fdt::new(&out).unwrap();
         let got: Vec<(u64, u64)> = f

@@ -105,12 +105,29 @@ impl Gdb {
     /// # Errors
     /// No stop reply.
     pub fn interrupt(&mut self) -> anyhow::Result<()> {
+        // QEMU stops the VM when a debugger connects. 7.2 then answers the interrupt byte
+        // with a stop reply; 8.1+ sends stop replies only once asked (`?`), so when
+        // none comes soon, ask.
         self.stream.write_all(&[0x03])?;
-        let reply = self.receive()?;
+        self.stream.set_read_timeout(Some(Duration::from_millis(300)))?;
+        let first = self.receive();
+        self.stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let reply = match first {
+            Ok(r) => r,
+            Err(_) => self.request("?")?,
+        };
         if !matches!(reply.first(), Some(b'T' | b'S')) {
             bail!("unexpected reply to the interrupt: {}", String::from_utf8_lossy(&reply));
         }
         Ok(())
+    }
+
+    /// `k`: QEMU exits (cleanly: its plugins' exit callbacks run). No reply comes.
+    ///
+    /// # Errors
+    /// The socket is gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.send("k")
     }
 
     fn read_object(&mut self, annex: &str) -> anyhow::Result<String> {

@@ -23,6 +23,11 @@ pub struct Inspection {
     pub facts: KernelFacts,
     /// Seconds from QEMU start to the marker.
     pub boot_secs: f64,
+    /// What the tracer observed from reset to the stop (`None`: not traced; an error:
+    /// the trace is not whole, so its checks cannot run).
+    pub observed: Option<Result<crate::trace::Observed, String>>,
+    /// The kernel's System.map, when it was built here (names the tracer's PCs).
+    pub system_map: Option<super::symbols::SystemMap>,
 }
 
 /// One judgement on a kernel's tables.

@@ -51,6 +51,8 @@ pub struct KernelRun {
     /// Test only: corrupt one entry in guest memory before the walk, so the check
     /// that owns that fault must fail.
     pub plant: Option<Plant>,
+    /// Trace the boot with the tracer plugin (`None`: `--no-trace`, the system QEMU).
+    pub trace: Option<crate::trace::TraceSetup>,
 }
 
 /// A fault planted in the kernel's tables (test only): proves a check is real.
@@ -210,6 +212,16 @@ pub struct KernelImage {
     pub raw_path: Option<PathBuf>,
     /// Bytes from the load address the kernel uses (at least the file).
     pub image_size: u64,
+    /// The granule the header's flags name (12 when unstated): the tracer's until the
+    /// kernel writes TCR_EL1.
+    page_shift: u32,
+}
+
+impl KernelImage {
+    /// The page shift the Image header states.
+    pub fn page_shift(&self) -> u32 {
+        self.page_shift
+    }
 }
 
 /// Read and check `path` ([`check_kernel_bytes`]), unpacking a gzip'd one.
@@ -233,7 +245,13 @@ pub fn load_kernel(path: &std::path::Path) -> anyhow::Result<KernelImage> {
         );
     }
     let image_size = word(16).max(bytes.len() as u64);
-    Ok(KernelImage { bytes, raw_path, image_size })
+    // flags, bits [2:1]: the kernel's page size (1: 4K, 2: 16K, 3: 64K; 0: unstated).
+    let page_shift = match (word(24) >> 1) & 3 {
+        2 => 14,
+        3 => 16,
+        _ => 12,
+    };
+    Ok(KernelImage { bytes, raw_path, image_size, page_shift })
 }
 
 /// Boot `run` on `layout`, stop the kernel once its init is up, read where its tables
@@ -317,7 +335,8 @@ fn boot_in(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
     let span = layout.ram_span();
-    let base = dtb::dump_qemu_dtb(&run.cpu, span, dir)?;
+    let qemu = run.trace.as_ref().map_or_else(|| crate::trace::qemu_binary(false), |t| t.qemu.clone());
+    let base = dtb::dump_qemu_dtb(&qemu, &run.cpu, span, dir)?;
     let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
     // Files QEMU's loader reads: the kernel and initramfs in place when they can be,
     // the rest written to `dir` (removed after the boot).
@@ -338,7 +357,23 @@ fn boot_in(
     }
     let port = free_port()?;
     let mem = format!("memory-backend-file,id=mem,size={span},mem-path={},share=on", ram.child_path());
-    let mut cmd = Command::new("qemu-system-aarch64");
+    let mut cmd = Command::new(&qemu);
+    let trace_file = dir.join("trace.jsonl");
+    if let Some(t) = &run.trace {
+        if let Some(d) = &t.data_dir {
+            cmd.arg("-L").arg(d);
+        }
+        let arg = t.plugin_arg(&crate::trace::PluginArgs {
+            out: &trace_file,
+            ram: &ram.child_path(),
+            ram_base: ptcheck_shared::abi::layout::RAM_BASE,
+            ram_size: span,
+            page_shift: image.page_shift(),
+            tables: &[],
+            links_all: false,
+        })?;
+        cmd.arg("-plugin").arg(arg);
+    }
     cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", span >> 20), "-object", &mem])
         .args(["-cpu", &run.cpu, "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none"])
         .args(["-serial", "stdio", "-no-reboot", "-nic", "none", "-gdb", &format!("tcp:127.0.0.1:{port}")]);
@@ -360,7 +395,8 @@ fn boot_in(
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     crate::backend::qemu::die_with_parent(&mut cmd);
     let start = Instant::now();
-    let mut child = cmd.spawn().context("cannot start qemu-system-aarch64 (install qemu-system-arm)")?;
+    let mut child =
+        cmd.spawn().with_context(|| format!("cannot start {} (install qemu-system-arm)", qemu.display()))?;
     let (tx, rx) = mpsc::channel();
     for out in [
         child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
@@ -422,15 +458,39 @@ fn boot_in(
                 walk: walk(&cfg, root, &ram),
                 facts: facts.clone(),
                 boot_secs,
+                observed: None,
+                system_map: None,
             };
             plant(&before, layout, &ram, p)?;
         }
         let walk = walk(&cfg, root, &ram);
-        Ok(Inspection { cfg, ttbr1, tcr, mair, el: (cpsr >> 2) & 0b11, walk, facts, boot_secs })
+        // The tracer writes its counts as QEMU exits: end QEMU through the gdbstub.
+        let observed = run.trace.as_ref().map(|_| {
+            let _ = g.kill();
+            if exited_within(&mut child, Duration::from_secs(10)) {
+                crate::trace::read(&trace_file).map(|mut v| v.remove(0)).map_err(|e| format!("{e:#}"))
+            } else {
+                Err("QEMU did not exit within 10 s of the gdbstub's kill: the trace has no summary".into())
+            }
+        });
+        let system_map = observed.as_ref().and_then(|_| symbols::SystemMap::find(&run.kernel));
+        Ok(Inspection { cfg, ttbr1, tcr, mair, el: (cpsr >> 2) & 0b11, walk, facts, boot_secs, observed, system_map })
     })();
     let _ = child.kill();
     let _ = child.wait();
     result.map(|i| (i, ram))
+}
+
+/// Whether `child` exits within `limit`.
+fn exited_within(child: &mut std::process::Child, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 /// Plant `p` in the tables `i` walked (test only).

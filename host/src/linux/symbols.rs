@@ -50,6 +50,27 @@ pub const WANTED: &[&str] = &[
     "bm_pud",
     "bm_pmd",
     "bm_pte",
+    "vmemmap_pte_populate",
+    "vmemmap_pmd_populate",
+    "vmemmap_pud_populate",
+    "vmemmap_p4d_populate",
+    "vmemmap_pgd_populate",
+    "set_swapper_pgd",
+];
+
+/// Functions of generic mm code (`mm/sparse-vmemmap.c`) that zero a new table with
+/// `memset` and link it with `p?d_populate_kernel`, nothing between: the tracer sees
+/// those links unordered on every kernel (a finding about the kernel, reported as such;
+/// see README). `set_swapper_pgd` (arm64, out of line: `WRITE_ONCE` then `dsb`) is where
+/// those links land for a folded top level (a 52-bit kernel on a 48-bit CPU); the arm64
+/// mapping path reaches it only after `init_clear_pgtable`'s barrier.
+pub const VMEMMAP_POPULATE: &[&str] = &[
+    "vmemmap_pte_populate",
+    "vmemmap_pmd_populate",
+    "vmemmap_pud_populate",
+    "vmemmap_p4d_populate",
+    "vmemmap_pgd_populate",
+    "set_swapper_pgd",
 ];
 
 /// What the console said about the kernel.
@@ -83,6 +104,11 @@ impl KernelFacts {
                 }
             }
         }
+    }
+
+    /// The function `name` covers `[start, end)`, as kallsyms lists it.
+    pub fn function(&self, name: &str) -> Option<(u64, u64)> {
+        Some((self.sym(name)?, self.sym(&format!("{name}.end"))?))
     }
 
     /// A symbol's address.
@@ -132,5 +158,49 @@ mod tests {
         assert_eq!(f.sym("bogus"), None);
         assert_eq!(f.iomem.get("Kernel_data"), Some(&(0x41be_0000, 0x41e9_0000)));
         assert_eq!(f.syms(["_stext", "_etext"]), Err("_etext"));
+    }
+}
+
+/// A self-built kernel's `System.map` (text symbols, link-time addresses), to name the
+/// PCs the tracer reports. Debian's kernels ship a stub: they get none.
+#[derive(Clone, Debug, Default)]
+pub struct SystemMap {
+    /// (address, name), sorted.
+    text: Vec<(u64, String)>,
+    /// `_text` at link time.
+    text_start: u64,
+}
+
+impl SystemMap {
+    /// `System.map` next to the kernel, or at the root of the kbuild `O=` directory the
+    /// Image was built in (`O/arch/arm64/boot/Image`).
+    pub fn find(kernel: &std::path::Path) -> Option<SystemMap> {
+        let dir = kernel.parent()?;
+        let candidates = [dir.join("System.map"), dir.join("../../../System.map")];
+        let text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
+        let mut syms: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let (a, t, n) = (it.next()?, it.next()?, it.next()?);
+                matches!(t, "t" | "T" | "W" | "w").then(|| Some((u64::from_str_radix(a, 16).ok()?, n.to_string())))?
+            })
+            .collect();
+        syms.sort();
+        let text_start =
+            text.lines().find_map(|l| l.strip_suffix(" T _text").and_then(|a| u64::from_str_radix(a, 16).ok()))?;
+        Some(SystemMap { text: syms, text_start })
+    }
+
+    /// `name+0xoff` for a link-time address.
+    pub fn name(&self, addr: u64) -> Option<String> {
+        let i = self.text.partition_point(|(a, _)| *a <= addr).checked_sub(1)?;
+        let (a, n) = &self.text[i];
+        Some(format!("{n}+{:#x}", addr - a))
+    }
+
+    /// `_text` at link time.
+    pub fn text_start(&self) -> u64 {
+        self.text_start
     }
 }

@@ -239,6 +239,43 @@ pub fn alias_from_text(facts: &KernelFacts) -> bool {
     }
 }
 
+impl Ctx<'_> {
+    /// A PC the tracer reported, with its instruction and, where the kernel's
+    /// System.map is at hand, its symbol. The PC is the address the code was first
+    /// translated at: QEMU shares translations between the idmap (VA = PA) and the
+    /// kernel's VA, so a PA-like PC is an image offset from the load address.
+    pub(crate) fn pc(&self, pc: u64, insn: u32) -> String {
+        let sym = self.i.system_map.as_ref().and_then(|m| {
+            let va = self.kernel_va(pc)?;
+            m.name(va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start()))
+        });
+        match sym {
+            Some(s) => format!("PC {pc:#x} <{s}> ({insn:#010x})"),
+            None => format!("PC {pc:#x} ({insn:#010x})"),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// A tracer PC as the kernel's running VA (a PA-like one is an image offset).
+    pub(crate) fn kernel_va(&self, pc: u64) -> Option<u64> {
+        if pc >> 63 == 1 {
+            Some(pc)
+        } else {
+            Some(pc.wrapping_sub(self.layout.kernel).wrapping_add(self.facts.sym("_text")?))
+        }
+    }
+
+    /// The generic vmemmap function `pc` is in, if any.
+    pub(crate) fn in_vmemmap_populate(&self, pc: u64) -> Option<&'static str> {
+        let va = self.kernel_va(pc)?;
+        crate::linux::symbols::VMEMMAP_POPULATE
+            .iter()
+            .copied()
+            .find(|n| self.facts.function(n).is_some_and(|(a, b)| (a..b).contains(&va)))
+    }
+}
+
 pub(crate) fn fail(check: &'static str, what: String) -> Finding {
     Finding { check, failure: true, unchecked: false, what }
 }

@@ -22,6 +22,7 @@
 
 mod ctx;
 mod image;
+mod observed;
 mod policy;
 mod table_bits;
 mod translation;
@@ -71,6 +72,7 @@ pub fn all(c: &Ctx<'_>) -> Vec<Finding> {
     image::image(c, &mut out);
     table_bits::table_bits(c, &mut out);
     policy::policy(c, &mut out);
+    observed::observed(c, &mut out);
     out
 }
 

@@ -1,0 +1,128 @@
+//! zeroed_at_link and ordered_link: what the tracer saw the kernel do from reset to the
+//! stop, judged link by link (`trace/`, `host/tracer`).
+//!
+//! - zeroed_at_link: when a table is linked, each of its entries is zero or was
+//!   written during the trace — never stale or poison content (the top 64 MiB of every
+//!   bank is poisoned before boot, where early tables come from).
+//! - ordered_link: a link into a live tree (the MMU on, the parent reachable from
+//!   TTBR0/1) has something between the table's last write (a store or `DC ZVA`) and
+//!   the linking store that orders them for a table walk: a store-ordering `DSB` (what
+//!   arm64's `init_clear_pgtable` issues), a `DMB` (generic `pmd_install`'s
+//!   `smp_wmb`), or a store-release link. A tree built while not live is ordered by the
+//!   DSB before its TTBR write, which the kernel issues in `cpu_replace_ttbr1`.
+
+use ptcheck_shared::trace::{Link, OrderedBy};
+
+use super::ctx::{fail, info, unchecked, Ctx};
+use crate::linux::inspection::Finding;
+
+/// Most failing links printed per check.
+const SHOWN: usize = 8;
+
+/// Both observed checks; `NOT CHECKED` when the boot was not traced or the trace is
+/// not whole.
+pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let o = match &c.i.observed {
+        None => return,
+        Some(Err(e)) => {
+            for check in ["zeroed_at_link", "ordered_link"] {
+                out.push(unchecked(check, format!("the trace is not whole: {e}")));
+            }
+            return;
+        }
+        Some(Ok(o)) => o,
+    };
+    let Some(counts) = o.counts else {
+        for check in ["zeroed_at_link", "ordered_link"] {
+            out.push(unchecked(check, "the tracer sent no summary".into()));
+        }
+        return;
+    };
+    if counts.links_dropped > 0 {
+        for check in ["zeroed_at_link", "ordered_link"] {
+            out.push(unchecked(
+                check,
+                format!("over-capacity: {} links past the tracer's limits were not judged", counts.links_dropped),
+            ));
+        }
+        return;
+    }
+    let stale: Vec<&Link> = o.links.iter().filter(|l| l.stale > 0).collect();
+    for l in stale.iter().take(SHOWN) {
+        out.push(fail(
+            "zeroed_at_link",
+            format!(
+                "table {:#x} linked at entry {:#x} by {} with {} entries neither zero nor written since reset: \
+                 {:#x} holds {:#x}",
+                l.table_pa,
+                l.entry_pa,
+                c.pc(l.pc, l.insn),
+                l.stale,
+                l.first_stale_pa,
+                l.first_stale_value
+            ),
+        ));
+    }
+    if stale.len() > SHOWN {
+        out.push(fail("zeroed_at_link", format!("... and {} more tables", stale.len() - SHOWN)));
+    }
+    let (generic, unordered): (Vec<&Link>, Vec<&Link>) = o
+        .links
+        .iter()
+        .filter(|l| l.live && l.ordered_by == OrderedBy::Nothing)
+        .partition(|l| c.in_vmemmap_populate(l.pc).is_some());
+    for l in generic.iter().take(SHOWN) {
+        out.push(info(
+            "ordered_link",
+            format!(
+                "kernel finding (generic mm/sparse-vmemmap.c, not the arm64 mapping code): table {:#x} linked at \
+                 entry {:#x} by {} in {} with nothing ordering its memset ({}) before the link; arm64's \
+                 p?d_populate issues its dsb(ishst) after the store",
+                l.table_pa,
+                l.entry_pa,
+                c.pc(l.pc, l.insn),
+                c.in_vmemmap_populate(l.pc).unwrap_or("?"),
+                c.pc(l.last_write_pc, l.last_write_insn)
+            ),
+        ));
+    }
+    for l in unordered.iter().take(SHOWN) {
+        out.push(fail(
+            "ordered_link",
+            format!(
+                "table {:#x} linked into a live tree at entry {:#x} by {}, and nothing orders its last write \
+                 ({} to {:#x}) before that: no DSB/DMB that orders stores, not a store-release",
+                l.table_pa,
+                l.entry_pa,
+                c.pc(l.pc, l.insn),
+                c.pc(l.last_write_pc, l.last_write_insn),
+                l.last_write_pa
+            ),
+        ));
+    }
+    if unordered.len() > SHOWN {
+        out.push(fail("ordered_link", format!("... and {} more links", unordered.len() - SHOWN)));
+    }
+    let n = counts.total_links();
+    out.push(info(
+        "ordered_link",
+        format!(
+            "{n} links observed: {} after a DSB, {} after a DMB, {} store-release, {} with nothing to order, {} \
+             unordered ({} of them in a tree not yet live); {} candidates never in a live tree; {} stores, {} DC ZVA, \
+             {} DSB, {} DMB, {} ISB, {} TLBI",
+            counts.links[0],
+            counts.links[1],
+            counts.links[2],
+            counts.links[3],
+            counts.links[4],
+            o.links.iter().filter(|l| !l.live && l.ordered_by == OrderedBy::Nothing).count(),
+            counts.unconfirmed,
+            counts.ram_stores,
+            counts.dc_zva,
+            counts.dsb,
+            counts.dmb,
+            counts.isb,
+            counts.tlbi
+        ),
+    ));
+}

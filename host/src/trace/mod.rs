@@ -1,0 +1,190 @@
+//! Tracing: which QEMU and tracer plugin run (`setup`), the `-plugin` argument, and
+//! reading back what the plugin observed (`host/tracer` writes
+//! [`ptcheck_shared::trace::Message`] lines). The checks that judge it live with the
+//! others (`linux/check/observed.rs`).
+//!
+//! The plugin needs QEMU's plugin API v4 (QEMU 10.0: register reads and store values).
+//! Debian bookworm's QEMU 7.2 has v1, where `DC ZVA` — the kernel's `clear_page` —
+//! never reaches a memory callback; `cargo xtask` fetches 10.0 from bookworm-backports
+//! and names it in `PTCHECK_QEMU_TRACE`. Untraced runs keep the system QEMU.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use ptcheck_shared::trace::{Counts, Link, Message};
+
+/// The QEMU and plugin a traced run uses.
+#[derive(Clone, Debug)]
+pub struct TraceSetup {
+    /// The emulator.
+    pub qemu: PathBuf,
+    /// Its data directory (`-L`), when it is an unpacked copy.
+    pub data_dir: Option<PathBuf>,
+    /// `qemu --version`'s first line.
+    pub version: String,
+    /// The plugin (`libptcheck_tracer.so`).
+    pub plugin: PathBuf,
+}
+
+/// The oldest QEMU whose plugin API (v4) the tracer is built for.
+const QEMU_MIN: (u32, u32) = (10, 0);
+
+/// `X.Y` of "QEMU emulator version X.Y.Z …".
+fn parse_version(line: &str) -> Option<(u32, u32)> {
+    let v = line.split("version ").nth(1)?;
+    let mut it = v.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// The system QEMU, or for tracing the one xtask fetched (`PTCHECK_QEMU_TRACE`).
+pub fn qemu_binary(traced: bool) -> PathBuf {
+    match std::env::var_os("PTCHECK_QEMU_TRACE") {
+        Some(p) if traced => PathBuf::from(p),
+        _ => PathBuf::from("qemu-system-aarch64"),
+    }
+}
+
+/// `-L DIR` for an unpacked QEMU (`…/usr/bin/qemu-system-aarch64` → `…/usr/share/qemu`).
+pub fn data_dir(qemu: &Path) -> Option<PathBuf> {
+    let d = qemu.parent()?.parent()?.join("share/qemu");
+    d.is_dir().then_some(d)
+}
+
+/// Find the QEMU and plugin for a traced run, and check QEMU's plugin API suffices.
+///
+/// # Errors
+/// One line each: no plugin built, QEMU missing or too old (with the version found and
+/// the fix: `cargo xtask` fetches QEMU 10, or `--no-trace`).
+pub fn setup() -> anyhow::Result<TraceSetup> {
+    let plugin = match std::env::var_os("PTCHECK_TRACER") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()?.with_file_name("libptcheck_tracer.so"),
+    };
+    if !plugin.is_file() {
+        bail!(
+            "the tracer plugin {} is not built: `cargo xtask build-tracer` builds it (cargo xtask linux does), or pass --no-trace",
+            plugin.display()
+        );
+    }
+    let qemu = qemu_binary(true);
+    let out = Command::new(&qemu).arg("--version").output().with_context(|| {
+        format!(
+            "cannot run {} for tracing: `cargo xtask fetch-qemu` fetches QEMU 10, or pass --no-trace",
+            qemu.display()
+        )
+    })?;
+    let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+    match parse_version(&version) {
+        Some(v) if v >= QEMU_MIN => {}
+        _ => bail!(
+            "{} is \"{version}\": its plugin API is older than v4 (QEMU 10.0), which the tracer needs; \
+             `cargo xtask fetch-qemu` fetches QEMU 10 (cargo xtask linux does), or pass --no-trace",
+            qemu.display()
+        ),
+    }
+    Ok(TraceSetup { data_dir: data_dir(&qemu), qemu, version, plugin })
+}
+
+/// What the plugin is told.
+pub struct PluginArgs<'a> {
+    /// Where it writes.
+    pub out: &'a Path,
+    /// Guest RAM's file as QEMU opens it, base and size.
+    pub ram: &'a str,
+    /// See `ram`.
+    pub ram_base: u64,
+    /// See `ram`.
+    pub ram_size: u64,
+    /// The granule until TCR_EL1 says otherwise.
+    pub page_shift: u32,
+    /// Windows linked tables lie in (empty: all of RAM).
+    pub tables: &'a [(u64, u64)],
+    /// Every link, not only doubtful ones.
+    pub links_all: bool,
+}
+
+impl TraceSetup {
+    /// The `-plugin` option's value.
+    pub fn plugin_arg(&self, a: &PluginArgs<'_>) -> anyhow::Result<String> {
+        let out = a.out.to_string_lossy();
+        if out.contains(',') || self.plugin.to_string_lossy().contains(',') {
+            bail!("{} or {} has a comma, which QEMU's -plugin option cannot take", out, self.plugin.display());
+        }
+        let mut s = format!(
+            "{},out={out},ram={},ram_base={:#x},ram_size={:#x},page_shift={}",
+            self.plugin.display(),
+            a.ram,
+            a.ram_base,
+            a.ram_size,
+            a.page_shift
+        );
+        for (lo, hi) in a.tables {
+            s += &format!(",tables={lo:#x}-{hi:#x}");
+        }
+        if a.links_all {
+            s += ",links=all";
+        }
+        Ok(s)
+    }
+}
+
+/// What one traced run (or bracket) observed.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// The links the plugin sent.
+    pub links: Vec<Link>,
+    /// Its counts; `None` when it sent none (QEMU did not exit cleanly, or the
+    /// plugin failed): the trace is not whole.
+    pub counts: Option<Counts>,
+}
+
+/// Read a trace file: the whole run as one [`Observed`] per bracket (a real kernel has
+/// one, from reset to exit).
+///
+/// # Errors
+/// The file is missing or a line is not a message (a plugin of another version).
+pub fn read(path: &Path) -> anyhow::Result<Vec<Observed>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("the tracer wrote no {}", path.display()))?;
+    let mut out = vec![Observed::default()];
+    let mut hello = false;
+    for (n, line) in text.lines().enumerate() {
+        let m: Message = serde_json::from_str(line).with_context(|| {
+            format!("{} line {}: not a tracer message (a plugin of another version?)", path.display(), n + 1)
+        })?;
+        let cur = out.last_mut().expect("never empty");
+        match m {
+            Message::Hello { .. } => hello = true,
+            Message::Begin => {
+                if cur.counts.is_some() || !cur.links.is_empty() {
+                    out.push(Observed::default());
+                }
+            }
+            Message::Link(l) => cur.links.push(l),
+            Message::Summary(c) => {
+                cur.counts = Some(c);
+                out.push(Observed::default());
+            }
+        }
+    }
+    if !hello {
+        bail!("{} has no greeting from the tracer: it did not start", path.display());
+    }
+    if out.len() > 1 && out.last().is_some_and(|o| o.counts.is_none() && o.links.is_empty()) {
+        out.pop();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)"), Some((10, 0)));
+        assert_eq!(parse_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u18)"), Some((7, 2)));
+        assert!(parse_version("QEMU emulator version 7.2.15").unwrap() < QEMU_MIN);
+        assert_eq!(parse_version("nonsense"), None);
+    }
+}
