@@ -58,10 +58,33 @@ fn fetch(d: &Debian) -> std::result::Result<PathBuf, String> {
     })
 }
 
+/// What a traced run needs: QEMU 10 (plugin API v4; Debian bookworm's 7.2 has v1,
+/// where DC ZVA is invisible and registers cannot be read), fetched from
+/// bookworm-backports and unpacked under target/qemu (`debian.rs fetch_qemu`), and the
+/// tracer plugin (`host/tracer`), built. Both are named in the environment every
+/// later `cargo()` command inherits (`PTCHECK_QEMU_TRACE`, `PTCHECK_TRACER`). The
+/// system QEMU stays what untraced runs use (it is also what provides the libraries).
+///
+/// # Errors
+/// The fetch or the build fails: one line saying which.
+pub(crate) fn ensure_tracing() -> Result {
+    ensure_qemu()?;
+    let qemu = crate::debian::fetch_qemu(&target_dir().join("qemu"))?;
+    crate::tools::sh(cargo().args(["build", "--release", "--quiet", "--package", "ptcheck-tracer"]))?;
+    let plugin = target_dir().join("release").join("libptcheck_tracer.so");
+    println!("tracing: {} with {}", qemu.display(), plugin.display());
+    // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var("PTCHECK_QEMU_TRACE", &qemu);
+        std::env::set_var("PTCHECK_TRACER", &plugin);
+    }
+    Ok(())
+}
+
 /// The initramfs (the runner as /init), rebuilt so it matches this tree.
 fn initramfs() -> std::result::Result<PathBuf, String> {
     ensure_qemu()?;
-    crate::tools::ensure_tracing()?;
+    ensure_tracing()?;
     build_guest()?;
     cross_build_runner()?;
     let dir = target_dir().join("linux");

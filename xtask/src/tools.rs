@@ -97,29 +97,6 @@ pub fn ensure_qemu() -> Result {
     ensure(&[Need { what: "qemu-system-aarch64", present: "bin:qemu-system-aarch64", package: "qemu-system-arm" }])
 }
 
-/// What a traced run needs: QEMU 10 (plugin API v4; Debian bookworm's 7.2 has v1,
-/// where DC ZVA is invisible and registers cannot be read), fetched from
-/// bookworm-backports and unpacked under target/qemu (`debian.rs fetch_qemu`), and the
-/// tracer plugin (`host/tracer`), built. Both are named in the environment every
-/// later `cargo()` command inherits (`PTCHECK_QEMU_TRACE`, `PTCHECK_TRACER`). The
-/// system QEMU stays what untraced runs use (it is also what provides the libraries).
-///
-/// # Errors
-/// The fetch or the build fails: one line saying which.
-pub fn ensure_tracing() -> Result {
-    ensure_qemu()?;
-    let qemu = crate::debian::fetch_qemu(&target_dir().join("qemu"))?;
-    sh(cargo().args(["build", "--release", "--quiet", "--package", "ptcheck-tracer"]))?;
-    let plugin = target_dir().join("release").join("libptcheck_tracer.so");
-    println!("tracing: {} with {}", qemu.display(), plugin.display());
-    // SAFETY: xtask is single-threaded here; nothing reads the environment concurrently.
-    unsafe {
-        std::env::set_var("PTCHECK_QEMU_TRACE", &qemu);
-        std::env::set_var("PTCHECK_TRACER", &plugin);
-    }
-    Ok(())
-}
-
 extern "C" {
     fn geteuid() -> u32;
 }
