@@ -266,13 +266,26 @@ impl Ctx<'_> {
         }
     }
 
-    /// The generic vmemmap function `pc` is in, if any.
-    pub(crate) fn in_vmemmap_populate(&self, pc: u64) -> Option<&'static str> {
+    /// The generic vmemmap function a link at `pc` into `entry_pa` came from, if any
+    /// (by kallsyms, else the System.map). A link into `swapper_pg_dir` itself counts as
+    /// `set_swapper_pgd`'s: kallsyms does not list that noinstr function, and it is
+    /// where a folded kernel's vmemmap population writes its top level.
+    pub(crate) fn in_vmemmap_populate(&self, pc: u64, entry_pa: u64) -> Option<&'static str> {
         let va = self.kernel_va(pc)?;
-        crate::linux::symbols::VMEMMAP_POPULATE
+        let by_map = |n: &str| {
+            let m = self.i.system_map.as_ref()?;
+            let link = va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start());
+            m.name(link).map(|s| s.split('+').next() == Some(n))
+        };
+        let found = crate::linux::symbols::VMEMMAP_POPULATE
             .iter()
             .copied()
-            .find(|n| self.facts.function(n).is_some_and(|(a, b)| (a..b).contains(&va)))
+            .find(|n| self.facts.function(n).is_some_and(|(a, b)| (a..b).contains(&va)) || by_map(n) == Some(true));
+        let swapper = self.facts.sym("swapper_pg_dir").zip(self.facts.sym("_text")).map(|(s, t)| {
+            let pa = s.wrapping_sub(t).wrapping_add(self.layout.kernel);
+            (pa..pa + self.cfg.page_size()).contains(&entry_pa)
+        });
+        found.or((swapper == Some(true)).then_some("set_swapper_pgd"))
     }
 }
 

@@ -70,7 +70,7 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         .links
         .iter()
         .filter(|l| l.live && l.ordered_by == OrderedBy::Nothing)
-        .partition(|l| c.in_vmemmap_populate(l.pc).is_some());
+        .partition(|l| c.in_vmemmap_populate(l.pc, l.entry_pa).is_some());
     for l in generic.iter().take(SHOWN) {
         out.push(info(
             "ordered_link",
@@ -81,7 +81,7 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
                 l.table_pa,
                 l.entry_pa,
                 c.pc(l.pc, l.insn),
-                c.in_vmemmap_populate(l.pc).unwrap_or("?"),
+                c.in_vmemmap_populate(l.pc, l.entry_pa).unwrap_or("?"),
                 c.pc(l.last_write_pc, l.last_write_insn)
             ),
         ));
