@@ -50,15 +50,10 @@ pub const WANTED: &[&str] = &[
     "bm_pud",
     "bm_pmd",
     "bm_pte",
-    "vmemmap_pte_populate",
-    "vmemmap_pmd_populate",
-    "vmemmap_pud_populate",
-    "vmemmap_p4d_populate",
-    "vmemmap_pgd_populate",
-    "set_swapper_pgd",
 ];
 
-/// Functions of generic mm code (`mm/sparse-vmemmap.c`) that zero a new table with
+/// Functions the init also names (with their ends, `name.end`) for ordered_link:
+/// functions of generic mm code (`mm/sparse-vmemmap.c`) that zero a new table with
 /// `memset` and link it with `p?d_populate_kernel`, nothing between: the tracer sees
 /// those links unordered on every kernel (a finding about the kernel, reported as such;
 /// see README). `set_swapper_pgd` (arm64, out of line: `WRITE_ONCE` then `dsb`) is where
