@@ -62,24 +62,18 @@ pub fn setup() -> anyhow::Result<TraceSetup> {
         None => std::env::current_exe()?.with_file_name("libptcheck_tracer.so"),
     };
     if !plugin.is_file() {
-        bail!(
-            "the tracer plugin {} is not built: `cargo xtask build-tracer` builds it (cargo xtask linux does), or pass --no-trace",
-            plugin.display()
-        );
+        bail!("the tracer plugin {} is not built: `cargo xtask linux` builds it, or pass --no-trace", plugin.display());
     }
     let qemu = qemu_binary(true);
     let out = Command::new(&qemu).arg("--version").output().with_context(|| {
-        format!(
-            "cannot run {} for tracing: `cargo xtask fetch-qemu` fetches QEMU 10, or pass --no-trace",
-            qemu.display()
-        )
+        format!("cannot run {} for tracing: `cargo xtask linux` fetches QEMU 10, or pass --no-trace", qemu.display())
     })?;
     let version = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
     match parse_version(&version) {
         Some(v) if v >= QEMU_MIN => {}
         _ => bail!(
             "{} is \"{version}\": its plugin API is older than v4 (QEMU 10.0), which the tracer needs; \
-             `cargo xtask fetch-qemu` fetches QEMU 10 (cargo xtask linux does), or pass --no-trace",
+             `cargo xtask linux` fetches QEMU 10 (bookworm-backports, under target/qemu), or pass --no-trace",
             qemu.display()
         ),
     }
