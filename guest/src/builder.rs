@@ -58,8 +58,8 @@ pub fn run_plan_mutant<M: TableMemory, const MUTATION: u32>(plan: &Plan, mem: &m
 
 /// One builder per catalogue id, indexed by id (0 is the clean builder).
 #[cfg(feature = "mutants")]
-fn variants<M: TableMemory>() -> [fn(&Plan, &mut M, &mut RunResult); 14] {
-    const _: () = assert!(mutation::ALL_VARIANTS.len() + 1 == 14, "one builder per catalogue id");
+fn variants<M: TableMemory>() -> [fn(&Plan, &mut M, &mut RunResult); 16] {
+    const _: () = assert!(mutation::ALL_VARIANTS.len() + 1 == 16, "one builder per catalogue id");
     [
         run_plan_with::<M, 0>,
         run_plan_with::<M, 1>,
@@ -75,6 +75,8 @@ fn variants<M: TableMemory>() -> [fn(&Plan, &mut M, &mut RunResult); 14] {
         run_plan_with::<M, 11>,
         run_plan_with::<M, 12>,
         run_plan_with::<M, 13>,
+        run_plan_with::<M, 14>,
+        run_plan_with::<M, 15>,
     ]
 }
 
@@ -219,11 +221,16 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     /// `init_clear_pgtable`: clear the table, then make the zeroes visible to walks.
     fn init_clear_pgtable(&mut self, ptr: TablePtr, table: usize) {
         let bytes = self.cfg.page_size();
-        self.mem.clear(ptr, bytes as usize);
+        // (The lie spares the root, record 0: its clear is not followed by a link.)
+        if MUTATION != mutation::LIE_CLEAR || table == 0 {
+            self.mem.clear(ptr, bytes as usize);
+        }
         self.result.note_zero(table, bytes as u32);
         self.result.costs.table_clears += 1;
         if MUTATION != mutation::MISSING_BARRIER {
-            self.mem.dsb_ishst();
+            if MUTATION != mutation::LIE_BARRIER {
+                self.mem.dsb_ishst();
+            }
             self.result.note_barrier();
             self.result.costs.dsbs += 1;
         }
@@ -246,7 +253,9 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         let bytes = self.cfg.page_size();
         let ptr = self.set_fixmap(LinuxLevel::Pte, pa);
         if MUTATION != mutation::SKIP_ZERO {
-            self.mem.clear(ptr, bytes as usize);
+            if MUTATION != mutation::LIE_CLEAR || record == 0 {
+                self.mem.clear(ptr, bytes as usize);
+            }
             self.result.note_zero(record, bytes as u32);
             self.result.costs.table_clears += 1;
         }

@@ -38,6 +38,10 @@ pub const STALE_EXISTING_TABLE: u32 = 11;
 pub const LPA2_OA_BITS: u32 = 12;
 /// No `dsb ishst` between clearing a table and linking it (the seed's barrier).
 pub const MISSING_BARRIER: u32 = 13;
+/// Records the `dsb ishst` after a clear without issuing it: the record lies.
+pub const LIE_BARRIER: u32 = 14;
+/// Records a new (non-root) table's clear without clearing it: the record lies.
+pub const LIE_CLEAR: u32 = 15;
 
 /// One entry of the catalogue.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +56,10 @@ pub struct Variant {
     pub shows_on: &'static str,
     /// Whether it can show up on `cfg`.
     pub applies: fn(&TranslationConfig) -> bool,
+    /// Shows only in what the tracer observes (its record is a lie), and only for the
+    /// `linux` builder: linux-6.9 clears through FIX_PTE, whose clear_fixmap issues
+    /// real DSBs after the clear.
+    pub observed_only: bool,
 }
 
 fn any(_: &TranslationConfig) -> bool {
@@ -78,6 +86,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "new tables keep whatever the allocator left (the pre-change assumption)",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: ZERO_AFTER_LINK,
@@ -85,6 +94,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "a walker can see a linked table before it is cleared",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: FOLDED_FIXMAP,
@@ -92,6 +102,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "a folded level's NULL fixmap accessor is used: compiles, does not boot",
         shows_on: "configs with a folded level",
         applies: has_folded_level,
+        observed_only: false,
     },
     Variant {
         id: MISSING_INDEX,
@@ -99,6 +110,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "entries of a fresh table land from entry 0, not at the address's index",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: CONT_MISALIGNED,
@@ -106,6 +118,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "contiguous runs whose output addresses are not aligned to the run",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: BLOCK_IGNORES_FLAG,
@@ -113,6 +126,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "blocks where NO_BLOCK_MAPPINGS asked for pages",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: PUD_BLOCK_ANY_GRANULE,
@@ -120,6 +134,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "level-1 blocks the kernel never uses (reserved without LPA2)",
         shows_on: "16K/64K configs with a level 1",
         applies: has_non_4k_level1,
+        observed_only: false,
     },
     Variant {
         id: UNSAFE_REMAP_ALLOWED,
@@ -127,6 +142,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "a live mapping's output address is changed instead of refused",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: TABLE_BITS_DROPPED,
@@ -134,6 +150,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "UXNTable/PXNTable missing: hierarchical execute-never lost",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: OFF_BY_ONE_END,
@@ -141,6 +158,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "the last page before a block boundary is left unmapped",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: STALE_EXISTING_TABLE,
@@ -148,6 +166,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "an existing table is re-entered at the wrong address",
         shows_on: "all",
         applies: any,
+        observed_only: false,
     },
     Variant {
         id: LPA2_OA_BITS,
@@ -155,6 +174,7 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "OA[51:48/50] dropped: 52-bit physical addresses wrap below 256 TiB",
         shows_on: "52-bit configs (4k-52, 16k-52, 64k-52)",
         applies: has_52bit_oa,
+        observed_only: false,
     },
     Variant {
         id: MISSING_BARRIER,
@@ -162,6 +182,23 @@ pub const ALL_VARIANTS: &[Variant] = &[
         breaks: "no dsb ishst between clearing a table and linking it",
         shows_on: "all",
         applies: any,
+        observed_only: false,
+    },
+    Variant {
+        id: LIE_BARRIER,
+        name: "lie-barrier",
+        breaks: "records the dsb ishst after a clear but never issues it (its own record says ordered)",
+        shows_on: "all, traced (the linux builder)",
+        applies: any,
+        observed_only: true,
+    },
+    Variant {
+        id: LIE_CLEAR,
+        name: "lie-clear",
+        breaks: "records a new table's clear but never clears it (its own record says zeroed)",
+        shows_on: "all",
+        applies: any,
+        observed_only: false,
     },
 ];
 

@@ -69,7 +69,7 @@ fn native_row(cfg: TranslationConfig, leaves: u64, label: &str) {
         ptcheck_guest::run_plan(&plan, &mut mem, &mut result);
     });
     let (w, walked) = time(|| walk(&cfg, result.root_pa, &ram));
-    let view = RunView { result: &result, ram: &ram };
+    let view = RunView { result: &result, ram: &ram, observed: None };
     let (verdict, checks) = time(|| verify_walked(&plan, &exp, &view, &w));
     assert!(verdict.passed(), "{cfg} {label}: {}", verdict.describe_failures());
     let total = model + poison + build + walked + checks;

@@ -69,6 +69,10 @@ pub(crate) struct VmArgs {
     #[cfg(feature = "mutants")]
     #[arg(long)]
     pub(crate) mutant: Option<String>,
+    /// Observe every build with the tracer plugin (QEMU 10; `cargo xtask` fetches it):
+    /// adds the zeroed_at_link, ordered_link and observed checks.
+    #[arg(long)]
+    pub(crate) trace: bool,
 }
 
 impl VmArgs {
@@ -87,6 +91,7 @@ impl VmArgs {
             #[cfg(not(feature = "mutants"))]
             mutant: None,
             builder: self.builder.clone().unwrap_or_else(|| "linux".into()),
+            trace: self.trace,
         }
     }
 }

@@ -95,7 +95,9 @@ pub fn run_variant(
     let start = Instant::now();
     let mut regimes = Vec::new();
     for &cfg in configs {
-        let applies = variant.is_none_or(|v| (v.applies)(&cfg));
+        // A lie only the tracer sees applies where it watches the `linux` builder.
+        let watched = backend.traced() && backend.variant().builder == ptcheck_guest::registry::LINUX;
+        let applies = variant.is_none_or(|v| (v.applies)(&cfg) && (!v.observed_only || watched));
         let mut r = RegimeOutcome {
             config: cfg,
             applies,

@@ -120,6 +120,27 @@ fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (PlanRun, Option<Wa
         Ok(o) => o,
         Err(o) => return (PlanRun::unchecked(o), None),
     };
+    // A traced build whose record is not whole cannot be judged by what was observed.
+    if matches!(outcome, Outcome::Done | Outcome::Bug { .. }) {
+        match view.observed {
+            Some(Err(e)) => {
+                return (
+                    PlanRun::unchecked(Outcome::Infrastructure(format!("the tracer's record is not whole: {e}"))),
+                    None,
+                )
+            }
+            Some(Ok(o)) if o.counts.is_some_and(|c| c.links_dropped > 0) => {
+                let c = o.counts.unwrap_or_default();
+                let run = PlanRun::unchecked(Outcome::OverCapacity {
+                    limit: "tracer link messages",
+                    needed: c.total_links(),
+                    held: c.total_links() - c.links_dropped,
+                });
+                return (run, None);
+            }
+            _ => {}
+        }
+    }
     let (verdict, w) = verify_with(plan, exp, view);
     let probed = result.hw_flags & RunResult::HW_PROBED != 0;
     let run = PlanRun {

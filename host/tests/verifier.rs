@@ -185,7 +185,7 @@ fn tampered_tables_fail_the_matching_check() {
         let ((leaf_pa, leaf), (tdesc_pa, tdesc)) = first_entries(&cfg, &view);
         let check = |pa, value, name: CheckName| {
             let ram = Tampered { inner: view.ram, pa, value };
-            let v = verify(&np.plan, &RunView { result: view.result, ram: &ram });
+            let v = verify(&np.plan, &RunView { result: view.result, ram: &ram, observed: None });
             assert!(!v.check(name).unwrap().passed(), "{cfg}: tampering {pa:#x} not caught by {name}");
         };
         check(leaf_pa, leaf + cfg.page_size(), CheckName::Translation);

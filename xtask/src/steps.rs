@@ -51,6 +51,9 @@ fn forward(sub: &str, args: &[String]) -> Result {
         if needs_qemu(args) {
             ensure_qemu()?;
         }
+        if args.iter().any(|a| a == "--trace") {
+            crate::linux::ensure_tracing()?;
+        }
         // A bug-catalogue variant in a VM needs the image that has the catalogue.
         let mutant = args.iter().any(|a| a == "--mutant" || a.starts_with("--mutant="));
         if mutant && !args.iter().any(|a| a == "--guest" || a.starts_with("--guest=")) {
@@ -88,6 +91,9 @@ pub fn mutants(args: &[String]) -> Result {
     if backend != "native" {
         if needs_qemu(args) {
             ensure_qemu()?;
+        }
+        if args.iter().any(|a| a == "--trace") {
+            crate::linux::ensure_tracing()?;
         }
         build_mutants_image()?;
         if !args.iter().any(|a| a == "--guest" || a.starts_with("--guest=")) {

@@ -73,7 +73,17 @@ fn run_plan(mmfr0: u64, mmfr2: u64) {
         result.status = Status::BadPlan as u32;
         return;
     };
+    // The tracer's build bracket (HINTs are NOPs without it): it judges this build's
+    // links in the regime's descriptor format, named in x0 (granule shift) and x1 (LPA2).
+    let lpa2 = u64::from(cfg.oa_format() == ptcheck_shared::OaFormat::Lpa2);
+    // SAFETY: HINT is architecturally a NOP; x0 and x1 are only read (by the tracer).
+    unsafe {
+        core::arch::asm!("hint #{b}", b = const ptcheck_shared::trace::HINT_BUILD_BEGIN,
+            in("x0") u64::from(cfg.granule().page_shift()), in("x1") lpa2);
+    }
     ptcheck_guest::run_plan(plan, &mut FixmapMemory { cfg }, result);
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("hint #{e}", e = const ptcheck_shared::trace::HINT_BUILD_END) };
     result.id_mmfr0 = mmfr0;
     result.id_mmfr2 = mmfr2;
     let built = matches!(result.status(), Some(Status::Done | Status::Bug)) && result.root_pa != 0;

@@ -62,6 +62,9 @@ pub struct RunView<'a> {
     pub result: &'a RunResult,
     /// The memory the tables are in.
     pub ram: &'a dyn PhysMemory,
+    /// What the tracer observed of the build (`None`: not traced; `Err`: the record
+    /// is not whole).
+    pub observed: Option<&'a Result<crate::trace::Observed, String>>,
 }
 
 /// A place to run plans: in-process, QEMU or KVM.
@@ -71,6 +74,11 @@ pub trait Backend: Send {
 
     /// Whether plans run under a real (or emulated) MMU, so probes mean something.
     fn has_mmu(&self) -> bool {
+        false
+    }
+
+    /// Whether the tracer observes each build (QEMU with `--trace`).
+    fn traced(&self) -> bool {
         false
     }
 

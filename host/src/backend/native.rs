@@ -229,6 +229,6 @@ impl Backend for NativeBackend {
                 ..ExceptionRecord::zeroed()
             };
         }
-        Ok(RunView { result: &self.result, ram: &self.ram })
+        Ok(RunView { result: &self.result, ram: &self.ram, observed: None })
     }
 }

@@ -39,6 +39,8 @@ pub struct BackendOptions {
     pub mutant: Option<String>,
     /// The builder under test (`ptcheck_guest::registry`): "linux" unless named.
     pub builder: String,
+    /// Observe every build with the tracer (QEMU only).
+    pub trace: bool,
 }
 
 impl Default for BackendOptions {
@@ -50,6 +52,7 @@ impl Default for BackendOptions {
             policy: VmPolicy::default(),
             mutant: None,
             builder: "linux".into(),
+            trace: false,
         }
     }
 }
@@ -131,6 +134,9 @@ fn qemu_backend(opts: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
     let mut q = QemuOptions::new(opts.guest_image());
     q.cpu = opts.cpu.clone();
     q.policy = opts.policy;
+    if opts.trace {
+        q.trace = Some(crate::trace::setup()?);
+    }
     Ok(Box::new(qemu::backend(q)?.with_variant(variant(opts)?)))
 }
 
@@ -161,6 +167,9 @@ fn kvm_backend(_: &BackendOptions) -> anyhow::Result<Box<dyn Backend>> {
 }
 
 fn choose(opts: &BackendOptions) -> anyhow::Result<(Box<dyn Backend>, String)> {
+    if opts.trace && matches!(opts.choice, BackendChoice::Native | BackendChoice::Kvm) {
+        bail!("--trace observes the guest under QEMU's TCG: use --backend qemu (or auto where KVM is not usable)");
+    }
     match opts.choice {
         BackendChoice::Native => Ok((native(opts)?, "requested".into())),
         BackendChoice::Qemu => Ok((qemu_backend(opts)?, "requested".into())),
@@ -168,7 +177,7 @@ fn choose(opts: &BackendOptions) -> anyhow::Result<(Box<dyn Backend>, String)> {
         BackendChoice::Auto => match kvm_usable() {
             Ok(()) => Ok((kvm_backend(opts)?, "auto: /dev/kvm accepts an arm64 vCPU".into())),
             Err(why) => {
-                if find_in_path("qemu-system-aarch64").is_none() {
+                if find_in_path("qemu-system-aarch64").is_none() && !opts.trace {
                     bail!(
                         "no backend can run the arm64 guest (KVM: {why:#}; qemu-system-aarch64 not found): install \
                          QEMU with `apt-get install qemu-system-arm` (`cargo xtask run` does), or use --backend native"

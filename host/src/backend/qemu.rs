@@ -28,6 +28,8 @@ pub struct QemuOptions {
     pub cpu: String,
     /// Timeouts, and persistent or boot-per-plan (the same policy every VM has).
     pub policy: VmPolicy,
+    /// Trace every build with the tracer plugin (`--trace`): its QEMU replaces `qemu`.
+    pub trace: Option<crate::trace::TraceSetup>,
 }
 
 impl QemuOptions {
@@ -38,6 +40,7 @@ impl QemuOptions {
             guest_image,
             cpu: "max".into(),
             policy: VmPolicy::default(),
+            trace: None,
         }
     }
 }
@@ -92,6 +95,17 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
 pub struct QemuVm {
     opts: QemuOptions,
     running: Option<Running>,
+    /// The tracer's output, followed plan by plan (when traced).
+    trace: Option<crate::trace::Follower>,
+}
+
+impl Drop for QemuVm {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(t) = &self.trace {
+            let _ = std::fs::remove_file(t.path());
+        }
+    }
 }
 
 /// The backend: plans through the mailbox of a QEMU guest.
@@ -103,6 +117,9 @@ impl QemuVm {
     /// # Errors
     /// Missing QEMU or guest image, with the command that fixes it.
     pub fn new(mut opts: QemuOptions) -> anyhow::Result<Self> {
+        if let Some(t) = &opts.trace {
+            opts.qemu = t.qemu.clone();
+        }
         if !opts.qemu.is_file() {
             let Some(found) = find_in_path(&opts.qemu.to_string_lossy()) else {
                 bail!("{} not found: install it with `apt-get install qemu-system-arm`", opts.qemu.display());
@@ -114,7 +131,14 @@ impl QemuVm {
         }
         // QEMU would take anything as a raw image and wait forever: check it first.
         super::elf::inspect(&opts.guest_image)?;
-        Ok(QemuVm { opts, running: None })
+        let trace = opts.trace.as_ref().map(|_| {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::trace::Follower::new(
+                std::env::temp_dir().join(format!("ptcheck-trace-{}-{n}.jsonl", std::process::id())),
+            )
+        });
+        Ok(QemuVm { opts, running: None, trace })
     }
 
     /// The process id of the running QEMU, if any.
@@ -141,6 +165,23 @@ impl Vm for QemuVm {
         self.kill();
         let mem = format!("memory-backend-file,id=mem,size={RAM_SIZE},mem-path={},share=on", ram.child_path());
         let mut cmd = Process::new(&self.opts.qemu);
+        if let (Some(t), Some(f)) = (&self.opts.trace, &mut self.trace) {
+            use ptcheck_shared::abi::layout::{POOL_END, POOL_HIGH_END, POOL_HIGH_START, POOL_START, RAM_BASE};
+            f.rewind();
+            if let Some(d) = &t.data_dir {
+                cmd.arg("-L").arg(d);
+            }
+            let arg = t.plugin_arg(&crate::trace::PluginArgs {
+                out: f.path(),
+                ram: &ram.child_path(),
+                ram_base: RAM_BASE,
+                ram_size: RAM_SIZE,
+                page_shift: 12,
+                tables: &[(POOL_START, POOL_END), (POOL_HIGH_START, POOL_HIGH_END)],
+                links_all: true,
+            })?;
+            cmd.arg("-plugin").arg(arg);
+        }
         // -m must equal the backend size (QEMU 7.2 refuses to start otherwise).
         cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", RAM_SIZE >> 20)])
             .args(["-cpu", &self.opts.cpu, "-smp", "1", "-object", &mem])
@@ -183,5 +224,13 @@ impl Vm for QemuVm {
 
     fn console_tail(&self) -> String {
         self.running.as_ref().map(|r| tail(&r.console)).unwrap_or_default()
+    }
+
+    fn traced(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    fn take_observed(&mut self) -> Option<Result<crate::trace::Observed, String>> {
+        self.trace.as_mut().map(crate::trace::Follower::last_bracket)
     }
 }

@@ -31,6 +31,14 @@ pub trait Vm: Send {
     fn describe(&self) -> String;
     /// The last lines the guest printed.
     fn console_tail(&self) -> String;
+    /// Whether the tracer watches the guest.
+    fn traced(&self) -> bool {
+        false
+    }
+    /// What the tracer saw of the plan that just ran (`None`: not traced).
+    fn take_observed(&mut self) -> Option<Result<crate::trace::Observed, String>> {
+        None
+    }
 }
 
 /// How a VM failed: the backend's errors, typed so callers never match on text. The
@@ -123,6 +131,8 @@ pub struct VmBackend<V: Vm> {
     variant: Variant,
     /// Boots so far (benchmarks and tests read it).
     pub boots: u64,
+    /// What the tracer saw of the last plan.
+    observed: Option<Result<crate::trace::Observed, String>>,
 }
 
 impl<V: Vm> VmBackend<V> {
@@ -139,7 +149,16 @@ impl<V: Vm> VmBackend<V> {
     /// # Errors
     /// None today; kept fallible for hypervisors that check the RAM.
     pub fn with_ram(vm: V, ram: GuestRam, policy: VmPolicy) -> anyhow::Result<Self> {
-        Ok(VmBackend { vm, ram, policy, seq: 0, result: bytemuck::zeroed_box(), variant: Variant::default(), boots: 0 })
+        Ok(VmBackend {
+            vm,
+            ram,
+            policy,
+            seq: 0,
+            result: bytemuck::zeroed_box(),
+            variant: Variant::default(),
+            boots: 0,
+            observed: None,
+        })
     }
 
     /// Run `variant` for every plan; a catalogue variant needs a guest image with the
@@ -235,6 +254,10 @@ impl<V: Vm> Backend for VmBackend<V> {
         true
     }
 
+    fn traced(&self) -> bool {
+        self.vm.traced()
+    }
+
     fn variant(&self) -> Variant {
         self.variant
     }
@@ -274,10 +297,11 @@ impl<V: Vm> Backend for VmBackend<V> {
             return Err(VmError::Died { why, idle: false, console }.into());
         }
         mailbox::read_result(&self.ram, &mut self.result)?;
+        self.observed = self.vm.take_observed();
         // After an exception the guest powers itself off; boot-per-plan always does.
         if self.result.status() == Some(Status::Exception) || self.policy.boot_per_plan {
             self.shutdown();
         }
-        Ok(RunView { result: &self.result, ram: &self.ram })
+        Ok(RunView { result: &self.result, ram: &self.ram, observed: self.observed.as_ref() })
     }
 }

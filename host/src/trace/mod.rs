@@ -140,12 +140,23 @@ pub struct Observed {
 /// The file is missing or a line is not a message (a plugin of another version).
 pub fn read(path: &Path) -> anyhow::Result<Vec<Observed>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("the tracer wrote no {}", path.display()))?;
+    let (out, hello) = parse(&text).with_context(|| path.display().to_string())?;
+    if !hello {
+        bail!("{} has no greeting from the tracer: it did not start", path.display());
+    }
+    Ok(out)
+}
+
+/// The brackets in `text` (whole lines), and whether the greeting was among them.
+///
+/// # Errors
+/// A line is not a message (a plugin of another version).
+pub fn parse(text: &str) -> anyhow::Result<(Vec<Observed>, bool)> {
     let mut out = vec![Observed::default()];
     let mut hello = false;
     for (n, line) in text.lines().enumerate() {
-        let m: Message = serde_json::from_str(line).with_context(|| {
-            format!("{} line {}: not a tracer message (a plugin of another version?)", path.display(), n + 1)
-        })?;
+        let m: Message = serde_json::from_str(line)
+            .with_context(|| format!("line {}: not a tracer message (a plugin of another version?)", n + 1))?;
         let cur = out.last_mut().expect("never empty");
         match m {
             Message::Hello { .. } => hello = true,
@@ -161,13 +172,54 @@ pub fn read(path: &Path) -> anyhow::Result<Vec<Observed>> {
             }
         }
     }
-    if !hello {
-        bail!("{} has no greeting from the tracer: it did not start", path.display());
-    }
     if out.len() > 1 && out.last().is_some_and(|o| o.counts.is_none() && o.links.is_empty()) {
         out.pop();
     }
-    Ok(out)
+    Ok((out, hello))
+}
+
+/// A trace file read as it grows: each call returns the bracket completed since the
+/// last one.
+#[derive(Debug)]
+pub struct Follower {
+    path: PathBuf,
+    offset: u64,
+}
+
+impl Follower {
+    /// Follow `path` from its start.
+    pub fn new(path: PathBuf) -> Self {
+        Follower { path, offset: 0 }
+    }
+
+    /// The file followed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Start again (the file was created anew).
+    pub fn rewind(&mut self) {
+        self.offset = 0;
+    }
+
+    /// The last bracket written since the previous call: `Err` when none ended (no
+    /// summary: the build did not reach its end marker, or the plugin failed).
+    pub fn last_bracket(&mut self) -> Result<Observed, String> {
+        use std::io::{Read as _, Seek as _};
+        let mut f = std::fs::File::open(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        f.seek(std::io::SeekFrom::Start(self.offset)).map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        f.read_to_string(&mut text).map_err(|e| e.to_string())?;
+        // Only whole lines; a partial last one is read next time.
+        let whole = text.rfind('\n').map_or(0, |i| i + 1);
+        self.offset += whole as u64;
+        let (brackets, _) = parse(&text[..whole]).map_err(|e| format!("{}: {e:#}", self.path.display()))?;
+        brackets
+            .into_iter()
+            .rev()
+            .find(|b| b.counts.is_some())
+            .ok_or_else(|| "the tracer sent no summary for this build".to_string())
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,12 @@ pub enum CheckName {
     TableBits,
     /// The MMU agrees with the plan and the walker (VM backends).
     HwProbe,
+    /// (traced) Every linked table held only zeroes or this build's writes at its link.
+    ZeroedAtLink,
+    /// (traced) A barrier (or release) ordered each table's last write before its link.
+    OrderedLink,
+    /// (traced) The observed links and the builder's own record agree.
+    Observed,
 }
 
 impl CheckName {
@@ -50,6 +56,9 @@ impl CheckName {
             CheckName::Ordering => "ordering",
             CheckName::TableBits => "table_bits",
             CheckName::HwProbe => "hw_probe",
+            CheckName::ZeroedAtLink => "zeroed_at_link",
+            CheckName::OrderedLink => "ordered_link",
+            CheckName::Observed => "observed",
         }
     }
 }

@@ -10,9 +10,11 @@
 //! | `ordering`   | every table: allocated once from the pool, zeroed, barrier, then linked once at one level; no folded level's fixmap used |
 //! | `table_bits` | UXNTable on every table descriptor, PXNTable exactly with NO_EXEC_MAPPINGS |
 //! | `hw_probe`   | (VM backends) the MMU's `AT` result and the word loaded through each probed page agree with the plan and the walker |
+//! | `zeroed_at_link`, `ordered_link`, `observed` | (traced) what the tracer saw: see `observed.rs` |
 
 mod check;
 mod hw_probe;
+mod observed;
 mod ordering;
 mod policy;
 mod result;
@@ -86,6 +88,15 @@ pub fn verify_walked(plan: &Plan, exp: &Expected, view: &RunView<'_>, w: &Walk) 
         let mut hw = Check::new(CheckName::HwProbe);
         hw_probe::check(&cx, &mut hw);
         checks.push(hw);
+    }
+    // What the tracer saw (an incomplete record never gets here: `run` names it).
+    if let (Some(Ok(o)), Some(Status::Done | Status::Bug)) = (view.observed, r.status()) {
+        let (mut z, mut ord, mut agree) =
+            (Check::new(CheckName::ZeroedAtLink), Check::new(CheckName::OrderedLink), Check::new(CheckName::Observed));
+        observed::zeroed_at_link(o, &mut z);
+        observed::ordered_link(&cx, o, &mut ord);
+        observed::agrees(&cx, o, &mut agree);
+        checks.extend([z, ord, agree]);
     }
     Verdict { checks }
 }
