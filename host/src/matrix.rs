@@ -88,6 +88,15 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
         );
         report.configs.push(line);
     }
+    if backend.traced() {
+        let mut all = ptcheck_shared::trace::Counts::default();
+        for c in report.configs.iter().filter_map(|c| c.observed.as_ref()) {
+            all.add(c);
+        }
+        let mut line = String::new();
+        let _ = all.describe(&mut line);
+        println!("observed (tracer): {line}");
+    }
     let total: usize = report.configs.iter().map(|c| c.plans).sum();
     let passed: usize = report.configs.iter().map(|c| c.passed).sum();
     let na: usize = report.configs.iter().map(|c| c.not_applicable).sum();

@@ -34,6 +34,9 @@ pub struct ConfigReport {
     pub hw_unsupported: bool,
     /// "plan: outcome, [check] message" for each plan that failed or was not checked.
     pub failures: Vec<String>,
+    /// What the tracer counted over the regime's plans (traced runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ptcheck_shared::trace::Counts>,
 }
 
 impl ConfigReport {
@@ -52,6 +55,7 @@ impl ConfigReport {
             hw_probes: 0,
             hw_unsupported: false,
             failures: vec![],
+            observed: None,
         }
     }
 
@@ -70,6 +74,9 @@ impl ConfigReport {
         }
         if !o.passed() && o.class() != Class::NotApplicable {
             self.failures.push(format!("{plan_name}: {}", o.describe().trim_end()));
+        }
+        if let Some(c) = &o.observed {
+            self.observed.get_or_insert_with(Default::default).add(c);
         }
         for c in &v.checks {
             let n = self.checks.entry(c.name.to_string()).or_insert(0);

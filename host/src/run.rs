@@ -21,12 +21,20 @@ pub struct PlanRun {
     pub hw_probes: u64,
     /// The CPU could not run this regime (memory checked only).
     pub hw_unsupported: bool,
+    /// What the tracer counted of the build (traced runs).
+    pub observed: Option<ptcheck_shared::trace::Counts>,
 }
 
 impl PlanRun {
     /// A run the checks cannot judge: bad plan, over capacity, infrastructure.
     pub fn unchecked(outcome: Outcome) -> PlanRun {
-        PlanRun { outcome, verdict: Verdict { checks: Vec::new() }, hw_probes: 0, hw_unsupported: false }
+        PlanRun {
+            outcome,
+            verdict: Verdict { checks: Vec::new() },
+            hw_probes: 0,
+            hw_unsupported: false,
+            observed: None,
+        }
     }
 
     /// Passed, failed by the builder, or not checked.
@@ -148,6 +156,7 @@ fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (PlanRun, Option<Wa
         verdict,
         hw_probes: if probed { u64::from(result.n_probes) } else { 0 },
         hw_unsupported: result.hw_flags & RunResult::HW_UNSUPPORTED != 0,
+        observed: view.observed.and_then(|o| o.as_ref().ok()).and_then(|o| o.counts),
     };
     (run, Some(w))
 }

@@ -142,6 +142,60 @@ impl Counts {
     pub fn total_links(&self) -> u64 {
         self.links.iter().sum()
     }
+
+    /// Add `o` to these counts.
+    pub fn add(&mut self, o: &Counts) {
+        let pairs: [(&mut u64, u64); 17] = [
+            (&mut self.ram_stores, o.ram_stores),
+            (&mut self.dc_zva, o.dc_zva),
+            (&mut self.dc_zva_ram, o.dc_zva_ram),
+            (&mut self.dsb, o.dsb),
+            (&mut self.dsb_st, o.dsb_st),
+            (&mut self.dmb, o.dmb),
+            (&mut self.dmb_st, o.dmb_st),
+            (&mut self.isb, o.isb),
+            (&mut self.tlbi, o.tlbi),
+            (&mut self.stlr, o.stlr),
+            (&mut self.msr_ttbr0, o.msr_ttbr0),
+            (&mut self.msr_ttbr1, o.msr_ttbr1),
+            (&mut self.msr_tcr, o.msr_tcr),
+            (&mut self.msr_sctlr, o.msr_sctlr),
+            (&mut self.stale_links, o.stale_links),
+            (&mut self.links_dropped, o.links_dropped),
+            (&mut self.unconfirmed, o.unconfirmed),
+        ];
+        for (a, b) in pairs {
+            *a += b;
+        }
+        for (a, b) in self.links.iter_mut().zip(o.links) {
+            *a += b;
+        }
+    }
+
+    /// One line: links by what ordered them, and the primitives counted.
+    pub fn describe(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(
+            f,
+            "{} links: {} after a DSB, {} after a DMB, {} store-release, {} with nothing to order, {} unordered, {} \
+             with stale entries; {} stores, {} DC ZVA, {} DSB ({} ordering stores), {} DMB ({}), {} ISB, {} TLBI, {} STLR",
+            self.total_links(),
+            self.links[0],
+            self.links[1],
+            self.links[2],
+            self.links[3],
+            self.links[4],
+            self.stale_links,
+            self.ram_stores,
+            self.dc_zva,
+            self.dsb,
+            self.dsb_st,
+            self.dmb,
+            self.dmb_st,
+            self.isb,
+            self.tlbi,
+            self.stlr
+        )
+    }
 }
 
 /// One line of the tracer's output.
