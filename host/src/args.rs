@@ -172,6 +172,19 @@ pub(crate) struct BenchArgs {
     /// invalidations, barriers, clears, writes) on linux-6.9 vs linux.
     #[arg(long)]
     pub(crate) costs: bool,
+    /// Instead: the tracer's cost, side by side (system QEMU, QEMU 10 untraced, QEMU 10
+    /// traced): built-in plans/s, and with --kernel/--initrd a real kernel's boot.
+    #[arg(long)]
+    pub(crate) trace_cost: bool,
+    /// With --trace-cost: the kernel to boot.
+    #[arg(long, requires = "initrd")]
+    pub(crate) kernel: Option<PathBuf>,
+    /// With --trace-cost: its initramfs.
+    #[arg(long, requires = "kernel")]
+    pub(crate) initrd: Option<PathBuf>,
+    /// With --trace-cost: boots per kernel figure (1 to 20).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub(crate) boots: u32,
     #[command(flatten)]
     pub(crate) vm: VmArgs,
 }

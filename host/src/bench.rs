@@ -224,3 +224,109 @@ impl CostSum {
         c.descriptor_writes += o.descriptor_writes;
     }
 }
+
+/// What `bench --trace` measures besides the plans: a real kernel's boot.
+pub struct TraceBench {
+    /// Seconds per figure for the plans.
+    pub min: Duration,
+    /// A kernel and initramfs to boot untraced and traced (`None`: plans only).
+    pub kernel: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Boots per kernel figure.
+    pub boots: u32,
+}
+
+/// `ptcheck bench --trace`: the tracer's cost, side by side in one run. Plans/s on the
+/// system QEMU untraced, QEMU 10 untraced and QEMU 10 traced; then, with a kernel, its
+/// boot to the check point on the same three, with QEMU's peak RSS.
+///
+/// # Errors
+/// QEMU 10 or the plugin cannot be found, a backend cannot start, a boot fails.
+pub fn bench_trace(b: &TraceBench, backend: &crate::backend::open::BackendOptions) -> anyhow::Result<bool> {
+    use crate::backend::qemu::{self, QemuOptions};
+    use crate::backend::Backend as _;
+    let setup = crate::trace::setup()?;
+    let system = crate::trace::qemu_binary(false);
+    let version = |q: &std::path::Path| {
+        std::process::Command::new(q)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    };
+    println!(
+        "system QEMU: {} ({}); tracing QEMU: {} ({})",
+        system.display(),
+        version(&system),
+        setup.qemu.display(),
+        setup.version
+    );
+    let variants: [(&str, std::path::PathBuf, bool); 3] = [
+        ("system QEMU, untraced", system.clone(), false),
+        ("QEMU 10, untraced", setup.qemu.clone(), false),
+        ("QEMU 10, traced", setup.qemu.clone(), true),
+    ];
+    let mut figures = Vec::new();
+    for (label, q, traced) in &variants {
+        let mut o = QemuOptions::new(backend.guest_image());
+        o.qemu = q.clone();
+        o.cpu = backend.cpu.clone();
+        o.policy = backend.policy;
+        o.trace = traced.then(|| setup.clone());
+        let mut be = qemu::backend(o)?;
+        be.preflight()?;
+        figures.push(measure(label, &mut be, b.min, u64::MAX));
+    }
+    println!("{:<30} {:>8} {:>9} {:>11} {:>7}", "built-in plans", "plans", "seconds", "plans/s", "failed");
+    for f in &figures {
+        println!("{:<30} {:>8} {:>9.2} {:>11.1} {:>7}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
+    }
+    let r = |i: usize| figures[i].rate();
+    println!(
+        "plans: traced / untraced on QEMU 10 = {:.0}% (goal >= 50%); QEMU 10 / system QEMU untraced = {:.0}%",
+        100.0 * r(2) / r(1),
+        100.0 * r(1) / r(0)
+    );
+    let mut ok = figures.iter().all(|f| f.failed == 0);
+    let Some((kernel, initrd)) = &b.kernel else { return Ok(ok) };
+    let image = crate::linux::load_kernel(kernel)?;
+    let needs = crate::linux::layout::Needs {
+        image_size: image.image_size.next_multiple_of(64 << 20),
+        initrd_size: std::fs::metadata(initrd)?.len(),
+    };
+    let layout = crate::linux::layout::generate(1, 0, needs);
+    println!("kernel {}: layout 0 of seed 1, {} boots each", kernel.display(), b.boots);
+    let mut secs = Vec::new();
+    for (label, q, traced) in &variants {
+        let run = crate::linux::KernelRun {
+            kernel: kernel.clone(),
+            initrd: initrd.clone(),
+            cpu: "max,pauth-impdef=on".into(),
+            timeout: Duration::from_secs(120),
+            plant: None,
+            trace: traced.then(|| setup.clone()),
+            qemu: Some(q.clone()),
+        };
+        let (mut total, mut peak) = (0.0, 0u64);
+        for _ in 0..b.boots {
+            let start = Instant::now();
+            let (i, _) = crate::linux::boot_and_inspect(&run, &image, &layout)?;
+            total += start.elapsed().as_secs_f64();
+            peak = peak.max(i.qemu_peak_kib.unwrap_or(0));
+            if *traced {
+                ok &= matches!(&i.observed, Some(Ok(o)) if o.counts.is_some());
+            }
+        }
+        let mean = total / f64::from(b.boots.max(1));
+        println!("{label:<30} {mean:>7.2} s per boot to the check point, QEMU peak RSS {} MiB", peak >> 10);
+        secs.push((mean, peak));
+    }
+    println!(
+        "kernel boot: traced / untraced on QEMU 10 = {:.2}x (goal <= 2x); QEMU 10 / system QEMU untraced = {:.2}x; \
+         tracer memory (peak RSS traced - untraced) = {} MiB (goal <= 64 MiB + per-table state)",
+        secs[2].0 / secs[1].0,
+        secs[1].0 / secs[0].0,
+        secs[2].1.saturating_sub(secs[1].1) >> 10
+    );
+    Ok(ok)
+}

@@ -88,6 +88,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
             timeout: Duration::from_secs(args.timeout),
             plant: args.plant,
             trace,
+            qemu: None,
         },
         seed: args.seed,
         count: args.count,
@@ -121,6 +122,14 @@ fn main() -> ExitCode {
             ptcheck_host::replay::replay(&args.file, &args.vm.options(args.backend), args.vm.builder.as_deref())
         }
         Cmd::Bench(args) if args.costs => ptcheck_host::bench::costs().map(pass_or_fail),
+        Cmd::Bench(args) if args.trace_cost => {
+            let b = ptcheck_host::bench::TraceBench {
+                min: Duration::from_secs(args.seconds),
+                kernel: args.kernel.clone().zip(args.initrd.clone()),
+                boots: args.boots,
+            };
+            ptcheck_host::bench::bench_trace(&b, &args.vm.options(BackendChoice::Qemu)).map(pass_or_fail)
+        }
         Cmd::Bench(args) => {
             let backend = args.vm.options(BackendChoice::Qemu);
             ptcheck_host::bench::bench(Duration::from_secs(args.seconds), &backend).map(pass_or_fail)

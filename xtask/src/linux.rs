@@ -95,6 +95,23 @@ fn initramfs() -> std::result::Result<PathBuf, String> {
     Ok(initrd)
 }
 
+/// `cargo xtask bench --trace [--seconds N] [--boots N]`: the tracer's cost, side by
+/// side in one run (`ptcheck bench --trace-cost`): built-in plans on the system QEMU,
+/// QEMU 10 untraced and traced, then Debian's 6.12 4K kernel booted on each.
+pub(crate) fn bench_trace(args: &[String]) -> Result {
+    let initrd = initramfs()?;
+    let kernel = fetch(&DEBIAN[1])?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "bench"])
+        .arg("--trace-cost")
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--initrd")
+        .arg(&initrd)
+        .args(args.iter().filter(|a| *a != "--trace"));
+    crate::tools::sh(&mut cmd)
+}
+
 /// `ptcheck linux --kernel K --initrd I --cpu C <extra>`; its exit code.
 fn ptcheck(kernel: &Path, initrd: &Path, cpu: &str, extra: &[String]) -> std::result::Result<Option<i32>, String> {
     let mut cmd = cargo();

@@ -127,6 +127,9 @@ pub fn bench(args: &[String]) -> Result {
     if args.iter().any(|a| a == "--costs") {
         return ptcheck(&["bench", "--costs"]);
     }
+    if args.iter().any(|a| a == "--trace") {
+        return crate::linux::bench_trace(args);
+    }
     ensure_qemu()?;
     build_guest()?;
     let mut full: Vec<&str> = vec!["bench"];

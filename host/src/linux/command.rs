@@ -470,6 +470,7 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
         timeout,
         plant: r.plant,
         trace,
+        qemu: None,
     };
     if let Some(p) = r.plant {
         println!("planted: {p:?} (a test fault, planted again)");

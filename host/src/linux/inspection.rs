@@ -28,6 +28,8 @@ pub struct Inspection {
     pub observed: Option<Result<crate::trace::Observed, String>>,
     /// The kernel's System.map, when it was built here (names the tracer's PCs).
     pub system_map: Option<super::symbols::SystemMap>,
+    /// QEMU's peak resident set at the stop, in KiB (the tracer's memory shows here).
+    pub qemu_peak_kib: Option<u64>,
 }
 
 /// One judgement on a kernel's tables.

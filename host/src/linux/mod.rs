@@ -53,6 +53,9 @@ pub struct KernelRun {
     pub plant: Option<Plant>,
     /// Trace the boot with the tracer plugin (`None`: `--no-trace`, the system QEMU).
     pub trace: Option<crate::trace::TraceSetup>,
+    /// The emulator, when not the system's (untraced) or the tracer's (traced):
+    /// benchmarks compare QEMU versions.
+    pub qemu: Option<PathBuf>,
 }
 
 /// A fault planted in the kernel's tables (test only): proves a check is real.
@@ -335,7 +338,10 @@ fn boot_in(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
     let span = layout.ram_span();
-    let qemu = run.trace.as_ref().map_or_else(|| crate::trace::qemu_binary(false), |t| t.qemu.clone());
+    let qemu = run
+        .qemu
+        .clone()
+        .unwrap_or_else(|| run.trace.as_ref().map_or_else(|| crate::trace::qemu_binary(false), |t| t.qemu.clone()));
     let base = dtb::dump_qemu_dtb(&qemu, &run.cpu, span, dir)?;
     let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
     // Files QEMU's loader reads: the kernel and initramfs in place when they can be,
@@ -359,10 +365,10 @@ fn boot_in(
     let mem = format!("memory-backend-file,id=mem,size={span},mem-path={},share=on", ram.child_path());
     let mut cmd = Command::new(&qemu);
     let trace_file = dir.join("trace.jsonl");
+    if let Some(d) = crate::trace::data_dir(&qemu) {
+        cmd.arg("-L").arg(d);
+    }
     if let Some(t) = &run.trace {
-        if let Some(d) = &t.data_dir {
-            cmd.arg("-L").arg(d);
-        }
         let arg = t.plugin_arg(&crate::trace::PluginArgs {
             out: &trace_file,
             ram: &ram.child_path(),
@@ -460,10 +466,12 @@ fn boot_in(
                 boot_secs,
                 observed: None,
                 system_map: None,
+                qemu_peak_kib: None,
             };
             plant(&before, layout, &ram, p)?;
         }
         let walk = walk(&cfg, root, &ram);
+        let qemu_peak_kib = peak_rss_kib(child.id());
         // The tracer writes its counts as QEMU exits: end QEMU through the gdbstub.
         let observed = run.trace.as_ref().map(|_| {
             let _ = g.kill();
@@ -474,11 +482,29 @@ fn boot_in(
             }
         });
         let system_map = observed.as_ref().and_then(|_| symbols::SystemMap::find(&run.kernel));
-        Ok(Inspection { cfg, ttbr1, tcr, mair, el: (cpsr >> 2) & 0b11, walk, facts, boot_secs, observed, system_map })
+        Ok(Inspection {
+            cfg,
+            ttbr1,
+            tcr,
+            mair,
+            el: (cpsr >> 2) & 0b11,
+            walk,
+            facts,
+            boot_secs,
+            observed,
+            system_map,
+            qemu_peak_kib,
+        })
     })();
     let _ = child.kill();
     let _ = child.wait();
     result.map(|i| (i, ram))
+}
+
+/// A process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether `child` exits within `limit`.

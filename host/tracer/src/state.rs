@@ -24,19 +24,29 @@ const PENDING: usize = 1 << 18;
 /// DC ZVA's block on QEMU's CPUs: DCZID_EL0.BS = 4, 2^4 words of 4 bytes.
 const ZVA_BYTES: u64 = 64;
 
-/// Per-frame records, in parallel arrays so each is allocated zeroed.
-struct Frames {
-    /// Bracket generation of the frame's last write (0: never written).
-    gen: Vec<u32>,
-    /// The store-ordering DSB / DMB counters at the frame's last write.
-    dsb: Vec<u32>,
-    dmb: Vec<u32>,
+/// One 4 KiB frame's record: what its last write was and which words were written in
+/// the current bracket. All-zero is "never written", so the array is allocated zeroed
+/// (lazily backed by the kernel) and only frames the guest writes cost memory; one
+/// record is two cache lines, touched together on every store.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C)]
+struct Frame {
+    /// Bracket generation of the last write (0: never written).
+    gen: u32,
+    /// The store-ordering DSB / DMB counters at the last write.
+    dsb: u32,
+    dmb: u32,
     /// The last write's instruction word, PC and PA.
-    insn: Vec<u32>,
-    pc: Vec<u64>,
-    pa: Vec<u64>,
+    insn: u32,
+    pc: u64,
+    pa: u64,
     /// Which words were written in generation `gen`.
-    written: Vec<u64>,
+    written: [u64; 8],
+}
+
+/// Per-frame records and bitmaps.
+struct Frames {
+    rec: Vec<Frame>,
     /// Frames known to hold translation tables (one bit each).
     table: Vec<u64>,
     /// Frames of the tables reachable from TTBR0/1 now.
@@ -73,17 +83,8 @@ impl State {
     pub fn new(opts: Options, qemu_min: u32, qemu_cur: u32) -> Result<State, String> {
         let ram = Ram::open(&opts.ram, opts.ram_base, opts.ram_size)?;
         let n = (opts.ram_size >> FRAME_SHIFT) as usize;
-        let frames = Frames {
-            gen: vec![0; n],
-            dsb: vec![0; n],
-            dmb: vec![0; n],
-            insn: vec![0; n],
-            pc: vec![0; n],
-            pa: vec![0; n],
-            written: vec![0; n * WORDS_PER_FRAME as usize / 64],
-            table: vec![0; n.div_ceil(64)],
-            live: vec![0; n.div_ceil(64)],
-        };
+        let frames =
+            Frames { rec: bytemuck::zeroed_vec(n), table: vec![0; n.div_ceil(64)], live: vec![0; n.div_ceil(64)] };
         let f = File::create(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
         let regs = Regs { page_shift: opts.page_shift, ..Regs::default() };
         let mut s = State {
@@ -249,24 +250,26 @@ impl State {
     /// Record a write to the word at `w` (8-aligned, in RAM).
     fn wrote(&mut self, w: u64, pc: u64, insn: u32) {
         let f = ((w - self.ram.base()) >> FRAME_SHIFT) as usize;
-        let fr = &mut self.frames;
-        if fr.gen[f] != self.gen {
-            fr.gen[f] = self.gen;
-            fr.written[f * 8..f * 8 + 8].fill(0);
+        let (gen, dsb, dmb) = (self.gen, self.dsb_n, self.dmb_n);
+        let fr = &mut self.frames.rec[f];
+        if fr.gen != gen {
+            fr.gen = gen;
+            fr.written = [0; 8];
         }
         let word = ((w >> 3) & (WORDS_PER_FRAME - 1)) as usize;
-        fr.written[f * 8 + word / 64] |= 1 << (word % 64);
-        fr.dsb[f] = self.dsb_n;
-        fr.dmb[f] = self.dmb_n;
-        fr.insn[f] = insn;
-        fr.pc[f] = pc;
-        fr.pa[f] = w;
+        fr.written[word / 64] |= 1 << (word % 64);
+        fr.dsb = dsb;
+        fr.dmb = dmb;
+        fr.insn = insn;
+        fr.pc = pc;
+        fr.pa = w;
     }
 
     fn written(&self, w: u64) -> bool {
         let f = ((w - self.ram.base()) >> FRAME_SHIFT) as usize;
         let word = ((w >> 3) & (WORDS_PER_FRAME - 1)) as usize;
-        self.frames.gen[f] == self.gen && self.frames.written[f * 8 + word / 64] & (1 << (word % 64)) != 0
+        let fr = &self.frames.rec[f];
+        fr.gen == self.gen && fr.written[word / 64] & (1 << (word % 64)) != 0
     }
 
     fn in_window(&self, pa: u64, len: u64) -> bool {
@@ -308,13 +311,13 @@ impl State {
         };
         let base = self.ram.base();
         for f in ((table - base) >> FRAME_SHIFT) as usize..((table + bytes - base) >> FRAME_SHIFT) as usize {
-            let fr = &self.frames;
-            if fr.gen[f] != self.gen {
+            let fr = &self.frames.rec[f];
+            if fr.gen != self.gen {
                 continue;
             }
-            let o = if fr.dsb[f] != self.dsb_n {
+            let o = if fr.dsb != self.dsb_n {
                 OrderedBy::Dsb
-            } else if fr.dmb[f] != self.dmb_n {
+            } else if fr.dmb != self.dmb_n {
                 OrderedBy::Dmb
             } else if release {
                 OrderedBy::Release
@@ -323,7 +326,7 @@ impl State {
             };
             if rank(o) >= rank(ordered) {
                 ordered = o;
-                last = (fr.pc[f], fr.insn[f], fr.pa[f]);
+                last = (fr.pc, fr.insn, fr.pa);
             }
         }
         let barrier = match ordered {
