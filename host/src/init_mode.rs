@@ -92,7 +92,9 @@ fn vm_checks() -> Vec<(String, bool, String)> {
 /// /proc/kallsyms (PID 1 is root, so the addresses are real).
 #[cfg(target_os = "linux")]
 fn print_kernel_facts() {
-    use ptcheck_host::linux::symbols::{IOMEM_PREFIX, RELEASE_PREFIX, SYMBOL_PREFIX, VMEMMAP_POPULATE, WANTED};
+    use ptcheck_host::linux::symbols::{
+        EARLY_MAP_RANGE, IOMEM_PREFIX, RELEASE_PREFIX, SYMBOL_PREFIX, VMEMMAP_POPULATE, WANTED,
+    };
     use std::io::BufRead as _;
     if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
         println!("{RELEASE_PREFIX} {}", r.trim());
@@ -122,7 +124,9 @@ fn print_kernel_facts() {
         if let Some((n, _)) = open.take_if(|(_, start)| a > *start) {
             found.entry(format!("{n}.end")).or_insert_with(|| addr.to_string());
         }
-        if it.next().is_none() && (WANTED.contains(&name) || VMEMMAP_POPULATE.contains(&name)) {
+        if it.next().is_none()
+            && (WANTED.contains(&name) || VMEMMAP_POPULATE.contains(&name) || name == EARLY_MAP_RANGE)
+        {
             found.entry(name.to_string()).or_insert_with(|| addr.to_string());
             open = Some((name.to_string(), a));
         }

@@ -146,6 +146,18 @@ fn judge(plan: &Plan, exp: &Expected, view: &RunView<'_>) -> (PlanRun, Option<Wa
                 });
                 return (run, None);
             }
+            Some(Ok(o))
+                if o.counts
+                    .is_some_and(|c| c.live_over_capacity > 0 || c.bbm + c.tlbi_findings > o.findings.len() as u64) =>
+            {
+                let c = o.counts.unwrap_or_default();
+                let run = PlanRun::unchecked(Outcome::OverCapacity {
+                    limit: "tracer live tables and findings",
+                    needed: c.bbm + c.tlbi_findings + c.live_over_capacity,
+                    held: o.findings.len() as u64,
+                });
+                return (run, None);
+            }
             _ => {}
         }
     }

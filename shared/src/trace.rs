@@ -82,6 +82,52 @@ pub struct Link {
     pub first_stale_value: u64,
 }
 
+/// What a live-table change did wrong (`bbm`, `tlbi`).
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// bbm: a valid entry replaced by a valid one with another output address, memory
+    /// type, shareability, contiguous bit or block/table kind, with no break between.
+    ValidToValid,
+    /// bbm: an entry broken (made invalid) made valid again before a TLBI covering it
+    /// had completed (DSB).
+    RemadeBeforeInvalidated,
+    /// tlbi: a VA whose live leaf was changed or removed was accessed (a store or DC
+    /// ZVA) before a TLBI covering it had completed.
+    UsedBeforeInvalidated,
+}
+
+/// One `bbm` or `tlbi` finding.
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// What went wrong.
+    pub violation: Violation,
+    /// The instruction at fault (the store that remade or changed the entry, or the
+    /// access through the stale VA): PC and word.
+    pub pc: u64,
+    /// See `pc`.
+    pub insn: u32,
+    /// The entry: PA, the VA it maps, log2 of its span.
+    pub entry_pa: u64,
+    /// See `entry_pa`.
+    pub va: u64,
+    /// See `entry_pa`.
+    pub span_shift: u32,
+    /// Its value before and after the change that needed the break or invalidation.
+    pub old: u64,
+    /// See `old`.
+    pub new: u64,
+    /// The change (for `UsedBeforeInvalidated` and `RemadeBeforeInvalidated`): PC and
+    /// word of the store that changed the entry; the access's VA.
+    pub change_pc: u64,
+    /// See `change_pc`.
+    pub change_insn: u32,
+    /// See `change_pc`.
+    pub access_va: u64,
+}
+
 /// Counts over one build bracket, or the whole trace.
 #[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,6 +170,20 @@ pub struct Counts {
     /// translation table reached from TTBR0/1 at a TTBR write or at the end): not
     /// counted as links.
     pub unconfirmed: u64,
+    /// Stores that changed an entry of a live table (one reachable from TTBR0/1).
+    pub live_changes: u64,
+    /// Of those, changes whose old translation had to be invalidated (removed, or its
+    /// address, attributes or permissions reduced), and how many a TLBI + DSB covered
+    /// before the VA was accessed again.
+    pub invalidations_needed: u64,
+    /// See `invalidations_needed`.
+    pub invalidations_done: u64,
+    /// bbm and tlbi findings (the first few are sent as [`Message::Finding`]).
+    pub bbm: u64,
+    /// See `bbm`.
+    pub tlbi_findings: u64,
+    /// Live tables not shadowed (past the tracer's limit): bbm and tlbi not judged.
+    pub live_over_capacity: u64,
 }
 
 impl Counts {
@@ -145,7 +205,7 @@ impl Counts {
 
     /// Add `o` to these counts.
     pub fn add(&mut self, o: &Counts) {
-        let pairs: [(&mut u64, u64); 17] = [
+        let pairs: [(&mut u64, u64); 23] = [
             (&mut self.ram_stores, o.ram_stores),
             (&mut self.dc_zva, o.dc_zva),
             (&mut self.dc_zva_ram, o.dc_zva_ram),
@@ -163,6 +223,12 @@ impl Counts {
             (&mut self.stale_links, o.stale_links),
             (&mut self.links_dropped, o.links_dropped),
             (&mut self.unconfirmed, o.unconfirmed),
+            (&mut self.live_changes, o.live_changes),
+            (&mut self.invalidations_needed, o.invalidations_needed),
+            (&mut self.invalidations_done, o.invalidations_done),
+            (&mut self.bbm, o.bbm),
+            (&mut self.tlbi_findings, o.tlbi_findings),
+            (&mut self.live_over_capacity, o.live_over_capacity),
         ];
         for (a, b) in pairs {
             *a += b;
@@ -217,6 +283,8 @@ pub enum Message {
     /// A table was linked (every link with `links=all`; otherwise only those not
     /// ordered by a DSB or with stale entries, up to the message limit).
     Link(Link),
+    /// A `bbm` or `tlbi` finding (the first 16384 of a bracket; all are counted).
+    Finding(Finding),
     /// A build bracket ended, or the trace did (QEMU exiting): the counts since the
     /// last `Begin` (or since the start).
     Summary(Counts),

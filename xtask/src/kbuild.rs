@@ -241,52 +241,62 @@ pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
     Ok(Built::Image(image))
 }
 
-/// Kernel plants: a tree derived from a clean one with one deliberate ordering bug in
-/// `arch/arm64/mm/mmu.c`, for proving the tracer's checks (`--plant-tree NAME`). Each
-/// is (name, what it breaks, the text it expects, what replaces it).
-pub const TREE_PLANTS: &[(&str, &str, &str, &str)] = &[
+/// Kernel plants: a tree derived from a clean one with one deliberate ordering bug, for
+/// proving the tracer's checks (`--plant-tree NAME`). Each is (name, what it breaks,
+/// the file, the text it expects there, what replaces it).
+pub const TREE_PLANTS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "no-clear-barrier",
         "init_clear_pgtable() without its dsb(ishst): ordered_link must fail",
+        "arch/arm64/mm/mmu.c",
         "\tclear_page(table);\n\n\t/* Ensure the zeroing is observed by page table walks. */\n\tdsb(ishst);\n",
         "\tclear_page(table);\n",
     ),
     (
         "link-before-clear",
         "alloc_init_cont_pte() populates the PMD entry before clearing the new PTE table: zeroed_at_link must fail",
+        "arch/arm64/mm/mmu.c",
         "\t\tinit_clear_pgtable(ptep);\n\t\tptep += pte_index(addr);\n\t\t__pmd_populate(pmdp, pte_phys, pmdval);\n",
         "\t\t__pmd_populate(pmdp, pte_phys, pmdval);\n\t\tinit_clear_pgtable(ptep);\n\t\tptep += pte_index(addr);\n",
+    ),
+    (
+        "fixmap-no-flush",
+        "__set_fixmap() clears a fixmap slot without flush_tlb_kernel_range(): tlbi (and bbm) must fail",
+        "arch/arm64/mm/fixmap.c",
+        "\t\t__pte_clear(&init_mm, addr, ptep);\n\t\tflush_tlb_kernel_range(addr, addr+PAGE_SIZE);\n",
+        "\t\t__pte_clear(&init_mm, addr, ptep);\n",
     ),
 ];
 
 /// `base` with the plant `name`, under target/linux/src/planted/ (hard links to the
-/// clean tree, `mmu.c` rewritten as a file of its own, so `base` is never written).
+/// clean tree, the planted file rewritten as a file of its own, so `base` is never
+/// written).
 ///
 /// # Errors
 /// An unknown plant, or a tree whose mmu.c lacks the text it changes (not 6.10+).
 pub fn planted_source(base: &Source, name: &str) -> Result<Source, String> {
     let names: Vec<&str> = TREE_PLANTS.iter().map(|p| p.0).collect();
-    let &(_, breaks, from, to) =
+    let &(_, breaks, file, from, to) =
         TREE_PLANTS.iter().find(|p| p.0 == name).ok_or(format!("--plant-tree {name}: one of {}", names.join(", ")))?;
     let id = format!("{}-plant-{name}", base.id);
     let dir = target_dir().join("linux").join("src").join("planted").join(&id);
-    let mmu = dir.join("arch/arm64/mm/mmu.c");
+    let planted = dir.join(file);
     if !dir.join(".ptcheck-planted").is_file() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.parent().expect("has a parent")).map_err(|e| e.to_string())?;
         sh(Command::new("cp").arg("-al").arg(&base.dir).arg(&dir))?;
-        let text = std::fs::read_to_string(&mmu).map_err(|e| format!("{}: {e}", mmu.display()))?;
+        let text = std::fs::read_to_string(&planted).map_err(|e| format!("{}: {e}", planted.display()))?;
         if !text.contains(from) {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(format!(
-                "--plant-tree {name}: {}'s arch/arm64/mm/mmu.c does not have the code this plant changes (a 6.10+ tree \
-                 after the seed's change)",
+                "--plant-tree {name}: {}'s {file} does not have the code this plant changes (a 6.10+ tree after the \
+                 seed's change)",
                 base.id
             ));
         }
         // A new file, not a write through the hard link into the clean tree.
-        std::fs::remove_file(&mmu).map_err(|e| e.to_string())?;
-        std::fs::write(&mmu, text.replacen(from, to, 1)).map_err(|e| e.to_string())?;
+        std::fs::remove_file(&planted).map_err(|e| e.to_string())?;
+        std::fs::write(&planted, text.replacen(from, to, 1)).map_err(|e| e.to_string())?;
         std::fs::write(dir.join(".ptcheck-planted"), breaks).map_err(|e| e.to_string())?;
     }
     println!("planted tree {}: {breaks}", dir.display());

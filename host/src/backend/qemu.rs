@@ -165,12 +165,10 @@ impl Vm for QemuVm {
         self.kill();
         let mem = format!("memory-backend-file,id=mem,size={RAM_SIZE},mem-path={},share=on", ram.child_path());
         let mut cmd = Process::new(&self.opts.qemu);
+        crate::trace::use_own_files(&mut cmd, &self.opts.qemu);
         if let (Some(t), Some(f)) = (&self.opts.trace, &mut self.trace) {
             use ptcheck_shared::abi::layout::{POOL_END, POOL_HIGH_END, POOL_HIGH_START, POOL_START, RAM_BASE};
             f.rewind();
-            if let Some(d) = &t.data_dir {
-                cmd.arg("-L").arg(d);
-            }
             let arg = t.plugin_arg(&crate::trace::PluginArgs {
                 out: f.path(),
                 ram: &ram.child_path(),

@@ -16,7 +16,9 @@ use super::layout::Layout;
 /// QEMU cannot run or does not write the file (its stderr is in the message).
 pub fn dump_qemu_dtb(qemu: &Path, cpu: &str, ram: u64, dir: &Path) -> anyhow::Result<Vec<u8>> {
     let path = dir.join(format!("qemu-{}.dtb", std::process::id()));
-    let out = Command::new(qemu)
+    let mut cmd = Command::new(qemu);
+    crate::trace::use_own_files(&mut cmd, qemu);
+    let out = cmd
         .args(["-M", &format!("virt,dumpdtb={}", path.display()), "-cpu", cpu, "-m", &format!("{}M", ram >> 20)])
         .args(["-smp", "1", "-nodefaults", "-display", "none", "-nic", "none"])
         .output()

@@ -365,9 +365,7 @@ fn boot_in(
     let mem = format!("memory-backend-file,id=mem,size={span},mem-path={},share=on", ram.child_path());
     let mut cmd = Command::new(&qemu);
     let trace_file = dir.join("trace.jsonl");
-    if let Some(d) = crate::trace::data_dir(&qemu) {
-        cmd.arg("-L").arg(d);
-    }
+    crate::trace::use_own_files(&mut cmd, &qemu);
     if let Some(t) = &run.trace {
         let arg = t.plugin_arg(&crate::trace::PluginArgs {
             out: &trace_file,
@@ -420,12 +418,17 @@ fn boot_in(
             }
         });
     }
+    // Only the readers hold senders: when QEMU exits, the channel disconnects.
+    drop(tx);
     let result = (|| {
         let mut tail: Vec<String> = Vec::new();
         let mut facts = KernelFacts::default();
         loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) if line.contains(UP_MARKER) => break,
+                Ok(line) if line.starts_with("ptcheck-tracer:") => {
+                    bail!("the tracer plugin failed (not the kernel's fault): {line}; rebuild it or pass --no-trace")
+                }
                 Ok(line) => {
                     facts.feed(&line);
                     tail.push(line);

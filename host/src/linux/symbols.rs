@@ -68,6 +68,14 @@ pub const VMEMMAP_POPULATE: &[&str] = &[
     "set_swapper_pgd",
 ];
 
+/// 6.9+'s early kernel mapping (arch/arm64/kernel/pi/map_kernel.c): with a relocated
+/// (KASLR) kernel it unmaps the text, issues `dsb ishst; isb; tlbi vmalle1; isb` and
+/// maps it again read-only, with no DSB completing the TLBI before the new entries:
+/// the tracer's bbm sees every text entry remade before its invalidation completed (a
+/// finding about the kernel, reported as such; see README). Both the break and the
+/// remake are stores of this function.
+pub const EARLY_MAP_RANGE: &str = "__pi_map_range";
+
 /// What the console said about the kernel.
 #[derive(Clone, Debug, Default)]
 pub struct KernelFacts {

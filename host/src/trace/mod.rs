@@ -12,15 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
-use ptcheck_shared::trace::{Counts, Link, Message};
+use ptcheck_shared::trace::{Counts, Finding, Link, Message, Violation};
 
 /// The QEMU and plugin a traced run uses.
 #[derive(Clone, Debug)]
 pub struct TraceSetup {
     /// The emulator.
     pub qemu: PathBuf,
-    /// Its data directory (`-L`), when it is an unpacked copy.
-    pub data_dir: Option<PathBuf>,
     /// `qemu --version`'s first line.
     pub version: String,
     /// The plugin (`libptcheck_tracer.so`).
@@ -51,6 +49,24 @@ pub fn data_dir(qemu: &Path) -> Option<PathBuf> {
     d.is_dir().then_some(d)
 }
 
+/// Point an unpacked QEMU at its own data (`-L`) and modules (`QEMU_MODULE_DIR`:
+/// else it tries the system QEMU's, built for another version, and warns).
+pub fn use_own_files(cmd: &mut Command, qemu: &Path) {
+    let Some(usr) = qemu.parent().and_then(Path::parent) else { return };
+    if let Some(d) = data_dir(qemu) {
+        cmd.arg("-L").arg(d);
+    }
+    let modules = std::fs::read_dir(usr.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("qemu"))
+        .find(|p| p.is_dir());
+    if let Some(m) = modules {
+        cmd.env("QEMU_MODULE_DIR", m);
+    }
+}
+
 /// Find the QEMU and plugin for a traced run, and check QEMU's plugin API suffices.
 ///
 /// # Errors
@@ -77,7 +93,38 @@ pub fn setup() -> anyhow::Result<TraceSetup> {
             qemu.display()
         ),
     }
-    Ok(TraceSetup { data_dir: data_dir(&qemu), qemu, version, plugin })
+    Ok(TraceSetup { qemu, version, plugin })
+}
+
+/// A bbm or tlbi finding in words (PCs as the plugin gives them; `name` may add a
+/// symbol).
+pub fn describe(f: &Finding, name: &dyn Fn(u64, u32) -> String) -> String {
+    let entry = format!("entry {:#x} (VA {:#x}, {} KiB)", f.entry_pa, f.va, (1u64 << f.span_shift) >> 10);
+    match f.violation {
+        Violation::ValidToValid => format!(
+            "{entry} changed from {:#x} to {:#x} by {} without break-before-make (invalid, TLBI, DSB)",
+            f.old,
+            f.new,
+            name(f.pc, f.insn)
+        ),
+        Violation::RemadeBeforeInvalidated => format!(
+            "{entry} broken by {} ({:#x} -> {:#x}) and made valid again ({:#x}) by {} before a TLBI covering it \
+             completed",
+            name(f.change_pc, f.change_insn),
+            f.old,
+            0,
+            f.new,
+            name(f.pc, f.insn)
+        ),
+        Violation::UsedBeforeInvalidated => format!(
+            "{entry} changed by {} ({:#x} -> {:#x}), then VA {:#x} accessed by {} before a TLBI covering it completed",
+            name(f.change_pc, f.change_insn),
+            f.old,
+            f.new,
+            f.access_va,
+            name(f.pc, f.insn)
+        ),
+    }
 }
 
 /// What the plugin is told.
@@ -128,6 +175,8 @@ impl TraceSetup {
 pub struct Observed {
     /// The links the plugin sent.
     pub links: Vec<Link>,
+    /// Its bbm and tlbi findings (the first of each bracket; all are counted).
+    pub findings: Vec<Finding>,
     /// Its counts; `None` when it sent none (QEMU did not exit cleanly, or the
     /// plugin failed): the trace is not whole.
     pub counts: Option<Counts>,
@@ -166,6 +215,7 @@ pub fn parse(text: &str) -> anyhow::Result<(Vec<Observed>, bool)> {
                 }
             }
             Message::Link(l) => cur.links.push(l),
+            Message::Finding(f) => cur.findings.push(f),
             Message::Summary(c) => {
                 cur.counts = Some(c);
                 out.push(Observed::default());

@@ -33,6 +33,10 @@ pub enum CheckName {
     OrderedLink,
     /// (traced) The observed links and the builder's own record agree.
     Observed,
+    /// (traced) Live entries changed only with break-before-make.
+    Bbm,
+    /// (traced) Changed live translations invalidated (TLBI + DSB) before reuse.
+    Tlbi,
 }
 
 impl CheckName {
@@ -59,6 +63,8 @@ impl CheckName {
             CheckName::ZeroedAtLink => "zeroed_at_link",
             CheckName::OrderedLink => "ordered_link",
             CheckName::Observed => "observed",
+            CheckName::Bbm => "bbm",
+            CheckName::Tlbi => "tlbi",
         }
     }
 }

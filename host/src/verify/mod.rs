@@ -91,12 +91,16 @@ pub fn verify_walked(plan: &Plan, exp: &Expected, view: &RunView<'_>, w: &Walk) 
     }
     // What the tracer saw (an incomplete record never gets here: `run` names it).
     if let (Some(Ok(o)), Some(Status::Done | Status::Bug)) = (view.observed, r.status()) {
-        let (mut z, mut ord, mut agree) =
-            (Check::new(CheckName::ZeroedAtLink), Check::new(CheckName::OrderedLink), Check::new(CheckName::Observed));
-        observed::zeroed_at_link(o, &mut z);
-        observed::ordered_link(&cx, o, &mut ord);
-        observed::agrees(&cx, o, &mut agree);
-        checks.extend([z, ord, agree]);
+        let mut c =
+            [CheckName::ZeroedAtLink, CheckName::OrderedLink, CheckName::Observed, CheckName::Bbm, CheckName::Tlbi]
+                .map(Check::new);
+        let [z, ord, agree, bbm, tlbi] = &mut c;
+        observed::zeroed_at_link(o, z);
+        observed::ordered_link(&cx, o, ord);
+        observed::agrees(&cx, o, agree);
+        observed::live(o, false, bbm);
+        observed::live(o, true, tlbi);
+        checks.extend(c);
     }
     Verdict { checks }
 }

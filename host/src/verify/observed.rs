@@ -33,6 +33,15 @@ fn at(l: &Link) -> String {
     )
 }
 
+/// `bbm` (`tlbi` false) or `tlbi` (true): every finding the tracer made on a live table
+/// (the guest's own map and fixmap during a build).
+pub(super) fn live(o: &Observed, tlbi: bool, c: &mut Check) {
+    use ptcheck_shared::trace::Violation;
+    for f in o.findings.iter().filter(|f| (f.violation == Violation::UsedBeforeInvalidated) == tlbi) {
+        c.fail(crate::trace::describe(f, &|pc, insn| format!("PC {pc:#x} ({insn:#010x})")));
+    }
+}
+
 /// `zeroed_at_link`.
 pub(super) fn zeroed_at_link(o: &Observed, c: &mut Check) {
     for l in o.links.iter().filter(|l| l.stale > 0) {

@@ -18,14 +18,62 @@ pub enum SysReg {
 /// A barrier or maintenance instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Barrier {
-    /// `DSB <option>`; whether it orders stores for other observers.
-    Dsb { orders_stores: bool },
+    /// `DSB <option>`; whether it orders stores for other observers, and whether it
+    /// completes TLB maintenance (type full).
+    Dsb { orders_stores: bool, completes_tlbi: bool },
     /// `DMB <option>`; likewise.
     Dmb { orders_stores: bool },
     /// `ISB`.
     Isb,
-    /// `TLBI <op>{, Xt}`.
-    Tlbi,
+    /// `TLBI <op>{, Xt}` (EL1 operations, op1 = 0; others are counted only).
+    Tlbi(Tlbi),
+}
+
+/// What a TLBI invalidates, as far as the tlbi and bbm checks need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tlbi {
+    /// Every VA (VMALLE1, ASIDE1 — the latter leniently, global entries included —
+    /// and the range forms, leniently taken as covering everything).
+    All {
+        /// Last level only (RVALE1, RVAALE1).
+        leaf_only: bool,
+    },
+    /// One VA from Xt\[43:0\] (VAE1, VAAE1, VALE1, VAALE1).
+    Va {
+        /// Xt.
+        rt: u32,
+        /// Last level only (VALE1, VAALE1).
+        leaf_only: bool,
+    },
+    /// Not an EL1 stage-1 operation: counted, covers nothing here.
+    Other,
+}
+
+impl Tlbi {
+    /// `SYS #op1, C8, Cm, #op2, Xt`.
+    pub const fn decode(w: u32) -> Tlbi {
+        let (op1, crm, op2, rt) = ((w >> 16) & 7, (w >> 8) & 0xf, (w >> 5) & 7, w & 31);
+        if op1 != 0 {
+            return Tlbi::Other;
+        }
+        let leaf_only = op2 == 5 || op2 == 7;
+        match (crm, op2) {
+            (1 | 3 | 7, 0 | 2) => Tlbi::All { leaf_only: false },
+            (1 | 3 | 7, 1 | 3 | 5 | 7) => Tlbi::Va { rt, leaf_only },
+            (2 | 5 | 6, 1 | 3 | 5 | 7) => Tlbi::All { leaf_only },
+            _ => Tlbi::Other,
+        }
+    }
+}
+
+/// The VA a TLBI by VA names: Xt\[43:0\] is VA\[55:12\], sign-extended from bit 55.
+pub const fn tlbi_va(xt: u64) -> u64 {
+    let va = (xt & ((1 << 44) - 1)) << 12;
+    if va & (1 << 55) != 0 {
+        va | (0xff << 56)
+    } else {
+        va
+    }
 }
 
 /// The guest's build-bracket markers.
@@ -77,7 +125,7 @@ impl Insn {
     pub const fn decode(w: u32) -> Insn {
         let crm = (w >> 8) & 0xf;
         if w & 0xFFFF_F0FF == 0xD503_309F {
-            return Insn::Barrier(Barrier::Dsb { orders_stores: orders_stores(crm) });
+            return Insn::Barrier(Barrier::Dsb { orders_stores: orders_stores(crm), completes_tlbi: crm & 3 == 3 });
         }
         if w & 0xFFFF_F0FF == 0xD503_30BF {
             return Insn::Barrier(Barrier::Dmb { orders_stores: orders_stores(crm) });
@@ -87,7 +135,7 @@ impl Insn {
         }
         // SYS #op1, C8, Cm, #op2, Xt.
         if w & 0xFFF8_F000 == 0xD508_8000 {
-            return Insn::Barrier(Barrier::Tlbi);
+            return Insn::Barrier(Barrier::Tlbi(Tlbi::decode(w)));
         }
         if w & 0xFFFF_FFE0 == 0xD50B_7420 {
             return Insn::DcZva { rt: w & 31 };
@@ -150,13 +198,19 @@ mod tests {
     #[test]
     fn encodings() {
         // dsb ishst, dsb ish, dsb nshst, dmb ishst, isb, tlbi vae1is x0, dc zva x3.
-        assert_eq!(Insn::decode(0xD5033A9F), Insn::Barrier(Barrier::Dsb { orders_stores: true }));
-        assert_eq!(Insn::decode(0xD5033B9F), Insn::Barrier(Barrier::Dsb { orders_stores: true }));
-        assert_eq!(Insn::decode(0xD503369F), Insn::Barrier(Barrier::Dsb { orders_stores: false }));
+        let dsb = |orders_stores, completes_tlbi| Insn::Barrier(Barrier::Dsb { orders_stores, completes_tlbi });
+        assert_eq!(Insn::decode(0xD5033A9F), dsb(true, false));
+        assert_eq!(Insn::decode(0xD5033B9F), dsb(true, true));
+        assert_eq!(Insn::decode(0xD503369F), dsb(false, false));
         assert_eq!(Insn::decode(0xD50339BF), Insn::Barrier(Barrier::Dmb { orders_stores: false }));
         assert_eq!(Insn::decode(0xD5033ABF), Insn::Barrier(Barrier::Dmb { orders_stores: true }));
         assert_eq!(Insn::decode(0xD5033FDF), Insn::Barrier(Barrier::Isb));
-        assert_eq!(Insn::decode(0xD508_8320), Insn::Barrier(Barrier::Tlbi));
+        // tlbi vae1is, x0; tlbi vmalle1; tlbi vaale1is, x2; tlbi rvae1is, x1.
+        assert_eq!(Insn::decode(0xD508_8320), Insn::Barrier(Barrier::Tlbi(Tlbi::Va { rt: 0, leaf_only: false })));
+        assert_eq!(Insn::decode(0xD508_871F), Insn::Barrier(Barrier::Tlbi(Tlbi::All { leaf_only: false })));
+        assert_eq!(Insn::decode(0xD508_83E2), Insn::Barrier(Barrier::Tlbi(Tlbi::Va { rt: 2, leaf_only: true })));
+        assert_eq!(Insn::decode(0xD508_8221), Insn::Barrier(Barrier::Tlbi(Tlbi::All { leaf_only: false })));
+        assert_eq!(tlbi_va(0x0000_0fff_ffff_fe00), 0xffff_ffff_ffe0_0000);
         assert_eq!(Insn::decode(0xD50B_7423), Insn::DcZva { rt: 3 });
         // msr ttbr1_el1, x1; msr tcr_el1, x2; stlr x1, [x0]; str x1, [x0]; ldr x1, [x0].
         assert_eq!(Insn::decode(0xD518_2021), Insn::Msr { reg: SysReg::Ttbr1, rt: 1 });

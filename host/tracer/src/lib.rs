@@ -14,6 +14,7 @@
 
 mod args;
 mod decode;
+mod live;
 mod ram;
 mod state;
 mod walk;
@@ -24,8 +25,8 @@ use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::{CallbackFlags, MemRW, PluginId, RegisterDescriptor, TranslationBlock, VCPUIndex};
 
-use decode::Insn;
-use state::State;
+use decode::{Barrier, Insn, Tlbi};
+use state::{Site, State};
 
 /// Everything the callbacks share. One vCPU runs at a time under TCG's default
 /// round-robin; the lock is uncontended.
@@ -55,6 +56,14 @@ struct Tracer;
 
 impl Register for Tracer {
     fn register(&mut self, id: PluginId, args: &Args, info: &Info) -> qemu_plugin::Result<()> {
+        // A bug in the plugin must end QEMU at once, never leave it running without
+        // the tracer: say so (ptcheck names it infrastructure) and exit.
+        std::panic::set_hook(Box::new(|p| {
+            eprintln!("ptcheck-tracer: crashed: {p}");
+            // SAFETY: _exit ends the process without running QEMU's exit handlers,
+            // which could wait for this very vCPU thread.
+            unsafe { libc::_exit(70) }
+        }));
         let parsed = args::parse(&args.raw).map_err(refuse)?;
         let st = State::new(parsed, info.version.mininum as u32, info.version.current as u32).map_err(refuse)?;
         let _ = STATE.set(Mutex::new(st));
@@ -99,7 +108,7 @@ impl HasCallbacks for Tracer {
                         if let Some(hw) = info.hwaddr(va) {
                             if !hw.is_io() {
                                 let size = 1u64 << info.size_shift();
-                                state().store(hw.hwaddr(), size, info.value(), pc, w, release);
+                                state().store(hw.hwaddr(), va, size, info.value(), Site { pc, insn: w, release });
                             }
                         }
                     },
@@ -119,6 +128,14 @@ impl HasCallbacks for Tracer {
                     },
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),
+                Insn::Barrier(Barrier::Tlbi(t @ Tlbi::Va { rt, .. })) => insn.register_execute_callback_flags(
+                    move |_| {
+                        let xt = xreg(rt);
+                        state().tlbi(t, xt);
+                    },
+                    CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                ),
+                Insn::Barrier(Barrier::Tlbi(t)) => insn.register_execute_callback(move |_| state().tlbi(t, 0)),
                 Insn::Barrier(b) => insn.register_execute_callback(move |_| state().barrier(b, pc, w)),
                 Insn::Hint(h) => insn.register_execute_callback_flags(
                     move |_| {

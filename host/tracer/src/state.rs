@@ -7,11 +7,12 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 
-use ptcheck_shared::trace::{Counts, Link, Message, OrderedBy};
+use ptcheck_shared::trace::{Counts, Finding, Link, Message, OrderedBy, Violation};
 use qemu_plugin::MemValue;
 
 use crate::args::Options;
-use crate::decode::{table_target, Barrier, Hint, SysReg};
+use crate::decode::{table_target, tlbi_va, Barrier, Hint, SysReg, Tlbi};
+use crate::live::{Change, Live, Pending as Inval};
 use crate::ram::Ram;
 use crate::walk::{self, Regs};
 
@@ -21,6 +22,11 @@ const WORDS_PER_FRAME: u64 = 1 << (FRAME_SHIFT - 3);
 const LINK_MESSAGES: u64 = 1 << 20;
 /// Candidate links held until a walk confirms them.
 const PENDING: usize = 1 << 18;
+/// bbm / tlbi findings one bracket sends before the rest are only counted.
+const FINDING_MESSAGES: u64 = 1 << 14;
+/// Live table frames shadowed at most (a shadow is 4 KiB): past it, bbm and tlbi
+/// cannot be judged and the summary says so.
+const LIVE_FRAMES: usize = 1 << 16;
 /// DC ZVA's block on QEMU's CPUs: DCZID_EL0.BS = 4, 2^4 words of 4 bytes.
 const ZVA_BYTES: u64 = 64;
 
@@ -53,6 +59,17 @@ struct Frames {
     live: Vec<u64>,
 }
 
+/// The instruction behind a memory callback, fixed at translation.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    /// Its PC (as first translated) and word.
+    pub pc: u64,
+    /// See `pc`.
+    pub insn: u32,
+    /// A store-release.
+    pub release: bool,
+}
+
 /// The tracer's whole state.
 pub struct State {
     opts: Options,
@@ -71,6 +88,9 @@ pub struct State {
     link_messages: u64,
     /// Candidate links into pages not yet known as tables, judged at their store.
     pending: Vec<Link>,
+    /// The live tables' shadows and pending invalidations.
+    live: Live,
+    finding_messages: u64,
     /// A problem found after install (reported in the summary's place).
     failed: Option<String>,
 }
@@ -101,6 +121,8 @@ impl State {
             counts: Counts::default(),
             link_messages: 0,
             pending: Vec::new(),
+            live: Live::default(),
+            finding_messages: 0,
             failed: None,
         };
         let built_for = qemu_plugin::sys::QEMU_PLUGIN_VERSION;
@@ -147,6 +169,7 @@ impl State {
                 self.gen = self.gen.wrapping_add(1).max(1);
                 self.counts = Counts::default();
                 self.link_messages = 0;
+                self.finding_messages = 0;
                 self.send(&Message::Begin, false);
             }
             Hint::End => {
@@ -160,8 +183,11 @@ impl State {
     /// A barrier or TLBI.
     pub fn barrier(&mut self, b: Barrier, pc: u64, insn: u32) {
         match b {
-            Barrier::Dsb { orders_stores } => {
+            Barrier::Dsb { orders_stores, completes_tlbi } => {
                 self.counts.dsb += 1;
+                if completes_tlbi {
+                    self.counts.invalidations_done += self.live.dsb() as u64;
+                }
                 if orders_stores {
                     self.counts.dsb_st += 1;
                     self.dsb_n = self.dsb_n.wrapping_add(1);
@@ -179,7 +205,75 @@ impl State {
                 }
             }
             Barrier::Isb => self.counts.isb += 1,
-            Barrier::Tlbi => self.counts.tlbi += 1,
+            Barrier::Tlbi(t) => self.tlbi(t, 0),
+        }
+    }
+
+    /// A TLBI, with Xt for the by-VA forms.
+    pub fn tlbi(&mut self, t: Tlbi, xt: u64) {
+        self.counts.tlbi += 1;
+        match t {
+            Tlbi::All { leaf_only } => self.live.tlbi(None, leaf_only),
+            Tlbi::Va { leaf_only, .. } => {
+                let va = tlbi_va(xt);
+                self.live.tlbi(Some((va, va | 0xfff)), leaf_only)
+            }
+            Tlbi::Other => 0,
+        };
+    }
+
+    /// An access to `va` by `pc`: a tlbi finding if its translation was changed and
+    /// not yet invalidated.
+    fn access(&mut self, va: u64, pc: u64, insn: u32) {
+        if self.live.pending.is_empty() {
+            return;
+        }
+        if let Some(p) = self.live.accessed(va) {
+            self.counts.tlbi_findings += 1;
+            self.finding(Violation::UsedBeforeInvalidated, pc, insn, &p, va);
+        }
+    }
+
+    fn finding(&mut self, violation: Violation, pc: u64, insn: u32, p: &Inval, access_va: u64) {
+        if self.finding_messages >= FINDING_MESSAGES {
+            return;
+        }
+        self.finding_messages += 1;
+        let f = Finding {
+            violation,
+            pc,
+            insn,
+            entry_pa: p.entry_pa,
+            va: p.va,
+            span_shift: p.span_shift,
+            old: p.old,
+            new: p.new,
+            change_pc: p.pc,
+            change_insn: p.insn,
+            access_va,
+        };
+        self.send(&Message::Finding(f), true);
+    }
+
+    /// A store into a live table: break-before-make and the invalidations it needs.
+    fn live_store(&mut self, pa: u64, v: u64, pc: u64, insn: u32) {
+        if !self.live.contains(pa) {
+            return;
+        }
+        let (change, needs) = self.live.store(pa, v, pc, insn);
+        self.counts.live_changes += 1;
+        self.counts.invalidations_needed += u64::from(needs);
+        match change {
+            Change::None => {}
+            Change::ValidToValid { p } => {
+                self.counts.bbm += 1;
+                self.finding(Violation::ValidToValid, pc, insn, &p, 0);
+            }
+            Change::Remade { p, pending } => {
+                self.counts.bbm += 1;
+                let q = Inval { new: p.new, ..pending };
+                self.finding(Violation::RemadeBeforeInvalidated, pc, insn, &q, 0);
+            }
         }
     }
 
@@ -210,6 +304,7 @@ impl State {
     /// `DC ZVA` of the block holding `va`.
     pub fn dc_zva(&mut self, va: u64, pc: u64, insn: u32) {
         self.counts.dc_zva += 1;
+        self.access(va, pc, insn);
         let Some(pa) = walk::translate(&self.ram, &self.regs, va) else { return };
         let pa = pa & !(ZVA_BYTES - 1);
         if !self.ram.contains(pa, ZVA_BYTES) {
@@ -218,14 +313,17 @@ impl State {
         self.counts.dc_zva_ram += 1;
         for w in (pa..pa + ZVA_BYTES).step_by(8) {
             self.wrote(w, pc, insn);
+            self.live_store(w, 0, pc, insn);
         }
     }
 
     /// A store of `size` bytes at `pa` (from a memory callback, after the store).
-    pub fn store(&mut self, pa: u64, size: u64, value: MemValue, pc: u64, insn: u32, release: bool) {
+    pub fn store(&mut self, pa: u64, va: u64, size: u64, value: MemValue, site: Site) {
+        let Site { pc, insn, release } = site;
         if !self.ram.contains(pa, size) {
             return;
         }
+        self.access(va, pc, insn);
         self.counts.ram_stores += 1;
         if release {
             self.counts.stlr += 1;
@@ -238,8 +336,13 @@ impl State {
             return;
         }
         match value {
-            MemValue::U64(v) => self.maybe_link(pa, v, pc, insn, release),
+            MemValue::U64(v) => {
+                self.live_store(pa, v, pc, insn);
+                self.maybe_link(pa, v, pc, insn, release);
+            }
             MemValue::U128(v) => {
+                self.live_store(pa, v as u64, pc, insn);
+                self.live_store(pa + 8, (v >> 64) as u64, pc, insn);
                 self.maybe_link(pa, v as u64, pc, insn, false);
                 self.maybe_link(pa + 8, (v >> 64) as u64, pc, insn, false);
             }
@@ -386,6 +489,16 @@ impl State {
     /// A confirmed link: counted, its table known, sent if doubtful (or all are).
     fn accept(&mut self, link: Link) {
         self.mark_table(link.table_pa, 1 << self.regs.shift(), link.live);
+        // A table linked into a live one is live: shadow it.
+        if link.live {
+            if let Some((parent, index)) = self.live.table_of(link.entry_pa) {
+                if parent.below > 0 {
+                    let child = parent.child(index, link.value);
+                    let ram = &self.ram;
+                    self.live.add(&child, &|pa| ram.read_u64(pa).unwrap_or(0));
+                }
+            }
+        }
         self.counts.links[Counts::link_index(link.ordered_by)] += 1;
         if link.stale > 0 {
             self.counts.stale_links += 1;
@@ -405,17 +518,30 @@ impl State {
     /// Walk the trees TTBR0/1 point to now, marking their tables, and accept the
     /// candidates whose entry lies in one and still holds what was stored.
     fn confirm(&mut self) {
-        if !self.opts.tables.is_empty() {
-            // A plan's window: every link is confirmed at its store, nothing is live.
-            return;
-        }
+        // A plan's window: links are confirmed at their store; its tree goes live on
+        // TTBR1 only for probing, after the build, so only TTBR0 (the guest's own map
+        // and fixmap) is followed.
+        let windowed = !self.opts.tables.is_empty();
         let mut found = Vec::new();
         for upper in [false, true] {
-            walk::tables(&self.ram, &self.regs, upper, &mut |pa, bytes| found.push((pa, bytes)));
+            if upper && windowed {
+                continue;
+            }
+            walk::tables(&self.ram, &self.regs, upper, &mut |t| found.push(*t));
         }
         self.frames.live.fill(0);
-        for (pa, bytes) in found {
-            self.mark_table(pa, bytes, true);
+        self.live.clear();
+        for t in &found {
+            self.mark_table(t.pa, t.bytes, true);
+            if self.live.frames() < LIVE_FRAMES {
+                let ram = &self.ram;
+                self.live.add(t, &|pa| ram.read_u64(pa).unwrap_or(0));
+            } else {
+                self.counts.live_over_capacity += 1;
+            }
+        }
+        if windowed {
+            return;
         }
         let pending = std::mem::take(&mut self.pending);
         for l in pending {

@@ -106,10 +106,45 @@ pub fn translate(ram: &Ram, r: &Regs, va: u64) -> Option<u64> {
     None
 }
 
+/// One table found by [`tables`].
+#[derive(Clone, Copy, Debug)]
+pub struct TableAt {
+    /// Where it is, and its size.
+    pub pa: u64,
+    /// See `pa`.
+    pub bytes: u64,
+    /// The VA its entry 0 maps.
+    pub va: u64,
+    /// log2 of the span one entry maps.
+    pub entry_shift: u32,
+    /// Levels below this one (0: its entries are pages).
+    pub below: u32,
+    /// The granule's shift and LPA2 format, to decode its entries.
+    pub shift: u32,
+    /// See `shift`.
+    pub lpa2: bool,
+}
+
+impl TableAt {
+    /// The table a table descriptor `d` in entry `index` of this one points to.
+    pub fn child(&self, index: u64, d: u64) -> TableAt {
+        let bpl = self.shift - 3;
+        TableAt {
+            pa: oa(d, self.shift, self.lpa2),
+            bytes: 1 << self.shift,
+            va: self.va.wrapping_add(index << self.entry_shift),
+            entry_shift: self.entry_shift - bpl,
+            below: self.below - 1,
+            shift: self.shift,
+            lpa2: self.lpa2,
+        }
+    }
+}
+
 /// Every table reachable from TTBR0 (`upper` false) or TTBR1 under the registers as
-/// last written, root included: `visit(pa, bytes)` once per table (a table reached
-/// twice is visited twice). Returns `false` when the registers do not define a walk.
-pub fn tables(ram: &Ram, r: &Regs, upper: bool, visit: &mut dyn FnMut(u64, u64)) -> bool {
+/// last written, root included, each visited once per path to it. Returns `false`
+/// when the registers do not define a walk.
+pub fn tables(ram: &Ram, r: &Regs, upper: bool, visit: &mut dyn FnMut(&TableAt)) -> bool {
     let (ttbr, tsz, shift) = if upper {
         (r.ttbr1, (r.tcr >> 16) & 0x3f, tg1_shift(r.tcr))
     } else {
@@ -126,23 +161,31 @@ pub fn tables(ram: &Ram, r: &Regs, upper: bool, visit: &mut dyn FnMut(u64, u64))
     let bpl = shift - 3;
     let levels = (va_bits - shift).div_ceil(bpl);
     let root_bits = va_bits - shift - (levels - 1) * bpl;
-    // (table, entries, levels below it)
-    let mut stack = vec![(root, 1u64 << root_bits, levels - 1)];
+    let root = TableAt {
+        pa: root,
+        bytes: 8 << root_bits,
+        va: if upper { !0u64 << va_bits } else { 0 },
+        entry_shift: shift + (levels - 1) * bpl,
+        below: levels - 1,
+        shift,
+        lpa2,
+    };
+    let mut stack = vec![root];
     // A tree whose entries point back up (or everywhere) must not keep QEMU here.
     let mut budget = 1u32 << 22;
-    while let Some((t, n, below)) = stack.pop() {
+    while let Some(t) = stack.pop() {
         budget = budget.saturating_sub(1);
         if budget == 0 {
             break;
         }
-        visit(t, 8 * n);
-        if below == 0 {
+        visit(&t);
+        if t.below == 0 {
             continue;
         }
-        for i in 0..n {
-            let Some(d) = ram.read_u64(t + 8 * i) else { break };
+        for i in 0..t.bytes / 8 {
+            let Some(d) = ram.read_u64(t.pa + 8 * i) else { break };
             if d & 3 == 3 {
-                stack.push((oa(d, shift, lpa2), 1 << bpl, below - 1));
+                stack.push(t.child(i, d));
             }
         }
     }

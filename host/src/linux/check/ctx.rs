@@ -257,6 +257,21 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// Whether tracer PC `pc` is in function `name` (by kallsyms' ranges, else the
+    /// System.map).
+    pub(crate) fn in_function(&self, pc: u64, name: &str) -> bool {
+        let Some(va) = self.kernel_va(pc) else { return false };
+        if self.facts.function(name).is_some_and(|(a, b)| (a..b).contains(&va)) {
+            return true;
+        }
+        let by_map = || {
+            let m = self.i.system_map.as_ref()?;
+            let link = va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start());
+            m.name(link).map(|s| s.split('+').next() == Some(name))
+        };
+        by_map() == Some(true)
+    }
+
     /// A tracer PC as the kernel's running VA (a PA-like one is an image offset).
     pub(crate) fn kernel_va(&self, pc: u64) -> Option<u64> {
         if pc >> 63 == 1 {
@@ -271,16 +286,7 @@ impl Ctx<'_> {
     /// `set_swapper_pgd`'s: kallsyms does not list that noinstr function, and it is
     /// where a folded kernel's vmemmap population writes its top level.
     pub(crate) fn in_vmemmap_populate(&self, pc: u64, entry_pa: u64) -> Option<&'static str> {
-        let va = self.kernel_va(pc)?;
-        let by_map = |n: &str| {
-            let m = self.i.system_map.as_ref()?;
-            let link = va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start());
-            m.name(link).map(|s| s.split('+').next() == Some(n))
-        };
-        let found = crate::linux::symbols::VMEMMAP_POPULATE
-            .iter()
-            .copied()
-            .find(|n| self.facts.function(n).is_some_and(|(a, b)| (a..b).contains(&va)) || by_map(n) == Some(true));
+        let found = crate::linux::symbols::VMEMMAP_POPULATE.iter().copied().find(|n| self.in_function(pc, n));
         let swapper = self.facts.sym("swapper_pg_dir").zip(self.facts.sym("_text")).map(|(s, t)| {
             let pa = s.wrapping_sub(t).wrapping_add(self.layout.kernel);
             (pa..pa + self.cfg.page_size()).contains(&entry_pa)

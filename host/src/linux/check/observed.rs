@@ -25,7 +25,7 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let o = match &c.i.observed {
         None => return,
         Some(Err(e)) => {
-            for check in ["zeroed_at_link", "ordered_link"] {
+            for check in ["zeroed_at_link", "ordered_link", "bbm", "tlbi"] {
                 out.push(unchecked(check, format!("the trace is not whole: {e}")));
             }
             return;
@@ -33,13 +33,13 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         Some(Ok(o)) => o,
     };
     let Some(counts) = o.counts else {
-        for check in ["zeroed_at_link", "ordered_link"] {
+        for check in ["zeroed_at_link", "ordered_link", "bbm", "tlbi"] {
             out.push(unchecked(check, "the tracer sent no summary".into()));
         }
         return;
     };
     if counts.links_dropped > 0 {
-        for check in ["zeroed_at_link", "ordered_link"] {
+        for check in ["zeroed_at_link", "ordered_link", "bbm", "tlbi"] {
             out.push(unchecked(
                 check,
                 format!("over-capacity: {} links past the tracer's limits were not judged", counts.links_dropped),
@@ -103,6 +103,56 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     if unordered.len() > SHOWN {
         out.push(fail("ordered_link", format!("... and {} more links", unordered.len() - SHOWN)));
     }
+    for (check, v) in [("bbm", true), ("tlbi", false)] {
+        if counts.live_over_capacity > 0 {
+            out.push(unchecked(
+                check,
+                format!("over-capacity: {} live tables past the tracer's shadow limit", counts.live_over_capacity),
+            ));
+            continue;
+        }
+        use crate::linux::symbols::EARLY_MAP_RANGE;
+        use ptcheck_shared::trace::Violation;
+        let (early, fs): (Vec<_>, Vec<_>) =
+            o.findings.iter().filter(|f| (f.violation == Violation::UsedBeforeInvalidated) != v).partition(|f| {
+                f.violation == Violation::RemadeBeforeInvalidated
+                    && c.in_function(f.pc, EARLY_MAP_RANGE)
+                    && c.in_function(f.change_pc, EARLY_MAP_RANGE)
+            });
+        if let Some(f) = early.first() {
+            out.push(info(
+                check,
+                format!(
+                    "kernel finding (arch/arm64/kernel/pi/map_kernel.c, the relocated kernel's text remap): {} \
+                     entries unmapped and remapped by {EARLY_MAP_RANGE} after `tlbi vmalle1; isb` with no DSB \
+                     completing the TLBI, e.g. {}",
+                    early.len(),
+                    crate::trace::describe(f, &|pc, insn| c.pc(pc, insn))
+                ),
+            ));
+        }
+        for f in fs.iter().take(SHOWN) {
+            out.push(fail(check, crate::trace::describe(f, &|pc, insn| c.pc(pc, insn))));
+        }
+        let total = if v { counts.bbm } else { counts.tlbi_findings };
+        let sent = (early.len() + fs.len()) as u64;
+        if !fs.is_empty() && total > fs.len().min(SHOWN) as u64 {
+            out.push(fail(check, format!("... {total} in all")));
+        } else if fs.is_empty() && total > sent {
+            // The tracer sends only the first findings: those past it are unknown.
+            out.push(unchecked(
+                check,
+                format!("{} findings past the tracer's message limit were not seen", total - sent),
+            ));
+        }
+    }
+    out.push(info(
+        "tlbi",
+        format!(
+            "{} stores changed live tables; {} needed a TLBI, {} were covered by one and a DSB",
+            counts.live_changes, counts.invalidations_needed, counts.invalidations_done
+        ),
+    ));
     let n = counts.total_links();
     out.push(info(
         "ordered_link",
