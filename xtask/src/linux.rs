@@ -316,6 +316,30 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         return Err(format!("the kernel built for 64k-48 ran in {regimes:?}"));
     }
     println!("linux stage: the small 64k-48 kernel (6.12 source) passed on 2 layouts");
+    // A kernel plant, traced: the same source without init_clear_pgtable's barrier
+    // must fail ordered_link, which only the observed instruction stream can see.
+    let planted = crate::kbuild::planted_source(&src, "no-clear-barrier")?;
+    let image = match build(&planted, "64k-48")? {
+        Built::Image(i) => i,
+        Built::NotOffered(why) => return Err(format!("{} would not build 64k-48: {why}", planted.id)),
+    };
+    let _ = std::fs::remove_file(&report);
+    let args = ["--seed", "11", "--count", "1", "--report"]
+        .map(String::from)
+        .into_iter()
+        .chain([report.display().to_string()]);
+    if ptcheck(&image, initrd, CPU, &args.collect::<Vec<_>>())? != Some(1) {
+        return Err("the no-clear-barrier kernel plant did not fail (exit 1)".into());
+    }
+    let json: serde_json::Value = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or(format!("{}: no report", report.display()))?;
+    let why = json["runs"][0]["layouts"][0]["why"].as_array().cloned().unwrap_or_default();
+    if !why.iter().any(|w| w == "ordered_link") {
+        return Err(format!("the no-clear-barrier kernel plant failed {why:?}, not ordered_link"));
+    }
+    println!("linux stage: the no-clear-barrier kernel plant (64k-48) failed ordered_link, traced");
     Ok(())
 }
 

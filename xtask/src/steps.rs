@@ -176,6 +176,15 @@ pub fn test() -> Result {
         let report = reports.join(format!("{backend}.json"));
         ptcheck(&["run", "--backend", backend, "--config", "all", "--report", &report.to_string_lossy()])?;
     }
+    // Observed, not self-reported: every builder on QEMU with the tracer (QEMU 10), and
+    // the catalogue's lying variants caught by what it saw.
+    crate::linux::ensure_tracing()?;
+    for builder in ["linux", "linux-6.9", "aarch64-paging"] {
+        let report = reports.join(format!("qemu-traced-{builder}.json"));
+        let r = report.to_string_lossy();
+        ptcheck(&["run", "--backend", "qemu", "--config", "all", "--trace", "--builder", builder, "--report", &r])?;
+    }
+    mutants(&["--backend".into(), "qemu".into(), "--trace".into()])?;
     // A short fuzz run per backend (fixed seed: CI must be reproducible).
     ptcheck(&["fuzz", "--backend", "native", "--config", "all", "--seed", "1", "--count", "5000"])?;
     ptcheck(&["fuzz", "--backend", "qemu", "--config", "all", "--seed", "1", "--count", "500"])?;
