@@ -44,7 +44,9 @@ fn every_variant_is_caught_and_the_clean_builder_passes() {
             v.name,
             o.applicable().filter(|r| r.failed == 0).map(|r| r.config.to_string()).collect::<Vec<_>>()
         );
-        assert!(o.applicable().count() > 0, "{} applies nowhere", v.name);
+        // A lie only the tracer sees applies nowhere here; `cargo xtask test` proves it
+        // caught in the traced QEMU catalogue run (`mutants --backend qemu --trace`).
+        assert_eq!(o.applicable().count() > 0, !v.observed_only, "{} applies where it should not, or nowhere", v.name);
     }
 }
 

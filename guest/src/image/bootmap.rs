@@ -13,7 +13,7 @@
 //! non-shareable (DS=0, single CPU; under KVM stage 2 makes it inner shareable).
 
 use core::arch::asm;
-use core::ptr::addr_of_mut;
+use core::ptr::{addr_of, addr_of_mut};
 
 use ptcheck_shared::abi::layout::{
     FIXMAP_SLOT, FIXMAP_VA, POOL_END, POOL_HIGH_END, POOL_HIGH_START, POOL_START, RAM_BASE, SHARED_END,
@@ -92,8 +92,23 @@ pub fn slot_va(slot: usize) -> u64 {
 }
 
 /// Point fixmap slot `slot` at `bytes` bytes of physical memory from `pa` (or unmap it
-/// with `bytes == 0`), then invalidate the slot's TLB entries.
+/// with `bytes == 0`), then invalidate the slot's TLB entries. A slot still mapped (a
+/// build that stopped at a BUG never cleared it) is broken first — unmapped and
+/// invalidated — so a remap is never valid-to-valid (break-before-make; the tracer's
+/// `bbm` check found the direct remap).
 pub fn set_slot(slot: usize, pa: u64, bytes: u64) {
+    let per_slot = (FIXMAP_SLOT / PAGE) as usize;
+    let ptes = || (0..per_slot).map(|i| slot * per_slot + i);
+    // SAFETY: the indices are inside L3_FIXMAP (slot < 5, 16 PTEs per slot); only this
+    // CPU writes the boot tables.
+    let mapped = ptes().any(|i| unsafe { core::ptr::read_volatile(addr_of!(L3_FIXMAP.0[i])) } != 0);
+    if bytes != 0 && mapped {
+        write_slot(slot, 0, 0);
+    }
+    write_slot(slot, pa, bytes);
+}
+
+fn write_slot(slot: usize, pa: u64, bytes: u64) {
     let per_slot = (FIXMAP_SLOT / PAGE) as usize;
     let pages = (bytes / PAGE) as usize;
     for i in 0..per_slot {
