@@ -213,21 +213,53 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 backend: i.facts.backend_id(),
             }
         }
-        Err(e) => Booted {
-            row: LayoutRow {
-                index,
-                outcome: "not-checked".into(),
-                regime: "?".into(),
-                why: vec![format!("{e:#}")],
-                tables: 0,
-                boot_secs: 0.0,
-                reproducer: None,
-                linear_shape: BTreeMap::new(),
-                layout,
-            },
-            release: None,
-            backend: "linux-?".into(),
+        Err(e) => {
+            // Findings the tracer made before the kernel stopped fail the layout; the
+            // boot's failure is said too.
+            let seen = e.downcast_ref::<super::NotUp>().map(super::NotUp::findings).unwrap_or_default();
+            let mut failed: Vec<String> = seen.iter().filter(|f| f.failure).map(|f| f.check.to_string()).collect();
+            failed.dedup();
+            for f in &seen {
+                let tag = if f.failure {
+                    "FAIL "
+                } else if f.unchecked {
+                    "NOT CHECKED "
+                } else {
+                    ""
+                };
+                let _ = writeln!(log, "    [{}] {tag}{}", f.check, f.what);
+            }
+            if !failed.is_empty() {
+                let _ = writeln!(
+                    log,
+                    "    [boot] the kernel did not reach its init: {}",
+                    format!("{e:#}").lines().next().unwrap_or("")
+                );
+            }
+            not_up(index, layout, failed, &e)
+        }
+    }
+}
+
+/// A layout whose kernel did not reach its init: failed when the tracer had already
+/// seen the builder break a rule (`failed`), else not checked.
+fn not_up(index: u64, layout: Layout, failed: Vec<String>, e: &anyhow::Error) -> Booted {
+    let outcome = if failed.is_empty() { "not-checked" } else { "failed" };
+    let why = if failed.is_empty() { vec![format!("{e:#}")] } else { failed };
+    Booted {
+        row: LayoutRow {
+            index,
+            outcome: outcome.into(),
+            regime: "?".into(),
+            why,
+            tables: 0,
+            boot_secs: 0.0,
+            reproducer: None,
+            linear_shape: BTreeMap::new(),
+            layout,
         },
+        release: None,
+        backend: "linux-?".into(),
     }
 }
 

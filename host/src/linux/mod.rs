@@ -501,7 +501,98 @@ fn boot_in(
     })();
     let _ = child.kill();
     let _ = child.wait();
+    // A boot that never reached the check point: what the tracer had already seen is
+    // still evidence (its findings are written as they happen).
+    let result = match (result, &run.trace) {
+        (Err(e), Some(_)) => match crate::trace::read(&trace_file).ok().and_then(|mut v| v.pop()) {
+            Some(seen) => Err(anyhow::Error::new(NotUp {
+                why: format!("{e:#}"),
+                seen,
+                system_map: symbols::SystemMap::find(&run.kernel),
+                load_pa: layout.kernel,
+            })),
+            None => Err(e),
+        },
+        (r, _) => r,
+    };
     result.map(|i| (i, ram))
+}
+
+/// The kernel did not reach its init (`why`), and the tracer had seen `seen` by then.
+#[derive(Debug)]
+pub struct NotUp {
+    /// The boot's failure, in words.
+    pub why: String,
+    /// What the tracer saw from reset to then (no summary).
+    pub seen: crate::trace::Observed,
+    /// The kernel's System.map, when built here, and where it was loaded: names PCs
+    /// (no kallsyms yet; a KASLR'd kernel's names would be off, so only its own
+    /// link-time addresses, as small kernels run, are named).
+    pub system_map: Option<symbols::SystemMap>,
+    /// See `system_map`.
+    pub load_pa: u64,
+}
+
+impl std::fmt::Display for NotUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for NotUp {}
+
+impl NotUp {
+    /// The findings that are failures whatever happened after them: tlbi (a VA used
+    /// before its invalidation completed) and zeroed_at_link (stale entries at a link).
+    /// bbm and ordered_link wait for the kernel's symbols (their kernel findings are
+    /// named by function), so they are listed, not failed.
+    pub fn findings(&self) -> Vec<Finding> {
+        use ptcheck_shared::trace::{OrderedBy, Violation};
+        let name = |pc: u64, insn: u32| {
+            let sym = self.system_map.as_ref().and_then(|m| {
+                let link = if pc >> 63 == 1 { pc } else { pc.wrapping_sub(self.load_pa).wrapping_add(m.text_start()) };
+                m.name(link)
+            });
+            match sym {
+                Some(s) => format!("PC {pc:#x} <{s}> ({insn:#010x})"),
+                None => format!("PC {pc:#x} ({insn:#010x})"),
+            }
+        };
+        let mut out = Vec::new();
+        for f in self.seen.findings.iter().take(8) {
+            let tlbi = f.violation == Violation::UsedBeforeInvalidated;
+            out.push(Finding {
+                check: if tlbi { "tlbi" } else { "bbm" },
+                failure: tlbi,
+                unchecked: false,
+                what: format!("before the kernel stopped: {}", crate::trace::describe(f, &name)),
+            });
+        }
+        for l in self.seen.links.iter().filter(|l| l.stale > 0).take(8) {
+            out.push(Finding {
+                check: "zeroed_at_link",
+                failure: true,
+                unchecked: false,
+                what: format!(
+                    "before the kernel stopped: table {:#x} linked at entry {:#x} by {} with {} stale entries",
+                    l.table_pa,
+                    l.entry_pa,
+                    name(l.pc, l.insn),
+                    l.stale
+                ),
+            });
+        }
+        let unordered = self.seen.links.iter().filter(|l| l.live && l.ordered_by == OrderedBy::Nothing).count();
+        if unordered > 0 {
+            out.push(Finding {
+                check: "ordered_link",
+                failure: false,
+                unchecked: true,
+                what: format!("{unordered} unordered links before the kernel stopped (not judged without its symbols)"),
+            });
+        }
+        out
+    }
 }
 
 /// A process's peak resident set (VmHWM), in KiB.
