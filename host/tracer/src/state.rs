@@ -257,7 +257,9 @@ impl State {
 
     /// A store into a live table: break-before-make and the invalidations it needs.
     fn live_store(&mut self, pa: u64, v: u64, pc: u64, insn: u32) {
-        if !self.live.contains(pa) {
+        // The bitmap (a superset of the shadowed frames) turns away most stores before
+        // the hash lookup.
+        if !bit(&self.frames.live, self.frame(pa)) || !self.live.contains(pa) {
             return;
         }
         let (change, needs) = self.live.store(pa, v, pc, insn);
