@@ -28,6 +28,14 @@ impl Figure {
     }
 }
 
+/// The figures as a table under `title`.
+fn print_figures(title: &str, figures: &[Figure]) {
+    println!("{title:<30} {:>8} {:>9} {:>11} {:>7}", "plans", "seconds", "plans/s", "failed");
+    for f in figures {
+        println!("{:<30} {:>8} {:>9.2} {:>11.1} {:>7}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
+    }
+}
+
 /// Run the built-in plans of every regime on `backend`, round after round, until
 /// `min_time` has passed or `max_plans` have run.
 pub fn measure(label: &str, backend: &mut dyn Backend, min_time: Duration, max_plans: u64) -> Figure {
@@ -96,10 +104,7 @@ pub fn bench(min: Duration, backend: &crate::backend::open::BackendOptions) -> a
         fuzz_figure("qemu persistent fuzz", 1, &|| Ok(open(&persistent)?.0))?,
         measure("qemu boot-per-plan built-in", open(&boot_per_plan)?.0.as_mut(), min, 200),
     ];
-    println!("{:<30} {:>8} {:>9} {:>11} {:>7}", "backend / plans", "plans", "seconds", "plans/s", "failed");
-    for f in &figures {
-        println!("{:<30} {:>8} {:>9.2} {:>11.1} {:>7}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
-    }
+    print_figures("backend / plans", &figures);
     let r = |i: usize| figures[i].rate();
     println!(
         "ratios (built-in plans): native / qemu persistent = {:.1}x; qemu persistent / boot-per-plan = {:.1}x",
@@ -277,10 +282,7 @@ pub fn bench_trace(b: &TraceBench, backend: &crate::backend::open::BackendOption
         be.preflight()?;
         figures.push(measure(label, &mut be, b.min, u64::MAX));
     }
-    println!("{:<30} {:>8} {:>9} {:>11} {:>7}", "built-in plans", "plans", "seconds", "plans/s", "failed");
-    for f in &figures {
-        println!("{:<30} {:>8} {:>9.2} {:>11.1} {:>7}", f.label, f.plans, f.elapsed.as_secs_f64(), f.rate(), f.failed);
-    }
+    print_figures("built-in plans", &figures);
     let r = |i: usize| figures[i].rate();
     println!(
         "plans: traced / untraced on QEMU 10 = {:.0}% (goal >= 50%); QEMU 10 / system QEMU untraced = {:.0}%",

@@ -294,7 +294,7 @@ fn built_kernels(
 /// ships no kernel for) must boot on two layouts, in that regime, and pass. No source
 /// reachable: SKIPPED, loudly.
 fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
-    use crate::kbuild::{build, debian_source, ensure_toolchain, Built};
+    use crate::kbuild::{debian_source, ensure_toolchain};
     ensure_toolchain()?;
     let src = match debian_source("6.12") {
         Ok(s) => s,
@@ -305,24 +305,11 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         }
     };
     let started = std::time::Instant::now();
-    let image = match build(&src, "64k-48")? {
-        Built::Image(i) => i,
-        Built::NotOffered(why) => return Err(format!("{} would not build 64k-48: {why}", src.id)),
-    };
-    println!("linux stage: built 64k-48 from {} in {:.0}s", src.id, started.elapsed().as_secs_f64());
-    let report = target_dir().join("linux").join("small-report.json");
-    let _ = std::fs::remove_file(&report);
-    let args = ["--seed", "11", "--count", "2", "--report"]
-        .map(String::from)
-        .into_iter()
-        .chain([report.display().to_string()]);
-    if ptcheck(&image, initrd, CPU, &args.collect::<Vec<_>>())? != Some(0) {
+    let (code, json) = boot_built(&src, initrd, 2)?;
+    println!("linux stage: built and booted 64k-48 from {} in {:.0}s", src.id, started.elapsed().as_secs_f64());
+    if code != Some(0) {
         return Err("the small 64k-48 kernel's tables failed a check (see above)".into());
     }
-    let json: serde_json::Value = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or(format!("{}: no report", report.display()))?;
     let regimes: Vec<&String> = json["runs"][0]["regimes"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
     if regimes.len() != 1 || regimes[0] != "64k-48" {
         return Err(format!("the kernel built for 64k-48 ran in {regimes:?}"));
@@ -336,28 +323,46 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     // A kernel plant, traced: the same source without init_clear_pgtable's barrier
     // must fail ordered_link, which only the observed instruction stream can see.
     let planted = crate::kbuild::planted_source(&src, "no-clear-barrier")?;
-    let image = match build(&planted, "64k-48")? {
-        Built::Image(i) => i,
-        Built::NotOffered(why) => return Err(format!("{} would not build 64k-48: {why}", planted.id)),
-    };
-    let _ = std::fs::remove_file(&report);
-    let args = ["--seed", "11", "--count", "1", "--report"]
-        .map(String::from)
-        .into_iter()
-        .chain([report.display().to_string()]);
-    if ptcheck(&image, initrd, CPU, &args.collect::<Vec<_>>())? != Some(1) {
+    let (code, json) = boot_built(&planted, initrd, 1)?;
+    if code != Some(1) {
         return Err("the no-clear-barrier kernel plant did not fail (exit 1)".into());
     }
-    let json: serde_json::Value = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or(format!("{}: no report", report.display()))?;
     let why = json["runs"][0]["layouts"][0]["why"].as_array().cloned().unwrap_or_default();
     if !why.iter().any(|w| w == "ordered_link") {
         return Err(format!("the no-clear-barrier kernel plant failed {why:?}, not ordered_link"));
     }
     println!("linux stage: the no-clear-barrier kernel plant (64k-48) failed ordered_link, traced");
     Ok(())
+}
+
+/// `src` built for 64k-48 and booted on `count` layouts of seed 11: `ptcheck linux`'s
+/// exit code and its JSON report.
+fn boot_built(
+    src: &crate::kbuild::Source,
+    initrd: &Path,
+    count: u32,
+) -> std::result::Result<(Option<i32>, serde_json::Value), String> {
+    use crate::kbuild::{build, Built};
+    let image = match build(src, "64k-48")? {
+        Built::Image(i) => i,
+        Built::NotOffered(why) => return Err(format!("{} would not build 64k-48: {why}", src.id)),
+    };
+    let report = target_dir().join("linux").join("small-report.json");
+    let _ = std::fs::remove_file(&report);
+    let args = [
+        "--seed".into(),
+        "11".into(),
+        "--count".into(),
+        count.to_string(),
+        "--report".into(),
+        report.display().to_string(),
+    ];
+    let code = ptcheck(&image, initrd, CPU, &args)?;
+    let json = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or(format!("{}: no report", report.display()))?;
+    Ok((code, json))
 }
 
 /// `--compare A B`: two reports over the same seed (6.1 vs 6.12, a tree vs its

@@ -178,16 +178,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 i.tcr,
                 i.ttbr1
             );
-            for f in &findings {
-                let tag = if f.failure {
-                    "FAIL "
-                } else if f.unchecked {
-                    "NOT CHECKED "
-                } else {
-                    ""
-                };
-                let _ = writeln!(log, "    [{}] {tag}{}", f.check, f.what);
-            }
+            log_findings(log, &findings);
             let unchecked: Vec<String> =
                 findings.iter().filter(|f| f.unchecked).map(|f| format!("{}: {}", f.check, f.what)).collect();
             Booted {
@@ -219,16 +210,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
             let seen = e.downcast_ref::<super::NotUp>().map(super::NotUp::findings).unwrap_or_default();
             let mut failed: Vec<String> = seen.iter().filter(|f| f.failure).map(|f| f.check.to_string()).collect();
             failed.dedup();
-            for f in &seen {
-                let tag = if f.failure {
-                    "FAIL "
-                } else if f.unchecked {
-                    "NOT CHECKED "
-                } else {
-                    ""
-                };
-                let _ = writeln!(log, "    [{}] {tag}{}", f.check, f.what);
-            }
+            log_findings(log, &seen);
             if !failed.is_empty() {
                 let _ = writeln!(
                     log,
@@ -238,6 +220,21 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
             }
             not_up(index, layout, failed, &e)
         }
+    }
+}
+
+/// One line per finding: `[check] FAIL …`, `[check] NOT CHECKED …` or information.
+fn log_findings(log: &mut String, findings: &[super::Finding]) {
+    use std::fmt::Write as _;
+    for f in findings {
+        let tag = if f.failure {
+            "FAIL "
+        } else if f.unchecked {
+            "NOT CHECKED "
+        } else {
+            ""
+        };
+        let _ = writeln!(log, "    [{}] {tag}{}", f.check, f.what);
     }
 }
 
