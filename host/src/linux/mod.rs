@@ -553,10 +553,7 @@ impl NotUp {
                 let link = if pc >> 63 == 1 { pc } else { pc.wrapping_sub(self.load_pa).wrapping_add(m.text_start()) };
                 m.name(link)
             });
-            match sym {
-                Some(s) => format!("PC {pc:#x} <{s}> ({insn:#010x})"),
-                None => format!("PC {pc:#x} ({insn:#010x})"),
-            }
+            symbols::describe_pc(pc, insn, sym)
         };
         let mut out = Vec::new();
         for f in self.seen.findings.iter().take(8) {

@@ -207,3 +207,11 @@ impl SystemMap {
         self.text_start
     }
 }
+
+/// A tracer PC in words: `PC 0x… <name+0x…> (0x…)`, the name where `name` knows it.
+pub fn describe_pc(pc: u64, insn: u32, name: Option<String>) -> String {
+    match name {
+        Some(s) => format!("PC {pc:#x} <{s}> ({insn:#010x})"),
+        None => format!("PC {pc:#x} ({insn:#010x})"),
+    }
+}

@@ -354,7 +354,7 @@ impl State {
 
     /// Record a write to the word at `w` (8-aligned, in RAM).
     fn wrote(&mut self, w: u64, pc: u64, insn: u32) {
-        let f = ((w - self.ram.base()) >> FRAME_SHIFT) as usize;
+        let f = self.frame(w);
         let (gen, dsb, dmb) = (self.gen, self.dsb_n, self.dmb_n);
         let fr = &mut self.frames.rec[f];
         if fr.gen != gen {
@@ -371,7 +371,7 @@ impl State {
     }
 
     fn written(&self, w: u64) -> bool {
-        let f = ((w - self.ram.base()) >> FRAME_SHIFT) as usize;
+        let f = self.frame(w);
         let word = ((w >> 3) & (WORDS_PER_FRAME - 1)) as usize;
         let fr = &self.frames.rec[f];
         fr.gen == self.gen && fr.written[word / 64] & (1 << (word % 64)) != 0
@@ -414,8 +414,7 @@ impl State {
             OrderedBy::Release => 3,
             OrderedBy::Nothing => 4,
         };
-        let base = self.ram.base();
-        for f in ((table - base) >> FRAME_SHIFT) as usize..((table + bytes - base) >> FRAME_SHIFT) as usize {
+        for f in self.frame(table)..=self.frame(table + bytes - 1) {
             let fr = &self.frames.rec[f];
             if fr.gen != self.gen {
                 continue;

@@ -72,38 +72,50 @@ pub fn translate(ram: &Ram, r: &Regs, va: u64) -> Option<u64> {
     if r.sctlr & 1 == 0 {
         return Some(va);
     }
-    let upper = (va >> 55) & 1 == 1;
+    let mut t = root(r, (va >> 55) & 1 == 1)?;
+    loop {
+        let idx = (va >> t.entry_shift) & (t.bytes / 8 - 1);
+        let desc = ram.read_u64(t.pa + 8 * idx)?;
+        if desc & 1 == 0 {
+            return None;
+        }
+        if t.below == 0 || desc & 2 == 0 {
+            let span = (1u64 << t.entry_shift) - 1;
+            return Some((oa(desc, t.shift, t.lpa2) & !span) | (va & span));
+        }
+        t = t.child(idx, desc);
+    }
+}
+
+/// The root table TTBR0 (`upper` false) or TTBR1 names under TCR_EL1 as last written:
+/// its address (BADDR, with 52-bit PAs' bits \[51:48\] from TTBR\[5:2\]), the VA it
+/// starts at, its levels and descriptor format. `None` when TCR does not define one.
+fn root(r: &Regs, upper: bool) -> Option<TableAt> {
     let (ttbr, tsz, shift) = if upper {
         (r.ttbr1, (r.tcr >> 16) & 0x3f, tg1_shift(r.tcr))
     } else {
         (r.ttbr0, r.tcr & 0x3f, tg0_shift(r.tcr))
     };
     let va_bits = 64 - tsz as u32;
-    if va_bits <= shift || va_bits > 52 {
+    if r.tcr == 0 || va_bits <= shift || va_bits > 52 {
         return None;
     }
     let lpa2 = r.tcr & TCR_DS != 0 && shift != 16;
     let wide = lpa2 || (shift == 16 && va_bits == 52);
-    let mut table =
+    let pa =
         if wide { (ttbr & 0x0000_ffff_ffff_ffc0) | (((ttbr >> 2) & 0xf) << 48) } else { ttbr & 0x0000_ffff_ffff_fffe };
     let bpl = shift - 3;
     let levels = (va_bits - shift).div_ceil(bpl);
-    for l in (0..levels).rev() {
-        // `l` levels below this one; the leaf level is l = 0.
-        let lshift = shift + l * bpl;
-        let bits = (va_bits - lshift).min(bpl);
-        let idx = (va >> lshift) & ((1u64 << bits) - 1);
-        let desc = ram.read_u64(table + 8 * idx)?;
-        if desc & 1 == 0 {
-            return None;
-        }
-        let out = oa(desc, shift, lpa2);
-        if l == 0 || desc & 2 == 0 {
-            return Some((out & !((1u64 << lshift) - 1)) | (va & ((1u64 << lshift) - 1)));
-        }
-        table = out;
-    }
-    None
+    let root_bits = va_bits - shift - (levels - 1) * bpl;
+    Some(TableAt {
+        pa,
+        bytes: 8 << root_bits,
+        va: if upper { !0u64 << va_bits } else { 0 },
+        entry_shift: shift + (levels - 1) * bpl,
+        below: levels - 1,
+        shift,
+        lpa2,
+    })
 }
 
 /// One table found by [`tables`].
@@ -145,31 +157,7 @@ impl TableAt {
 /// last written, root included, each visited once per path to it. Returns `false`
 /// when the registers do not define a walk.
 pub fn tables(ram: &Ram, r: &Regs, upper: bool, visit: &mut dyn FnMut(&TableAt)) -> bool {
-    let (ttbr, tsz, shift) = if upper {
-        (r.ttbr1, (r.tcr >> 16) & 0x3f, tg1_shift(r.tcr))
-    } else {
-        (r.ttbr0, r.tcr & 0x3f, tg0_shift(r.tcr))
-    };
-    let va_bits = 64 - tsz as u32;
-    if r.tcr == 0 || va_bits <= shift || va_bits > 52 {
-        return false;
-    }
-    let lpa2 = r.tcr & TCR_DS != 0 && shift != 16;
-    let wide = lpa2 || (shift == 16 && va_bits == 52);
-    let root =
-        if wide { (ttbr & 0x0000_ffff_ffff_ffc0) | (((ttbr >> 2) & 0xf) << 48) } else { ttbr & 0x0000_ffff_ffff_fffe };
-    let bpl = shift - 3;
-    let levels = (va_bits - shift).div_ceil(bpl);
-    let root_bits = va_bits - shift - (levels - 1) * bpl;
-    let root = TableAt {
-        pa: root,
-        bytes: 8 << root_bits,
-        va: if upper { !0u64 << va_bits } else { 0 },
-        entry_shift: shift + (levels - 1) * bpl,
-        below: levels - 1,
-        shift,
-        lpa2,
-    };
+    let Some(root) = root(r, upper) else { return false };
     let mut stack = vec![root];
     // A tree whose entries point back up (or everywhere) must not keep QEMU here.
     let mut budget = 1u32 << 22;

@@ -245,14 +245,14 @@ impl Ctx<'_> {
     /// translated at: QEMU shares translations between the idmap (VA = PA) and the
     /// kernel's VA, so a PA-like PC is an image offset from the load address.
     pub(crate) fn pc(&self, pc: u64, insn: u32) -> String {
-        let sym = self.i.system_map.as_ref().and_then(|m| {
-            let va = self.kernel_va(pc)?;
-            m.name(va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start()))
-        });
-        match sym {
-            Some(s) => format!("PC {pc:#x} <{s}> ({insn:#010x})"),
-            None => format!("PC {pc:#x} ({insn:#010x})"),
-        }
+        crate::linux::symbols::describe_pc(pc, insn, self.map_name(pc))
+    }
+
+    /// `pc`'s `name+0xoff` in the System.map (its running VA less KASLR's offset).
+    fn map_name(&self, pc: u64) -> Option<String> {
+        let m = self.i.system_map.as_ref()?;
+        let va = self.kernel_va(pc)?;
+        m.name(va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start()))
     }
 }
 
@@ -264,12 +264,7 @@ impl Ctx<'_> {
         if self.facts.function(name).is_some_and(|(a, b)| (a..b).contains(&va)) {
             return true;
         }
-        let by_map = || {
-            let m = self.i.system_map.as_ref()?;
-            let link = va.wrapping_sub(self.facts.sym("_text")?).wrapping_add(m.text_start());
-            m.name(link).map(|s| s.split('+').next() == Some(name))
-        };
-        by_map() == Some(true)
+        self.map_name(pc).is_some_and(|s| s.split('+').next() == Some(name))
     }
 
     /// A tracer PC as the kernel's running VA (a PA-like one is an image offset).
