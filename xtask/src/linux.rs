@@ -475,6 +475,8 @@ pub fn run(args: &[String]) -> Result {
         )?
     } else if value("--source").is_some() {
         return Err("--source builds a tree: say which regimes with --build <regimes|all>".into());
+    } else if value("--plant-tree").is_some() {
+        return Err("--plant-tree builds a planted tree: say which regimes with --build <regimes|all>".into());
     } else {
         match (value("--kernel"), value("--debian")) {
             (Some(k), None) => vec![(k.into(), vec![value("--cpu").unwrap_or(CPU.into())])],
