@@ -30,6 +30,10 @@ pub struct Inspection {
     pub system_map: Option<super::symbols::SystemMap>,
     /// QEMU's peak resident set at the stop, in KiB (the tracer's memory shows here).
     pub qemu_peak_kib: Option<u64>,
+    /// QEMU's anonymous resident memory at the stop, in KiB: its heap and the
+    /// tracer's state, without guest RAM (a shared memfd, which the tracer's own
+    /// read-only mapping of it counts a second time in the resident set).
+    pub qemu_anon_kib: Option<u64>,
 }
 
 /// One judgement on a kernel's tables.

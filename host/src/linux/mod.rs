@@ -470,11 +470,13 @@ fn boot_in(
                 observed: None,
                 system_map: None,
                 qemu_peak_kib: None,
+                qemu_anon_kib: None,
             };
             plant(&before, layout, &ram, p)?;
         }
         let walk = walk(&cfg, root, &ram);
-        let qemu_peak_kib = peak_rss_kib(child.id());
+        let qemu_peak_kib = status_kib(child.id(), "VmHWM:");
+        let qemu_anon_kib = status_kib(child.id(), "RssAnon:");
         // The tracer writes its counts as QEMU exits: end QEMU through the gdbstub.
         let observed = run.trace.as_ref().map(|_| {
             let _ = g.kill();
@@ -497,6 +499,7 @@ fn boot_in(
             observed,
             system_map,
             qemu_peak_kib,
+            qemu_anon_kib,
         })
     })();
     let _ = child.kill();
@@ -592,10 +595,10 @@ impl NotUp {
     }
 }
 
-/// A process's peak resident set (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// One KiB figure of a process's `/proc/PID/status` (`VmHWM:`, `RssAnon:`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
+    s.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether `child` exits within `limit`.

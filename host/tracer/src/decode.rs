@@ -105,6 +105,10 @@ pub enum Insn {
         /// Xt.
         rt: u32,
     },
+    /// In the load/store class, addressed through SP (Rn = 31: stack pushes, spills,
+    /// locals): not watched. No builder writes, clears or links a table through the
+    /// stack pointer, and these are a third of a kernel's stores.
+    ViaSp,
     /// A barrier or TLBI.
     Barrier(Barrier),
     /// A build marker.
@@ -163,6 +167,11 @@ impl Insn {
         }
         // Loads and stores: op0 = x1x0 in bits [28:25].
         if (w >> 25) & 0b0101 == 0b0100 {
+            // Rn is bits [9:5] throughout the class (literal loads keep an offset
+            // there, but they never store).
+            if (w >> 5) & 31 == 31 {
+                return Insn::ViaSp;
+            }
             return Insn::Store { release: w & 0x3FFF_FC00 == 0x089F_FC00 };
         }
         Insn::Other
@@ -217,6 +226,9 @@ mod tests {
         assert_eq!(Insn::decode(0xD518_2042), Insn::Msr { reg: SysReg::Tcr, rt: 2 });
         assert_eq!(Insn::decode(0xC89F_FC01), Insn::Store { release: true });
         assert_eq!(Insn::decode(0xF900_0001), Insn::Store { release: false });
+        // stp x29, x30, [sp, #-16]!; str x0, [sp, #8].
+        assert_eq!(Insn::decode(0xA9BF_7BFD), Insn::ViaSp);
+        assert_eq!(Insn::decode(0xF900_07E0), Insn::ViaSp);
         assert_eq!(Insn::decode(0xD503_201F), Insn::Other);
         assert_eq!(Insn::decode(0xD503_2F5F), Insn::Hint(Hint::Begin));
     }

@@ -46,7 +46,52 @@ pub enum Change {
 pub struct Live {
     /// Frame PA -> (table, its entries in this frame, the first entry's index).
     frames: HashMap<u64, (TableAt, Vec<u64>, u64)>,
-    pub pending: Vec<Pending>,
+    pending: Vec<Pending>,
+    /// Which VAs a pending entry may cover, so that the check on every store is one
+    /// load: see [`VaFilter`].
+    filter: VaFilter,
+}
+
+/// A counting filter over the pending entries' VAs: 65536 buckets of 4 KiB (aliased
+/// every 256 MiB), each counting the pending spans that touch it, and a count of spans
+/// wider than the 256 MiB the buckets cover. A VA whose bucket is zero (and no wide span)
+/// is in no pending span; otherwise the list is scanned.
+struct VaFilter {
+    buckets: Vec<u16>,
+    wide: u32,
+}
+
+const BUCKET_SHIFT: u32 = 12;
+const BUCKETS: u64 = 1 << 16;
+
+impl Default for VaFilter {
+    fn default() -> Self {
+        VaFilter { buckets: vec![0; BUCKETS as usize], wide: 0 }
+    }
+}
+
+impl VaFilter {
+    fn bucket(va: u64) -> usize {
+        ((va >> BUCKET_SHIFT) % BUCKETS) as usize
+    }
+
+    /// Add (`up`) or remove a pending span.
+    fn update(&mut self, p: &Pending, up: bool) {
+        let span = p.span_shift.saturating_sub(BUCKET_SHIFT);
+        if span >= 16 {
+            self.wide = if up { self.wide + 1 } else { self.wide.saturating_sub(1) };
+            return;
+        }
+        let first = p.va >> BUCKET_SHIFT;
+        for b in first..first + (1u64 << span) {
+            let c = &mut self.buckets[(b % BUCKETS) as usize];
+            *c = if up { c.saturating_add(1) } else { c.saturating_sub(1) };
+        }
+    }
+
+    fn may_cover(&self, va: u64) -> bool {
+        self.wide > 0 || self.buckets[Self::bucket(va)] > 0
+    }
 }
 
 /// Most pending invalidations held; past it, the oldest are judged covered (counted).
@@ -162,8 +207,10 @@ impl Live {
         }
         if needs_inval {
             if self.pending.len() >= MAX_PENDING {
-                self.pending.remove(0);
+                let old = self.pending.remove(0);
+                self.filter.update(&old, false);
             }
+            self.filter.update(&p, true);
             self.pending.push(p);
         }
         (change, needs_inval)
@@ -218,16 +265,79 @@ impl Live {
     /// A DSB that completes TLB maintenance: covered entries are done.
     pub fn dsb(&mut self) -> usize {
         let before = self.pending.len();
-        self.pending.retain(|p| !p.covered);
+        let filter = &mut self.filter;
+        self.pending.retain(|p| {
+            if p.covered {
+                filter.update(p, false);
+            }
+            !p.covered
+        });
         before - self.pending.len()
+    }
+
+    /// Whether no invalidation is pending.
+    pub fn nothing_pending(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// An access to `va` by the guest: the pending entries whose VA it is, removed.
     pub fn accessed(&mut self, va: u64) -> Option<Pending> {
+        if !self.filter.may_cover(va) {
+            return None;
+        }
         let i = self.pending.iter().position(|p| {
             let (lo, hi) = (p.va, p.va.wrapping_add((1u64 << p.span_shift) - 1));
             (lo..=hi).contains(&va)
         })?;
-        Some(self.pending.remove(i))
+        let p = self.pending.remove(i);
+        self.filter.update(&p, false);
+        Some(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(va: u64, span_shift: u32) -> Pending {
+        Pending { entry_pa: 0, va, span_shift, old: 0, new: 0, pc: 0, insn: 0, table: false, covered: false }
+    }
+
+    #[test]
+    fn the_filter_passes_exactly_the_pending_spans() {
+        let mut l = Live::default();
+        for p in [pending(0xffff_0000_1234_5000, 12), pending(0xffff_8000_0020_0000, 21)] {
+            l.filter.update(&p, true);
+            l.pending.push(p);
+        }
+        assert!(l.accessed(0xffff_0000_1234_4ff8).is_none());
+        assert!(l.accessed(0xffff_8000_003f_fff8).is_some(), "inside the 2 MiB block");
+        assert!(l.accessed(0xffff_8000_0030_0000).is_none(), "found once, then removed");
+        assert!(l.accessed(0xffff_0000_1234_5010).is_some());
+        assert!(l.nothing_pending());
+        assert!(l.filter.buckets.iter().all(|&c| c == 0), "every bucket back to zero");
+    }
+
+    #[test]
+    fn a_wide_span_makes_every_va_doubtful() {
+        let mut l = Live::default();
+        let p = pending(0xffff_0000_0000_0000, 39);
+        l.filter.update(&p, true);
+        l.pending.push(p);
+        assert!(l.filter.may_cover(0x1234));
+        assert!(l.accessed(0xffff_0040_0000_0000).is_some());
+        assert_eq!(l.filter.wide, 0);
+    }
+
+    #[test]
+    fn a_completed_tlbi_drops_what_it_covered() {
+        let mut l = Live::default();
+        let p = pending(0xffff_0000_1234_5000, 12);
+        l.filter.update(&p, true);
+        l.pending.push(p);
+        assert_eq!(l.tlbi(Some((0xffff_0000_1234_5000, 0xffff_0000_1234_5fff)), true), 1);
+        assert!(l.filter.may_cover(0xffff_0000_1234_5000), "covered but not yet completed");
+        assert_eq!(l.dsb(), 1);
+        assert!(!l.filter.may_cover(0xffff_0000_1234_5000));
     }
 }

@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 
 use ptcheck_shared::trace::{Counts, Finding, Link, Message, OrderedBy, Violation};
-use qemu_plugin::MemValue;
 
 use crate::args::Options;
 use crate::decode::{table_target, tlbi_va, Barrier, Hint, SysReg, Tlbi};
@@ -225,7 +224,7 @@ impl State {
     /// An access to `va` by `pc`: a tlbi finding if its translation was changed and
     /// not yet invalidated.
     fn access(&mut self, va: u64, pc: u64, insn: u32) {
-        if self.live.pending.is_empty() {
+        if self.live.nothing_pending() {
             return;
         }
         if let Some(p) = self.live.accessed(va) {
@@ -320,7 +319,7 @@ impl State {
     }
 
     /// A store of `size` bytes at `pa` (from a memory callback, after the store).
-    pub fn store(&mut self, pa: u64, va: u64, size: u64, value: MemValue, site: Site) {
+    pub fn store(&mut self, pa: u64, va: u64, size: u64, site: Site) {
         let Site { pc, insn, release } = site;
         if !self.ram.contains(pa, size) {
             return;
@@ -337,18 +336,13 @@ impl State {
         if !pa.is_multiple_of(8) {
             return;
         }
-        match value {
-            MemValue::U64(v) => {
-                self.live_store(pa, v, pc, insn);
-                self.maybe_link(pa, v, pc, insn, release);
-            }
-            MemValue::U128(v) => {
-                self.live_store(pa, v as u64, pc, insn);
-                self.live_store(pa + 8, (v >> 64) as u64, pc, insn);
-                self.maybe_link(pa, v as u64, pc, insn, false);
-                self.maybe_link(pa + 8, (v >> 64) as u64, pc, insn, false);
-            }
-            _ => {}
+        // Descriptors are aligned 64-bit words: a 64-bit store, or a 128-bit one (STP,
+        // a Q register) as two.
+        let release = release && size == 8;
+        for w in (pa..pa + size).step_by(8).filter(|_| size >= 8) {
+            let v = self.ram.read_u64(w).unwrap_or(0);
+            self.live_store(w, v, pc, insn);
+            self.maybe_link(w, v, pc, insn, release);
         }
     }
 
@@ -557,4 +551,135 @@ impl State {
 
 fn bit(bits: &[u64], i: usize) -> bool {
     bits[i / 64] & (1 << (i % 64)) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    //! The link judgement on hand-made stores, the way QEMU's callbacks drive it: RAM is
+    //! written first (the callback runs after the store), then `store` is called.
+    use std::os::unix::fs::FileExt as _;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const BASE: u64 = 0x4000_0000;
+    const SIZE: u64 = 0x10000;
+    const PARENT: u64 = BASE + 0x1000;
+    const CHILD: u64 = BASE + 0x2000;
+    const STR: Site = Site { pc: 0x8000, insn: 0xf900_0001, release: false };
+    const DSB_ISHST: Barrier = Barrier::Dsb { orders_stores: true, completes_tlbi: false };
+
+    struct Rig {
+        st: State,
+        ram: File,
+        out: PathBuf,
+    }
+
+    impl Rig {
+        /// 64 KiB of zeroed RAM at `BASE`, every link reported, inside a build bracket.
+        fn new(name: &str) -> Rig {
+            let dir = std::env::temp_dir().join(format!("ptcheck-tracer-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (ram_path, out) = (dir.join("ram"), dir.join("out"));
+            let ram = File::options().read(true).write(true).create(true).truncate(true).open(&ram_path).unwrap();
+            ram.set_len(SIZE).unwrap();
+            let opts = Options {
+                out: out.clone(),
+                ram: ram_path,
+                ram_base: BASE,
+                ram_size: SIZE,
+                page_shift: 12,
+                tables: vec![(BASE, BASE + SIZE)],
+                links_all: true,
+            };
+            let mut st = State::new(opts, 4, 4).unwrap();
+            st.hint(Hint::Begin, 12, 0);
+            Rig { st, ram, out }
+        }
+
+        /// What the guest's store does to RAM, without the tracer seeing it.
+        fn poke(&self, pa: u64, v: u64) {
+            self.ram.write_all_at(&v.to_le_bytes(), pa - BASE).unwrap();
+        }
+
+        fn store(&mut self, pa: u64, v: u64, site: Site) {
+            self.poke(pa, v);
+            self.st.store(pa, pa, 8, site);
+        }
+
+        fn clear_child(&mut self) {
+            for w in (CHILD..CHILD + 0x1000).step_by(8) {
+                self.store(w, 0, STR);
+            }
+        }
+
+        fn link(&mut self, site: Site) -> Link {
+            self.store(PARENT, CHILD | 3, site);
+            self.st.finish();
+            let text = std::fs::read_to_string(&self.out).unwrap();
+            let links: Vec<Link> = text
+                .lines()
+                .filter_map(|l| match serde_json::from_str(l).unwrap() {
+                    Message::Link(k) => Some(k),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(links.len(), 1, "{text}");
+            links[0]
+        }
+    }
+
+    #[test]
+    fn cleared_then_dsb_then_linked() {
+        let mut r = Rig::new("dsb");
+        r.clear_child();
+        r.st.barrier(DSB_ISHST, 0x8100, 0xd503_3a9f);
+        let l = r.link(STR);
+        assert_eq!((l.ordered_by, l.stale, l.table_pa, l.entry_pa), (OrderedBy::Dsb, 0, CHILD, PARENT));
+        assert_eq!((l.barrier_pc, l.last_write_pa), (0x8100, CHILD + 0xff8));
+    }
+
+    #[test]
+    fn a_link_with_nothing_between_is_unordered() {
+        let mut r = Rig::new("nothing");
+        r.clear_child();
+        assert_eq!(r.link(STR).ordered_by, OrderedBy::Nothing);
+    }
+
+    #[test]
+    fn a_store_release_link_is_ordered_by_itself() {
+        let mut r = Rig::new("release");
+        r.clear_child();
+        assert_eq!(r.link(Site { release: true, ..STR }).ordered_by, OrderedBy::Release);
+    }
+
+    #[test]
+    fn a_barrier_before_the_last_clear_does_not_count() {
+        let mut r = Rig::new("late");
+        r.st.barrier(DSB_ISHST, 0x8100, 0xd503_3a9f);
+        r.clear_child();
+        assert_eq!(r.link(STR).ordered_by, OrderedBy::Nothing);
+    }
+
+    #[test]
+    fn stale_entries_are_named() {
+        let mut r = Rig::new("stale");
+        r.poke(CHILD + 0x40, 0x5054_4348_4543_4b00);
+        let l = r.link(STR);
+        assert_eq!((l.stale, l.first_stale_pa, l.first_stale_value), (1, CHILD + 0x40, 0x5054_4348_4543_4b00));
+        assert_eq!(l.ordered_by, OrderedBy::NoWrite);
+    }
+
+    #[test]
+    fn a_128_bit_store_is_two_words() {
+        let mut r = Rig::new("stp");
+        r.clear_child();
+        r.st.barrier(DSB_ISHST, 0x8100, 0xd503_3a9f);
+        r.poke(PARENT, 0);
+        r.poke(PARENT + 8, CHILD | 3);
+        r.st.store(PARENT, PARENT, 16, STR);
+        r.st.finish();
+        let text = std::fs::read_to_string(&r.out).unwrap();
+        assert!(text.contains(&format!("\"entry_pa\":{}", PARENT + 8)), "{text}");
+    }
 }
