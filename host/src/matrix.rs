@@ -57,9 +57,7 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
                     failed_checks.extend(verdict.failed());
                     let notes = format!("{cfg} plan {} on {} ({label})\n{}", np.name, backend.name(), run.describe());
                     let stem = format!("run-{label}-{cfg}-{}", np.name);
-                    let builder = ptcheck_guest::registry::by_id(backend.variant().builder).map_or("linux", |b| b.name);
-                    let outcome = run.outcome.to_string();
-                    let written = repro::write(&stem, &np.plan, &verdict.failed(), &outcome, builder, &notes);
+                    let written = repro::write(&stem, &np.plan, &run, &*backend, &notes);
                     let path = written.map_or_else(|e| format!("NOT WRITTEN: {e:#}"), |p| p.display().to_string());
                     eprintln!("FAIL {cfg} {}: reproducer {path}\n{}", np.name, run.describe().trim_end());
                 }

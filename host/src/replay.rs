@@ -23,7 +23,11 @@ pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> a
     let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     // The builder: as asked, else the one the reproducer ran on, else linux.
     let chosen = builder.or(r.builder.as_deref()).unwrap_or("linux").to_string();
-    let backend = &BackendOptions { builder: chosen, ..backend.clone() };
+    // A traced failure (an observed check) replays only traced.
+    if r.traced && !backend.trace {
+        println!("replay: {} was written by a traced run: tracing again (QEMU 10 and the tracer)", file.display());
+    }
+    let backend = &BackendOptions { builder: chosen, trace: backend.trace || r.traced, ..backend.clone() };
     let cfg = r.plan.config().ok_or_else(|| anyhow::anyhow!("{}: the config is not valid", file.display()))?;
     let (mut b, why) = open(backend)?;
     println!(

@@ -37,6 +37,9 @@ pub struct Repro {
     pub outcome: Option<String>,
     /// The builder it ran on, when not `linux`.
     pub builder: Option<String>,
+    /// It ran with the tracer (`--trace`): a failure of an observed check replays only
+    /// traced, so replay traces it again.
+    pub traced: bool,
 }
 
 /// Why a reproducer could not be read: the line and what is wrong with it.
@@ -74,6 +77,9 @@ pub fn render(r: &Repro, notes: &str) -> String {
     }
     if let Some(builder) = &r.builder {
         let _ = writeln!(s, "builder {builder}");
+    }
+    if r.traced {
+        let _ = writeln!(s, "traced");
     }
     if let Some(outcome) = &r.outcome {
         let _ = writeln!(s, "outcome {}", outcome.replace(['\n', '#'], " "));
@@ -124,6 +130,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
         None => return Err(ParseError { line: 0, message: "empty reproducer".into() }),
     }
     let (mut cfg, mut origin, mut fails, mut outcome, mut builder) = (None, None, Vec::new(), None, None);
+    let mut traced = false;
     let (mut pool, mut ops) = (Vec::new(), Vec::new());
     for (n, l) in lines.filter(|(_, l)| !l.is_empty()) {
         let mut w = l.split_whitespace();
@@ -153,6 +160,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
                 let name = w.next().ok_or(ParseError { line: n, message: "missing field <name>".into() })?;
                 builder = Some(name.to_string());
             }
+            "traced" => traced = true,
             "outcome" => {
                 outcome = Some(w.by_ref().collect::<Vec<_>>().join(" "));
             }
@@ -170,7 +178,9 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
             other => {
                 return Err(ParseError {
                     line: n,
-                    message: format!("unknown keyword '{other}' (config, origin, builder, outcome, fails, pool, map)"),
+                    message: format!(
+                        "unknown keyword '{other}' (config, origin, builder, traced, outcome, fails, pool, map)"
+                    ),
                 })
             }
         }
@@ -192,7 +202,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
     for op in ops {
         plan.push_op(op);
     }
-    Ok(Repro { plan, origin, fails, outcome, builder })
+    Ok(Repro { plan, origin, fails, outcome, builder, traced })
 }
 
 /// Where reproducers go: `ptcheck/repro/` under `$CARGO_TARGET_DIR`, else under the
@@ -249,24 +259,30 @@ pub fn write_unique(dir: &std::path::Path, stem: &str, ext: &str, text: &str) ->
     unreachable!("u32 names run out before a directory does")
 }
 
-/// Write a plain plan (no origin) as a reproducer.
+/// The builder `backend` runs, when not `linux` (what a reproducer records).
+pub fn builder_of(backend: &dyn crate::backend::Backend) -> Option<String> {
+    ptcheck_guest::registry::by_id(backend.variant().builder).map(|b| b.name.to_string()).filter(|n| n != "linux")
+}
+
+/// Write a plain plan (no origin) that failed on `backend` as a reproducer: the
+/// builder and whether it was traced come from the backend.
 ///
 /// # Errors
 /// When the directory or file cannot be written.
 pub fn write(
     stem: &str,
     plan: &Plan,
-    fails: &[&str],
-    outcome: &str,
-    builder: &str,
+    run: &crate::run::PlanRun,
+    backend: &dyn crate::backend::Backend,
     notes: &str,
 ) -> anyhow::Result<PathBuf> {
     let r = Repro {
         plan: Box::new(*plan),
         origin: None,
-        fails: fails.iter().map(|s| s.to_string()).collect(),
-        outcome: Some(outcome.to_string()),
-        builder: (builder != "linux").then(|| builder.to_string()),
+        fails: run.verdict.failed().iter().map(|s| s.to_string()).collect(),
+        outcome: Some(run.outcome.to_string()),
+        builder: builder_of(backend),
+        traced: backend.traced(),
     };
     write_repro(stem, &r, notes)
 }
@@ -289,6 +305,16 @@ mod tests {
         );
         let again = parse(&render(&r, "x")).unwrap();
         assert_eq!(bytemuck::bytes_of(&*again.plan), bytemuck::bytes_of(&*r.plan));
+    }
+
+    #[test]
+    fn a_traced_run_is_recorded_and_read_back() {
+        let mut r = parse(&sample()).unwrap();
+        assert!(!r.traced);
+        r.traced = true;
+        let text = render(&r, "lie-barrier caught by ordered_link");
+        assert!(text.lines().any(|l| l == "traced"), "{text}");
+        assert!(parse(&text).unwrap().traced);
     }
 
     #[test]

@@ -300,6 +300,7 @@ fn reproducers_are_never_overwritten() {
         fails: vec![fails.into()],
         outcome: None,
         builder: None,
+        traced: false,
     };
     let a = repro::write_repro_in(&dir, "fuzz-native-clean-4k-48-s1-i0", &r("ordering"), "").unwrap();
     let b = repro::write_repro_in(&dir, "fuzz-native-clean-4k-48-s1-i0", &r("zeroing"), "").unwrap();

@@ -75,6 +75,12 @@ pub fn replay(args: &[String]) -> Result {
             "replay needs a reproducer file: cargo xtask replay target/ptcheck/repro/NAME.repro [--backend ...]".into(),
         );
     }
+    // A reproducer a traced run wrote replays traced (ptcheck turns the tracer on):
+    // QEMU 10 and the plugin must be there.
+    let traced = std::fs::read_to_string(&args[0]).is_ok_and(|t| t.lines().any(|l| l.trim() == "traced"));
+    if traced && uses_vm(args) {
+        crate::linux::ensure_tracing()?;
+    }
     forward("replay", args)
 }
 

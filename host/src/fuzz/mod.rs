@@ -254,9 +254,8 @@ fn one(
         origin: Some((spec.seed, index, gen::FORMAT)),
         fails: vec![check.clone()],
         outcome: Some(again.outcome.to_string()),
-        builder: ptcheck_guest::registry::by_id(backend.variant().builder)
-            .map(|b| b.name.to_string())
-            .filter(|n| n != "linux"),
+        builder: repro::builder_of(backend),
+        traced: backend.traced(),
     };
     let stem = format!("fuzz-{}-{cfg}-s{}-i{index}", spec.label, spec.seed);
     let repro = repro::write_repro(&stem, &r, &notes).map_err(|e| format!("{e:#}"));

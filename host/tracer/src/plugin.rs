@@ -84,7 +84,7 @@ impl HasCallbacks for Tracer {
             }
             let (pc, w) = (insn.vaddr(), u32::from_le_bytes(word));
             match Insn::decode(w) {
-                Insn::Other | Insn::ViaSp => {}
+                Insn::Other | Insn::ViaSp | Insn::Narrow => {}
                 // The value stored is read back from RAM (the callback runs after the
                 // store): cheaper than asking QEMU for it.
                 Insn::Store { release } => insn.register_memory_access_callback(
