@@ -1,7 +1,9 @@
 //! The callbacks QEMU calls: instrumentation chosen per instruction at translation
 //! ([`crate::decode`]), state updates in [`crate::state`].
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
@@ -10,16 +12,54 @@ use qemu_plugin::{CallbackFlags, MemRW, PluginId, RegisterDescriptor, Translatio
 use crate::decode::{Barrier, Insn, Tlbi};
 use crate::state::{Site, State};
 
-/// Everything the callbacks share. One vCPU runs at a time under TCG's default
-/// round-robin; the lock is uncontended.
-static STATE: OnceLock<Mutex<State>> = OnceLock::new();
+/// Everything the callbacks share, behind [`Lock`].
+static STATE: OnceLock<Lock> = OnceLock::new();
+
+/// The state and a spin lock around it. Callbacks come from the one vCPU thread (every
+/// QEMU ptcheck starts has `-smp 1`) and, once, from QEMU's exit: the lock is never
+/// contended, and a std `Mutex` would cost a second locked instruction (its unlock) on
+/// each of a boot's tens of millions of store callbacks.
+struct Lock {
+    busy: AtomicBool,
+    state: UnsafeCell<State>,
+}
+
+// SAFETY: `state` is only reached through `Guard`, which `busy` makes exclusive.
+unsafe impl Sync for Lock {}
+
+/// Exclusive access to the state until dropped.
+struct Guard(&'static Lock);
+
+impl std::ops::Deref for Guard {
+    type Target = State;
+    fn deref(&self) -> &State {
+        // SAFETY: the guard holds `busy`, so no other reference to the state exists.
+        unsafe { &*self.0.state.get() }
+    }
+}
+
+impl std::ops::DerefMut for Guard {
+    fn deref_mut(&mut self) -> &mut State {
+        // SAFETY: as in `deref`; `&mut self` makes this the only one through the guard.
+        unsafe { &mut *self.0.state.get() }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::Release);
+    }
+}
 
 /// Handles for x0..x30, found once the vCPU exists.
 static XREGS: OnceLock<Vec<RegisterDescriptor<'static>>> = OnceLock::new();
 
-fn state() -> MutexGuard<'static, State> {
-    // A poisoned lock means a callback panicked: QEMU aborts with the plugin anyway.
-    STATE.get().expect("installed before any callback").lock().unwrap_or_else(|e| e.into_inner())
+fn state() -> Guard {
+    let lock = STATE.get().expect("installed before any callback");
+    while lock.busy.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        std::hint::spin_loop();
+    }
+    Guard(lock)
 }
 
 /// Xn's value (x31 reads as zero: XZR in these encodings).
@@ -48,7 +88,7 @@ impl Register for Tracer {
         }));
         let parsed = crate::args::parse(&args.raw).map_err(refuse)?;
         let st = State::new(parsed, info.version.mininum as u32, info.version.current as u32).map_err(refuse)?;
-        let _ = STATE.set(Mutex::new(st));
+        let _ = STATE.set(Lock { busy: AtomicBool::new(false), state: UnsafeCell::new(st) });
         qemu_plugin::qemu_plugin_register_atexit_cb(id, |_| state().finish())?;
         Ok(())
     }
