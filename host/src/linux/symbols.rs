@@ -145,6 +145,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_table_page_in_the_image_is_named_by_its_data_symbol() {
+        let dir = std::env::temp_dir().join(format!("ptcheck-sysmap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let map = "ffffc00080000000 T _text\nffffc00080010000 T _stext\nffffc00080410000 B init_pg_dir\n\
+                   ffffc00080420000 B init_pg_end\nffffc00080421000 B early_init_stack\nffffc00080430000 B _end\n";
+        std::fs::write(dir.join("System.map"), map).unwrap();
+        let m = SystemMap::find(&dir.join("Image")).unwrap();
+        assert_eq!(m.image_name(0x41_8258).as_deref(), Some("init_pg_dir+0x8258"));
+        assert_eq!(m.image_name(0x42_0000).as_deref(), Some("init_pg_end+0x0"));
+        assert_eq!(m.image_name(0x43_0000), None, "past _end");
+        assert_eq!(m.name(0xffffc000_80010040).as_deref(), Some("_stext+0x40"), "text names stay text-only");
+    }
+
+    #[test]
     fn console_lines_give_the_facts() {
         let mut f = KernelFacts::default();
         for l in [
@@ -170,8 +184,12 @@ mod tests {
 pub struct SystemMap {
     /// (address, name), sorted.
     text: Vec<(u64, String)>,
-    /// `_text` at link time.
+    /// Every symbol of the image (text, data, bss), sorted: names a table's page.
+    all: Vec<(u64, String)>,
+    /// `_text` and `_end` at link time.
     text_start: u64,
+    /// See `text_start`.
+    end: u64,
 }
 
 impl SystemMap {
@@ -181,18 +199,33 @@ impl SystemMap {
         let dir = kernel.parent()?;
         let candidates = [dir.join("System.map"), dir.join("../../../System.map")];
         let text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
-        let mut syms: Vec<(u64, String)> = text
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let (a, t, n) = (it.next()?, it.next()?, it.next()?);
-                matches!(t, "t" | "T" | "W" | "w").then(|| Some((u64::from_str_radix(a, 16).ok()?, n.to_string())))?
-            })
-            .collect();
-        syms.sort();
-        let text_start =
-            text.lines().find_map(|l| l.strip_suffix(" T _text").and_then(|a| u64::from_str_radix(a, 16).ok()))?;
-        Some(SystemMap { text: syms, text_start })
+        let of = |kinds: &[&str]| {
+            let mut syms: Vec<(u64, String)> = text
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    let (a, t, n) = (it.next()?, it.next()?, it.next()?);
+                    kinds.contains(&t).then(|| Some((u64::from_str_radix(a, 16).ok()?, n.to_string())))?
+                })
+                .collect();
+            syms.sort();
+            syms
+        };
+        let at = |suffix: &str| {
+            text.lines().find_map(|l| l.strip_suffix(suffix).and_then(|a| u64::from_str_radix(a, 16).ok()))
+        };
+        let (text_start, end) = (at(" T _text")?, at(" B _end").or_else(|| at(" A _end")).unwrap_or(0));
+        let all = of(&["t", "T", "W", "w", "d", "D", "b", "B", "r", "R"]);
+        Some(SystemMap { text: of(&["t", "T", "W", "w"]), all, text_start, end })
+    }
+
+    /// `name+0xoff` for `offset` bytes into the image, by every symbol (a table in the
+    /// image's data or bss: `init_pg_dir+0x4000`); `None` past `_end`.
+    pub fn image_name(&self, offset: u64) -> Option<String> {
+        let addr = self.text_start.checked_add(offset).filter(|&a| a < self.end)?;
+        let i = self.all.partition_point(|(a, _)| *a <= addr).checked_sub(1)?;
+        let (a, n) = &self.all[i];
+        Some(format!("{n}+{:#x}", addr - a))
     }
 
     /// `name+0xoff` for a link-time address.

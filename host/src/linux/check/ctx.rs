@@ -257,6 +257,13 @@ impl Ctx<'_> {
 }
 
 impl Ctx<'_> {
+    /// ` (the image's <init_pg_end+0x0>)` for a physical address inside the kernel
+    /// image of a kernel built here; empty otherwise.
+    pub(crate) fn in_image(&self, pa: u64) -> String {
+        let name = self.i.system_map.as_ref().and_then(|m| m.image_name(pa.checked_sub(self.layout.kernel)?));
+        name.map(|n| format!(" (the image's <{n}>)")).unwrap_or_default()
+    }
+
     /// Whether tracer PC `pc` is in function `name` (by kallsyms' ranges, else the
     /// System.map).
     pub(crate) fn in_function(&self, pc: u64, name: &str) -> bool {

@@ -52,10 +52,12 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         out.push(fail(
             "zeroed_at_link",
             format!(
-                "table {:#x} linked at entry {:#x} by {} with {} entries neither zero nor written since reset: \
+                "table {:#x}{} linked at entry {:#x}{} by {} with {} entries neither zero nor written since reset: \
                  {:#x} holds {:#x}",
                 l.table_pa,
+                c.in_image(l.table_pa),
                 l.entry_pa,
+                c.in_image(l.entry_pa),
                 c.pc(l.pc, l.insn),
                 l.stale,
                 l.first_stale_pa,
