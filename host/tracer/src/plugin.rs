@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use qemu_plugin::install::{Args, Info};
 use qemu_plugin::plugin::{HasCallbacks, Register};
-use qemu_plugin::{CallbackFlags, MemRW, PluginId, RegisterDescriptor, TranslationBlock, VCPUIndex};
+use qemu_plugin::{CallbackFlags, MemRW, PluginId, TranslationBlock, VCPUIndex};
 
 use crate::decode::{Barrier, Insn, Tlbi};
 use crate::state::{Site, State};
@@ -51,8 +51,39 @@ impl Drop for Guard {
     }
 }
 
-/// Handles for x0..x30, found once the vCPU exists.
-static XREGS: OnceLock<Vec<RegisterDescriptor<'static>>> = OnceLock::new();
+/// QEMU's inline counter of ISBs (a scoreboard of one u64 per vCPU, as its address):
+/// counted without a callback, since the guest's idle loop is ISBs (Rust's
+/// `spin_loop` on AArch64) and would call back tens of millions of times a second.
+static ISBS: OnceLock<usize> = OnceLock::new();
+
+fn isb_counter() -> qemu_plugin::PluginU64 {
+    let score = *ISBS.get().expect("made at install") as *mut qemu_plugin::sys::qemu_plugin_scoreboard;
+    qemu_plugin::PluginU64 { score, offset: 0 }
+}
+
+/// ISBs executed so far, every vCPU.
+fn isbs() -> u64 {
+    qemu_plugin::qemu_plugin_scoreboard_sum(isb_counter())
+}
+
+/// x0..x30: QEMU's register handles, found once the vCPU exists, and one byte array
+/// reused for every read (the crate's `RegisterDescriptor::read` allocates two per
+/// read, and a boot reads Xt for each of its millions of DC ZVAs).
+static XREGS: OnceLock<XRegs> = OnceLock::new();
+
+struct XRegs {
+    handles: [usize; 31],
+    /// A `GByteArray *`, only touched from the vCPU thread (register reads happen in
+    /// its callbacks).
+    buf: usize,
+}
+
+unsafe extern "C" {
+    // glib's, resolved in the QEMU process that loads the plugin.
+    fn g_byte_array_new() -> *mut qemu_plugin::sys::GByteArray;
+    fn g_byte_array_set_size(array: *mut qemu_plugin::sys::GByteArray, len: u32) -> *mut qemu_plugin::sys::GByteArray;
+    fn g_array_free(array: *mut qemu_plugin::sys::GArray, free_segment: bool) -> *mut std::ffi::c_char;
+}
 
 fn state() -> Guard {
     let lock = STATE.get().expect("installed before any callback");
@@ -68,10 +99,18 @@ fn xreg(n: u32) -> u64 {
         return 0;
     }
     let Some(regs) = XREGS.get() else { return 0 };
-    regs.get(n as usize)
-        .and_then(|r| r.read().ok())
-        .map(|b| b.iter().take(8).rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
-        .unwrap_or(0)
+    let buf = regs.buf as *mut qemu_plugin::sys::GByteArray;
+    // SAFETY: `buf` is the byte array made in `on_vcpu_init`, used only here, on the
+    // vCPU thread; the handle is one QEMU listed for this vCPU; QEMU writes the
+    // register's bytes (little-endian) into `buf`, whose `data`/`len` we then read.
+    unsafe {
+        g_byte_array_set_size(buf, 0);
+        let handle = regs.handles[n as usize] as *mut qemu_plugin::sys::qemu_plugin_register;
+        if qemu_plugin::sys::qemu_plugin_read_register(handle, buf) < 8 || (*buf).len < 8 {
+            return 0;
+        }
+        std::ptr::read_unaligned((*buf).data.cast::<u64>())
+    }
 }
 
 struct Tracer;
@@ -89,7 +128,15 @@ impl Register for Tracer {
         let parsed = crate::args::parse(&args.raw).map_err(refuse)?;
         let st = State::new(parsed, info.version.mininum as u32, info.version.current as u32).map_err(refuse)?;
         let _ = STATE.set(Lock { busy: AtomicBool::new(false), state: UnsafeCell::new(st) });
-        qemu_plugin::qemu_plugin_register_atexit_cb(id, |_| state().finish())?;
+        // SAFETY: a fresh scoreboard of u64s; QEMU owns and sizes it per vCPU, and it
+        // lives as long as the plugin (never freed).
+        let board = unsafe { qemu_plugin::sys::qemu_plugin_scoreboard_new(8) };
+        let _ = ISBS.set(board as usize);
+        qemu_plugin::qemu_plugin_register_atexit_cb(id, |_| {
+            let mut st = state();
+            st.isbs(isbs());
+            st.finish();
+        })?;
         Ok(())
     }
 }
@@ -102,16 +149,37 @@ fn refuse(why: String) -> qemu_plugin::Error {
 
 impl HasCallbacks for Tracer {
     fn on_vcpu_init(&mut self, _id: PluginId, _vcpu: VCPUIndex) -> qemu_plugin::Result<()> {
-        if XREGS.get().is_none() {
-            let all = qemu_plugin::qemu_plugin_get_registers()?;
-            let x: Vec<_> = (0..31)
-                .filter_map(|n| all.iter().find(|r| r.name.eq_ignore_ascii_case(&format!("x{n}"))).cloned())
-                .collect();
-            if x.len() == 31 {
-                let _ = XREGS.set(x);
-            } else {
-                state().fail(format!("QEMU lists {} of the 31 general registers", x.len()));
+        if XREGS.get().is_some() {
+            return Ok(());
+        }
+        let mut handles = [0usize; 31];
+        let mut found = 0;
+        // SAFETY: QEMU returns a GArray of `qemu_plugin_reg_descriptor`s for the current
+        // vCPU (this callback runs on it), with NUL-terminated names; we read it and
+        // keep only the handles, which stay valid for QEMU's lifetime.
+        unsafe {
+            let all = qemu_plugin::sys::qemu_plugin_get_registers();
+            if !all.is_null() {
+                let descs = (*all).data.cast::<qemu_plugin::sys::qemu_plugin_reg_descriptor>();
+                for i in 0..(*all).len as usize {
+                    let d = &*descs.add(i);
+                    let name = std::ffi::CStr::from_ptr(d.name).to_string_lossy().to_ascii_lowercase();
+                    let n = name.strip_prefix('x').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n < 31);
+                    if let Some(n) = n {
+                        handles[n] = d.handle as usize;
+                        found += 1;
+                    }
+                }
+                // The descriptors are ours to free (their names are QEMU's).
+                g_array_free(all, true);
             }
+        }
+        if found == 31 {
+            // SAFETY: a fresh, empty glib byte array; never freed (lives with QEMU).
+            let buf = unsafe { g_byte_array_new() } as usize;
+            let _ = XREGS.set(XRegs { handles, buf });
+        } else {
+            state().fail(format!("QEMU lists {found} of the 31 general registers"));
         }
         Ok(())
     }
@@ -160,11 +228,19 @@ impl HasCallbacks for Tracer {
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),
                 Insn::Barrier(Barrier::Tlbi(t)) => insn.register_execute_callback(move |_| state().tlbi(t, 0)),
+                Insn::Barrier(Barrier::Isb) => qemu_plugin::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
+                    insn.clone(),
+                    qemu_plugin::PluginOp::QEMU_PLUGIN_INLINE_ADD_U64,
+                    isb_counter(),
+                    1,
+                ),
                 Insn::Barrier(b) => insn.register_execute_callback(move |_| state().barrier(b, pc, w)),
                 Insn::Hint(h) => insn.register_execute_callback_flags(
                     move |_| {
                         let (x0, x1) = (xreg(0), xreg(1));
-                        state().hint(h, x0, x1);
+                        let mut st = state();
+                        st.isbs(isbs());
+                        st.hint(h, x0, x1);
                     },
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),

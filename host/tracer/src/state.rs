@@ -92,6 +92,13 @@ pub struct State {
     finding_messages: u64,
     /// A problem found after install (reported in the summary's place).
     failed: Option<String>,
+    /// ISBs executed before the current bracket (QEMU counts them inline; see
+    /// [`State::isbs`]).
+    isb_base: u64,
+    /// The last DC ZVA's page translation (VA page, PA page): a clear is a run of
+    /// DC ZVAs in one page. Dropped on anything that could change a translation:
+    /// TTBR/TCR/SCTLR, a TLBI, a store into a table.
+    zva_page: Option<(u64, u64)>,
 }
 
 impl State {
@@ -123,6 +130,8 @@ impl State {
             live: Live::default(),
             finding_messages: 0,
             failed: None,
+            isb_base: 0,
+            zva_page: None,
         };
         let built_for = qemu_plugin::sys::QEMU_PLUGIN_VERSION;
         s.send(&Message::Hello { built_for, qemu_min, qemu_cur }, true);
@@ -142,6 +151,12 @@ impl State {
     pub fn fail(&mut self, why: String) {
         eprintln!("ptcheck-tracer: {why}");
         self.failed = Some(why);
+    }
+
+    /// ISBs executed since reset (`isbs`, from QEMU's inline counter): the bracket's
+    /// count is what it executed since its beginning.
+    pub fn isbs(&mut self, isbs: u64) {
+        self.counts.isb = isbs.saturating_sub(self.isb_base);
     }
 
     /// QEMU is exiting: the counts since the last bracket began.
@@ -166,6 +181,7 @@ impl State {
                 }
                 self.regs.fixed = Some((x0 as u32, x1 != 0));
                 self.gen = self.gen.wrapping_add(1).max(1);
+                self.isb_base += self.counts.isb;
                 self.counts = Counts::default();
                 self.link_messages = 0;
                 self.finding_messages = 0;
@@ -203,7 +219,8 @@ impl State {
                     self.last_dmb = (pc, insn);
                 }
             }
-            Barrier::Isb => self.counts.isb += 1,
+            // Counted inline by QEMU, not called back (`isbs`).
+            Barrier::Isb => {}
             Barrier::Tlbi(t) => self.tlbi(t, 0),
         }
     }
@@ -211,6 +228,7 @@ impl State {
     /// A TLBI, with Xt for the by-VA forms.
     pub fn tlbi(&mut self, t: Tlbi, xt: u64) {
         self.counts.tlbi += 1;
+        self.zva_page = None;
         match t {
             Tlbi::All { leaf_only } => self.live.tlbi(None, leaf_only),
             Tlbi::Va { leaf_only, .. } => {
@@ -280,6 +298,7 @@ impl State {
 
     /// `MSR reg, <v>`.
     pub fn msr(&mut self, reg: SysReg, v: u64) {
+        self.zva_page = None;
         match reg {
             SysReg::Ttbr0 => {
                 self.counts.msr_ttbr0 += 1;
@@ -306,7 +325,15 @@ impl State {
     pub fn dc_zva(&mut self, va: u64, pc: u64, insn: u32) {
         self.counts.dc_zva += 1;
         self.access(va, pc, insn);
-        let Some(pa) = walk::translate(&self.ram, &self.regs, va) else { return };
+        let page = va & !0xfff;
+        let pa = match self.zva_page {
+            Some((v, p)) if v == page && self.counts.live_over_capacity == 0 => p | (va & 0xfff),
+            _ => {
+                let Some(pa) = walk::translate(&self.ram, &self.regs, va) else { return };
+                self.zva_page = Some((page, pa & !0xfff));
+                pa
+            }
+        };
         let pa = pa & !(ZVA_BYTES - 1);
         if !self.ram.contains(pa, ZVA_BYTES) {
             return;
@@ -326,6 +353,9 @@ impl State {
         }
         self.access(va, pc, insn);
         self.counts.ram_stores += 1;
+        if self.zva_page.is_some() && self.may_translate(pa) {
+            self.zva_page = None;
+        }
         if release {
             self.counts.stlr += 1;
         }
@@ -457,6 +487,15 @@ impl State {
         } else {
             self.counts.links_dropped += 1;
         }
+    }
+
+    /// Whether a store at `pa` can change a translation: it is in a live table, a
+    /// table, or (a plan) a pool window, whose tree the walk may follow.
+    fn may_translate(&self, pa: u64) -> bool {
+        let f = self.frame(pa);
+        bit(&self.frames.live, f)
+            || bit(&self.frames.table, f)
+            || (!self.opts.tables.is_empty() && self.in_window(pa, 8))
     }
 
     fn frame(&self, pa: u64) -> usize {
@@ -668,6 +707,21 @@ mod tests {
         let l = r.link(STR);
         assert_eq!((l.stale, l.first_stale_pa, l.first_stale_value), (1, CHILD + 0x40, 0x5054_4348_4543_4b00));
         assert_eq!(l.ordered_by, OrderedBy::NoWrite);
+    }
+
+    #[test]
+    fn a_bracket_counts_the_isbs_executed_inside_it() {
+        let mut r = Rig::new("isb");
+        r.st.isbs(1000);
+        r.st.hint(Hint::Begin, 12, 0);
+        r.st.isbs(1007);
+        r.st.hint(Hint::End, 0, 0);
+        let text = std::fs::read_to_string(&r.out).unwrap();
+        let last = text.lines().filter_map(|l| match serde_json::from_str(l).unwrap() {
+            Message::Summary(c) => Some(c),
+            _ => None,
+        });
+        assert_eq!(last.last().map(|c| c.isb), Some(7), "{text}");
     }
 
     #[test]
