@@ -717,11 +717,11 @@ mod tests {
         r.st.isbs(1007);
         r.st.hint(Hint::End, 0, 0);
         let text = std::fs::read_to_string(&r.out).unwrap();
-        let last = text.lines().filter_map(|l| match serde_json::from_str(l).unwrap() {
+        let mut last = text.lines().filter_map(|l| match serde_json::from_str(l).unwrap() {
             Message::Summary(c) => Some(c),
             _ => None,
         });
-        assert_eq!(last.last().map(|c| c.isb), Some(7), "{text}");
+        assert_eq!(last.next_back().map(|c| c.isb), Some(7), "{text}");
     }
 
     #[test]
