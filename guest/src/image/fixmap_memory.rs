@@ -67,7 +67,11 @@ impl TableMemory for FixmapMemory {
         // SAFETY: reading DCZID_EL0 has no side effects and is allowed at EL1.
         unsafe { core::arch::asm!("mrs {}, dczid_el0", out(reg) dczid) };
         let block = 4usize << (dczid & 0xf);
-        if dczid & (1 << 4) != 0 || ptr == TablePtr::NULL || !bytes.is_multiple_of(block) || !ptr.0.is_multiple_of(block) {
+        if dczid & (1 << 4) != 0
+            || ptr == TablePtr::NULL
+            || !bytes.is_multiple_of(block)
+            || !ptr.0.is_multiple_of(block)
+        {
             for i in 0..bytes / 8 {
                 self.write(ptr, i, 0);
             }
