@@ -24,6 +24,7 @@ pub mod report;
 pub mod repro;
 pub mod run;
 pub mod runs;
+pub mod tested;
 pub mod trace;
 pub mod validate;
 pub mod verify;

@@ -31,7 +31,7 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
         "{:<11} {:>6} {:>7} {:>7} {:>7} {:>5} {:>10}  failed checks / outcomes not checked",
         "config", "plans", "passed", "failed", "n/chk", "n/a", "hw_probes"
     );
-    let mut report = Report::new(backend.name());
+    let mut report = Report::new(crate::tested::Tested::new("run", &*backend, &[]));
     for &cfg in &opts.configs {
         let mut line = ConfigReport::new(cfg.to_string());
         let mut failed_checks = BTreeSet::new();

@@ -152,6 +152,8 @@ impl Case {
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// What was tested: ptcheck, builder, backend, QEMU, CPU, seeds, date.
+    pub tested: crate::tested::Tested,
     /// Backend that ran the plans.
     pub backend: String,
     /// One entry per regime.
@@ -168,9 +170,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// An empty report for `backend`.
-    pub fn new(backend: &str) -> Report {
-        Report { backend: backend.into(), configs: vec![], fuzz: None, vm_checks: vec![], cases: vec![] }
+    /// An empty report of what `tested` says.
+    pub fn new(tested: crate::tested::Tested) -> Report {
+        let backend = tested.backend.clone();
+        Report { tested, backend, configs: vec![], fuzz: None, vm_checks: vec![], cases: vec![] }
     }
 
     /// The report as JSON, to `path`.
@@ -193,6 +196,8 @@ impl Report {
         use anyhow::Context as _;
         use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
         let mut report = quick_junit::Report::new(run_name);
+        let properties: Vec<quick_junit::Property> =
+            self.tested.pairs().into_iter().map(|(k, v)| quick_junit::Property::new(k, v)).collect();
         let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
         for c in &self.cases {
             let mut status = match c.class {
@@ -207,8 +212,11 @@ impl Report {
             }
             let mut case = TestCase::new(c.plan.as_str(), status);
             case.set_classname(format!("ptcheck.{}.{}", self.backend, c.config));
-            let suite =
-                suites.entry(&c.config).or_insert_with(|| TestSuite::new(format!("{} {}", self.backend, c.config)));
+            let suite = suites.entry(&c.config).or_insert_with(|| {
+                let mut s = TestSuite::new(format!("{} {}", self.backend, c.config));
+                s.add_properties(properties.iter().cloned());
+                s
+            });
             suite.add_test_case(case);
         }
         report.add_test_suites(suites.into_values());

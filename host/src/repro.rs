@@ -40,6 +40,8 @@ pub struct Repro {
     /// It ran with the tracer (`--trace`): a failure of an observed check replays only
     /// traced, so replay traces it again.
     pub traced: bool,
+    /// What wrote it (written as `# tested` comments; not read back).
+    pub tested: Option<crate::tested::Tested>,
 }
 
 /// Why a reproducer could not be read: the line and what is wrong with it.
@@ -68,6 +70,9 @@ pub fn render(r: &Repro, notes: &str) -> String {
     let mut s = format!("ptcheck-repro {REPRO_FORMAT}\n");
     for line in notes.lines() {
         let _ = writeln!(s, "# {line}");
+    }
+    for (k, v) in r.tested.iter().flat_map(crate::tested::Tested::pairs) {
+        let _ = writeln!(s, "# tested {k}: {}", v.replace('\n', " "));
     }
     if let Some(cfg) = r.plan.config() {
         let _ = writeln!(s, "config {cfg}");
@@ -202,7 +207,7 @@ pub fn parse(text: &str) -> Result<Repro, ParseError> {
     for op in ops {
         plan.push_op(op);
     }
-    Ok(Repro { plan, origin, fails, outcome, builder, traced })
+    Ok(Repro { plan, origin, fails, outcome, builder, traced, tested: None })
 }
 
 /// Where reproducers go: `ptcheck/repro/` under `$CARGO_TARGET_DIR`, else under the
@@ -283,6 +288,7 @@ pub fn write(
         outcome: Some(run.outcome.to_string()),
         builder: builder_of(backend),
         traced: backend.traced(),
+        tested: Some(crate::tested::Tested::new("run", backend, &[])),
     };
     write_repro(stem, &r, notes)
 }

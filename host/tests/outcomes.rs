@@ -301,6 +301,7 @@ fn reproducers_are_never_overwritten() {
         outcome: None,
         builder: None,
         traced: false,
+        tested: None,
     };
     let a = repro::write_repro_in(&dir, "fuzz-native-clean-4k-48-s1-i0", &r("ordering"), "").unwrap();
     let b = repro::write_repro_in(&dir, "fuzz-native-clean-4k-48-s1-i0", &r("zeroing"), "").unwrap();
@@ -528,6 +529,30 @@ fn junit_lists_every_plan_and_names_failures() {
     let n = |k: &str| outcomes[k].as_u64().unwrap_or(0) as usize;
     assert_eq!(n("done") + n("bug"), plans, "{outcomes}");
     assert!(n("bug") >= 6, "the built-in forbidden remaps end in a BUG: {outcomes}");
+}
+
+/// Every report says what it tested: the JSON's `tested` block and the JUnit
+/// properties name ptcheck, the command, backend, builder, CPU and date.
+#[test]
+fn reports_say_what_they_tested() {
+    let dir = scratch("tested");
+    let (xml, json) = (dir.join("r.xml"), dir.join("r.json"));
+    let args = ["run", "--backend", "native", "--builder", "linux-6.9", "--config", "16k-47", "--junit"];
+    let (code, text, _) =
+        ptcheck(&[&args[..], &[&*xml.to_string_lossy(), "--report", &json.to_string_lossy()]].concat(), &dir);
+    assert_eq!(code, 0, "{text}");
+    let report: ptcheck_host::tested::Tested = {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        serde_json::from_value(v["tested"].clone()).unwrap()
+    };
+    assert_eq!((report.command.as_str(), report.backend.as_str()), ("run", "native"));
+    assert_eq!(report.builder, "linux-6.9");
+    assert!(report.ptcheck.starts_with("ptcheck ") && report.date.ends_with('Z'), "{report:?}");
+    assert_eq!(report.qemu, None, "native runs no QEMU");
+    let xml = std::fs::read_to_string(&xml).unwrap();
+    for (k, v) in report.pairs() {
+        assert!(xml.contains(&format!("<property name=\"{k}\" value=\"{v}\"/>")), "{k} missing: {xml}");
+    }
 }
 
 /// A plan as long as a big server's memblock: 4096 operations (here one page each, in

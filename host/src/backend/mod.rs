@@ -82,6 +82,16 @@ pub trait Backend: Send {
         false
     }
 
+    /// The QEMU binary that runs the guest (`None`: native, KVM).
+    fn qemu_binary(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// The CPU model plans run on (native: none, the builder runs in-process).
+    fn cpu(&self) -> String {
+        "none (in-process, no MMU)".into()
+    }
+
     /// The builder (and catalogue variant) this backend runs for every plan.
     fn variant(&self) -> Variant {
         Variant::default()

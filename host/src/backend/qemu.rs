@@ -231,4 +231,12 @@ impl Vm for QemuVm {
     fn take_observed(&mut self) -> Option<Result<crate::trace::Observed, String>> {
         self.trace.as_mut().map(crate::trace::Follower::last_bracket)
     }
+
+    fn qemu_binary(&self) -> Option<std::path::PathBuf> {
+        Some(self.opts.qemu.clone())
+    }
+
+    fn cpu(&self) -> String {
+        self.opts.cpu.clone()
+    }
 }

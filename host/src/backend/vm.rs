@@ -39,6 +39,14 @@ pub trait Vm: Send {
     fn take_observed(&mut self) -> Option<Result<crate::trace::Observed, String>> {
         None
     }
+    /// The QEMU binary that runs the guest (`None`: not QEMU).
+    fn qemu_binary(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// The CPU model the guest runs on (KVM: the host's).
+    fn cpu(&self) -> String {
+        "host".into()
+    }
 }
 
 /// How a VM failed: the backend's errors, typed so callers never match on text. The
@@ -256,6 +264,14 @@ impl<V: Vm> Backend for VmBackend<V> {
 
     fn traced(&self) -> bool {
         self.vm.traced()
+    }
+
+    fn qemu_binary(&self) -> Option<std::path::PathBuf> {
+        self.vm.qemu_binary()
+    }
+
+    fn cpu(&self) -> String {
+        self.vm.cpu()
     }
 
     fn variant(&self) -> Variant {

@@ -96,6 +96,10 @@ pub struct RegimeRow {
 /// The JSON report of one `ptcheck linux` run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LinuxReport {
+    /// What was tested: ptcheck, QEMU binary and version, CPU, seed, date (absent in
+    /// reports written before it was recorded).
+    #[serde(default)]
+    pub tested: Option<crate::tested::Tested>,
     /// `linux-6.12`-style id from the kernel's release.
     pub backend: String,
     /// The release (`uname -r`).
@@ -137,6 +141,9 @@ pub struct LinuxRepro {
     pub failed: Vec<String>,
     /// The layout.
     pub layout: Layout,
+    /// What wrote it: ptcheck, QEMU binary and version, CPU, seed, date.
+    #[serde(default)]
+    pub tested: Option<crate::tested::Tested>,
 }
 
 /// The `format` of a real-kernel reproducer.
@@ -294,6 +301,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
             plant: cmd.run.plant,
             failed: b.row.why.clone(),
             layout: b.row.layout.clone(),
+            tested: Some(cmd.run.tested("linux", cmd.seed)),
         };
         let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed);
         let text = serde_json::to_string_pretty(&r).unwrap_or_default();
@@ -410,6 +418,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         e.secs_per_boot = if booted > 0 { e.secs_per_boot / booted as f64 } else { 0.0 };
     }
     let report = LinuxReport {
+        tested: Some(cmd.run.tested("linux", cmd.seed)),
         backend: backend.clone(),
         release: release.unwrap_or_default(),
         kernel: cmd.run.kernel.clone(),

@@ -58,6 +58,21 @@ pub struct KernelRun {
     pub qemu: Option<PathBuf>,
 }
 
+impl KernelRun {
+    /// The QEMU that boots it: the one asked for, else the tracer's (traced), else the
+    /// system's.
+    pub fn qemu_binary(&self) -> PathBuf {
+        self.qemu
+            .clone()
+            .unwrap_or_else(|| self.trace.as_ref().map_or_else(|| crate::trace::qemu_binary(false), |t| t.qemu.clone()))
+    }
+
+    /// What a report of these boots tested (`seed` of the layout stream).
+    pub fn tested(&self, command: &str, seed: u64) -> crate::tested::Tested {
+        crate::tested::Tested::kernel(command, &self.qemu_binary(), &self.cpu, self.trace.is_some(), &[seed])
+    }
+}
+
 /// A fault planted in the kernel's tables (test only): proves a check is real.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Plant {
@@ -338,10 +353,7 @@ fn boot_in(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
     let span = layout.ram_span();
-    let qemu = run
-        .qemu
-        .clone()
-        .unwrap_or_else(|| run.trace.as_ref().map_or_else(|| crate::trace::qemu_binary(false), |t| t.qemu.clone()));
+    let qemu = run.qemu_binary();
     let base = dtb::dump_qemu_dtb(&qemu, &run.cpu, span, dir)?;
     let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
     // Files QEMU's loader reads: the kernel and initramfs in place when they can be,
