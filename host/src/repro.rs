@@ -264,11 +264,6 @@ pub fn write_unique(dir: &std::path::Path, stem: &str, ext: &str, text: &str) ->
     unreachable!("u32 names run out before a directory does")
 }
 
-/// The builder `backend` runs, when not `linux` (what a reproducer records).
-pub fn builder_of(backend: &dyn crate::backend::Backend) -> Option<String> {
-    ptcheck_guest::registry::by_id(backend.variant().builder).map(|b| b.name.to_string()).filter(|n| n != "linux")
-}
-
 /// Write a plain plan (no origin) that failed on `backend` as a reproducer: the
 /// builder and whether it was traced come from the backend.
 ///
@@ -286,7 +281,7 @@ pub fn write(
         origin: None,
         fails: run.verdict.failed().iter().map(|s| s.to_string()).collect(),
         outcome: Some(run.outcome.to_string()),
-        builder: builder_of(backend),
+        builder: crate::tested::builder_of(backend),
         traced: backend.traced(),
         tested: Some(crate::tested::Tested::new("run", backend, &[])),
     };

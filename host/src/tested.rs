@@ -56,7 +56,7 @@ impl Tested {
     /// For `command` on `backend` (whose builder, trace, QEMU and CPU it reports),
     /// with `seeds`; dated now.
     pub fn new(command: &str, backend: &dyn crate::backend::Backend, seeds: &[u64]) -> Tested {
-        let builder = crate::repro::builder_of(backend).unwrap_or_else(|| "linux".into());
+        let builder = builder_of(backend).unwrap_or_else(|| "linux".into());
         let builder = match variant_name(backend.variant().mutation) {
             Some(m) => format!("{builder} (catalogue variant {m})"),
             None => builder,
@@ -110,6 +110,11 @@ impl Tested {
         }
         v
     }
+}
+
+/// The builder `backend` runs, when not `linux` (what a reproducer records).
+pub fn builder_of(backend: &dyn crate::backend::Backend) -> Option<String> {
+    ptcheck_guest::registry::by_id(backend.variant().builder).map(|b| b.name.to_string()).filter(|n| n != "linux")
 }
 
 /// A bug-catalogue variant's name (`None`: the clean builder).

@@ -3,8 +3,8 @@
 //! graph must be acyclic. Re-exports (`pub use`) in a crate root or `mod.rs` are
 //! aliases: a path through one counts as a use of the module it re-exports.
 //!
-//! `cargo test -p ptcheck-host --test module_graph -- --nocapture` prints the graph
-//! (docs/ARCHITECTURE.md shows it).
+//! `cargo test -p ptcheck-host --test module_graph -- --nocapture` prints the graph;
+//! docs/ARCHITECTURE.md shows it, and the second test fails when the two differ.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -149,8 +149,9 @@ fn name(m: &[String]) -> String {
     }
 }
 
-#[test]
-fn no_module_depends_on_itself_through_others() {
+/// The workspace's module graph, crate by crate (`  module -> used, used`); panics on
+/// an import cycle, naming it.
+fn workspace_graph() -> String {
     let ws = workspace();
     let mut report = String::new();
     for (krate, root) in ROOTS {
@@ -253,5 +254,44 @@ fn no_module_depends_on_itself_through_others() {
         }
         assert!(mods.len() > 1 || krate == "shared", "{krate}: found only {} modules", mods.len());
     }
-    println!("{report}");
+    report
+}
+
+#[test]
+fn no_module_depends_on_itself_through_others() {
+    println!("{}", workspace_graph());
+}
+
+const BEGIN: &str = "<!-- module-graph: begin -->";
+const END: &str = "<!-- module-graph: end -->";
+
+/// docs/ARCHITECTURE.md shows the graph this test computes, between its markers, and
+/// fails when the two differ: the document cannot drift from the code.
+/// `PTCHECK_BLESS=1 cargo test -p ptcheck-host --test module_graph` rewrites it.
+#[test]
+fn architecture_md_shows_the_module_graph_as_it_is() {
+    let path = workspace().join("docs/ARCHITECTURE.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+        panic!("{}: no {BEGIN} … {END} block", path.display());
+    };
+    let shown = &doc[b + BEGIN.len()..e];
+    let want = format!("\n```text\n{}```\n", workspace_graph());
+    if shown == want {
+        return;
+    }
+    if std::env::var_os("PTCHECK_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{want}{}", &doc[..b + BEGIN.len()], &doc[e..])).unwrap();
+        return;
+    }
+    let (old, new): (Vec<&str>, Vec<&str>) = (shown.lines().collect(), want.lines().collect());
+    let gone: Vec<&&str> = old.iter().filter(|l| !new.contains(l)).collect();
+    let added: Vec<&&str> = new.iter().filter(|l| !old.contains(l)).collect();
+    panic!(
+        "docs/ARCHITECTURE.md's module graph is stale.\nshown but not in the code:\n{}\nin the code but not \
+         shown:\n{}\nfix the document, or rewrite the block: PTCHECK_BLESS=1 cargo test -p ptcheck-host --test \
+         module_graph",
+        gone.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n"),
+        added.iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    );
 }

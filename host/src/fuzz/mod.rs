@@ -254,7 +254,7 @@ fn one(
         origin: Some((spec.seed, index, gen::FORMAT)),
         fails: vec![check.clone()],
         outcome: Some(again.outcome.to_string()),
-        builder: repro::builder_of(backend),
+        builder: crate::tested::builder_of(backend),
         traced: backend.traced(),
         tested: Some(crate::tested::Tested::new("fuzz", backend, &[spec.seed])),
     };
