@@ -184,11 +184,11 @@ pub fn main() -> ! {
                 differential: None,
             };
             match fuzz(&cmd, &backend) {
-                Ok(s) => report.fuzz = Some(ptcheck_host::report::FuzzLine::from(&s)),
+                Ok(s) => report.fuzz = Some(ptcheck_host::report::fuzz_line(&s)),
                 Err(e) => println!("ptcheck init: fuzz error: {e:#}"),
             }
             report.vm_checks = vm_checks();
-            let json = serde_json::to_string(&report).unwrap_or_default();
+            let json = serde_json::to_string(&report.json).unwrap_or_default();
             println!("{REPORT_BEGIN}\n{json}\n{REPORT_END}");
         }
         Err(e) => println!("ptcheck init: error: {e:#}"),

@@ -8,7 +8,7 @@ use ptcheck_shared::TranslationConfig;
 use crate::backend::Backend;
 use crate::outcome::Class;
 use crate::plans;
-use crate::report::{Case, ConfigReport, Report};
+use crate::report::{config_line, count, Case, Report};
 use crate::repro;
 use crate::run::{run_against, Expectation};
 
@@ -31,9 +31,9 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
         "{:<11} {:>6} {:>7} {:>7} {:>7} {:>5} {:>10}  failed checks / outcomes not checked",
         "config", "plans", "passed", "failed", "n/chk", "n/a", "hw_probes"
     );
-    let mut report = Report::new(crate::tested::Tested::new("run", &*backend, &[]));
+    let mut report = Report::new(crate::tested::of_backend("run", &*backend, &[]));
     for &cfg in &opts.configs {
-        let mut line = ConfigReport::new(cfg.to_string());
+        let mut line = config_line(cfg.to_string());
         let mut failed_checks = BTreeSet::new();
         for (i, np) in plans::builtin(cfg).into_iter().enumerate() {
             let seed = np.plan.plan_id;
@@ -43,7 +43,7 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
                 Expectation::AsPlanned
             };
             let run = run_against(backend, &np.plan, seed, expect);
-            line.add(&np.name, &run);
+            count(&mut line, &np.name, &run);
             report.cases.push(Case::of(&cfg.to_string(), &np.name, &run));
             match run.class() {
                 Class::Passed => {}

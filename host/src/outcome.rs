@@ -62,6 +62,18 @@ pub enum Class {
     BuilderFailed,
 }
 
+/// A real kernel's layout in the plan side's terms: the one place the two meet.
+impl From<ptcheck_shared::report::LayoutOutcome> for Class {
+    fn from(o: ptcheck_shared::report::LayoutOutcome) -> Class {
+        use ptcheck_shared::report::LayoutOutcome as L;
+        match o {
+            L::Passed => Class::Passed,
+            L::Failed => Class::BuilderFailed,
+            L::NotChecked => Class::NotChecked,
+        }
+    }
+}
+
 impl Class {
     /// The process exit code for a run whose worst plan is `self`.
     pub fn exit_code(self) -> u8 {

@@ -2,115 +2,66 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::outcome::Class;
 use crate::run::PlanRun;
 use crate::verify::CHECKS;
 
-/// One config's line of the report.
-#[derive(Debug, Serialize)]
-pub struct ConfigReport {
-    /// Regime name ("4k-52@48" for a folded-down variant).
-    pub name: String,
-    /// Plans run.
-    pub plans: usize,
-    /// Plans whose every check passed.
-    pub passed: usize,
-    /// Plans with at least one failed check: the builder is wrong.
-    pub failed: usize,
-    /// Plans that could not be checked (bad-plan, over-capacity, infrastructure).
-    pub not_checked: usize,
-    /// Plans the builder under test cannot express (`n/a`: never counted as passed).
-    pub not_applicable: usize,
-    /// Outcome kind ("done", "bug", "crash", "bad-plan", "over-capacity",
-    /// "infrastructure") -> plans that ended that way.
-    pub outcomes: BTreeMap<String, usize>,
-    /// Check name -> plans that passed it.
-    pub checks: BTreeMap<String, usize>,
-    /// Pages whose translation was checked by the MMU (0 when no MMU ran).
-    pub hw_probes: u64,
-    /// True when the CPU could not run this regime, so only memory was checked.
-    pub hw_unsupported: bool,
-    /// "plan: outcome, [check] message" for each plan that failed or was not checked.
-    pub failures: Vec<String>,
-    /// What the tracer counted over the regime's plans (traced runs only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub observed: Option<ptcheck_shared::trace::Counts>,
+pub use ptcheck_shared::report::{ConfigReport, FuzzLine, RunReport};
+
+/// An empty line for regime `name`: every check at zero.
+pub fn config_line(name: String) -> ConfigReport {
+    let checks = CHECKS.iter().map(|c| (c.to_string(), 0)).collect();
+    ConfigReport {
+        name,
+        plans: 0,
+        passed: 0,
+        failed: 0,
+        not_checked: 0,
+        not_applicable: 0,
+        outcomes: BTreeMap::new(),
+        checks,
+        hw_probes: 0,
+        hw_unsupported: false,
+        failures: vec![],
+        observed: None,
+    }
 }
 
-impl ConfigReport {
-    /// An empty line for `name`.
-    pub fn new(name: String) -> Self {
-        let checks = CHECKS.iter().map(|c| (c.to_string(), 0)).collect();
-        ConfigReport {
-            name,
-            plans: 0,
-            passed: 0,
-            failed: 0,
-            not_checked: 0,
-            not_applicable: 0,
-            outcomes: BTreeMap::new(),
-            checks,
-            hw_probes: 0,
-            hw_unsupported: false,
-            failures: vec![],
-            observed: None,
-        }
+/// Count one plan's outcome into `line`.
+pub fn count(line: &mut ConfigReport, plan_name: &str, o: &PlanRun) {
+    let v = &o.verdict;
+    line.plans += 1;
+    line.hw_probes += o.hw_probes;
+    line.hw_unsupported |= o.hw_unsupported;
+    *line.outcomes.entry(o.outcome.kind().to_string()).or_insert(0) += 1;
+    match o.class() {
+        Class::Passed => line.passed += 1,
+        Class::NotApplicable => line.not_applicable += 1,
+        Class::BuilderFailed => line.failed += 1,
+        Class::NotChecked => line.not_checked += 1,
     }
-
-    /// Count one plan's outcome.
-    pub fn add(&mut self, plan_name: &str, o: &PlanRun) {
-        let v = &o.verdict;
-        self.plans += 1;
-        self.hw_probes += o.hw_probes;
-        self.hw_unsupported |= o.hw_unsupported;
-        *self.outcomes.entry(o.outcome.kind().to_string()).or_insert(0) += 1;
-        match o.class() {
-            Class::Passed => self.passed += 1,
-            Class::NotApplicable => self.not_applicable += 1,
-            Class::BuilderFailed => self.failed += 1,
-            Class::NotChecked => self.not_checked += 1,
-        }
-        if !o.passed() && o.class() != Class::NotApplicable {
-            self.failures.push(format!("{plan_name}: {}", o.describe().trim_end()));
-        }
-        if let Some(c) = &o.observed {
-            self.observed.get_or_insert_with(Default::default).add(c);
-        }
-        for c in &v.checks {
-            let n = self.checks.entry(c.name.to_string()).or_insert(0);
-            if c.passed() {
-                *n += 1;
-            }
+    if !o.passed() && o.class() != Class::NotApplicable {
+        line.failures.push(format!("{plan_name}: {}", o.describe().trim_end()));
+    }
+    if let Some(c) = &o.observed {
+        line.observed.get_or_insert_with(Default::default).add(c);
+    }
+    for c in &v.checks {
+        let n = line.checks.entry(c.name.to_string()).or_insert(0);
+        if c.passed() {
+            *n += 1;
         }
     }
 }
 
 /// A fuzz run's line of the report.
-#[derive(Debug, Serialize)]
-pub struct FuzzLine {
-    /// Plans run.
-    pub plans: u64,
-    /// Plans that failed a check (shrunk to reproducers).
-    pub failed: usize,
-    /// Plans that could not be checked, by cause (never shrunk, never reproducers).
-    pub not_checked: usize,
-    /// Plans per second.
-    pub plans_per_s: f64,
-    /// Pages checked by the MMU.
-    pub hw_probes: u64,
-}
-
-impl From<&crate::fuzz::Summary> for FuzzLine {
-    fn from(s: &crate::fuzz::Summary) -> Self {
-        FuzzLine {
-            plans: s.plans,
-            failed: s.failures.len(),
-            not_checked: s.unchecked.len(),
-            plans_per_s: s.rate(),
-            hw_probes: s.hw_probes,
-        }
+pub fn fuzz_line(s: &crate::fuzz::Summary) -> FuzzLine {
+    FuzzLine {
+        plans: s.plans,
+        failed: s.failures.len(),
+        not_checked: s.unchecked.len(),
+        plans_per_s: s.rate(),
+        hw_probes: s.hw_probes,
     }
 }
 
@@ -149,31 +100,34 @@ impl Case {
     }
 }
 
-/// The whole report.
-#[derive(Debug, Serialize)]
+/// The whole report: the JSON part (`ptcheck_shared::report::RunReport`, what xtask
+/// reads back) and every plan, for `--junit`.
+#[derive(Debug)]
 pub struct Report {
-    /// What was tested: ptcheck, builder, backend, QEMU, CPU, seeds, date.
-    pub tested: crate::tested::Tested,
-    /// Backend that ran the plans.
-    pub backend: String,
-    /// One entry per regime.
-    pub configs: Vec<ConfigReport>,
-    /// A fuzz run on the same backend, when one was made.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fuzz: Option<FuzzLine>,
-    /// Failure-path checks of the VM backend: (name, passed, what happened).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub vm_checks: Vec<(String, bool, String)>,
+    /// What `--report` writes.
+    pub json: RunReport,
     /// Every plan, for `--junit`.
-    #[serde(skip)]
     pub cases: Vec<Case>,
+}
+
+impl std::ops::Deref for Report {
+    type Target = RunReport;
+    fn deref(&self) -> &RunReport {
+        &self.json
+    }
+}
+
+impl std::ops::DerefMut for Report {
+    fn deref_mut(&mut self) -> &mut RunReport {
+        &mut self.json
+    }
 }
 
 impl Report {
     /// An empty report of what `tested` says.
-    pub fn new(tested: crate::tested::Tested) -> Report {
+    pub fn new(tested: ptcheck_shared::report::Tested) -> Report {
         let backend = tested.backend.clone();
-        Report { tested, backend, configs: vec![], fuzz: None, vm_checks: vec![], cases: vec![] }
+        Report { json: RunReport { tested, backend, configs: vec![], fuzz: None, vm_checks: vec![] }, cases: vec![] }
     }
 
     /// The report as JSON, to `path`.
@@ -182,7 +136,7 @@ impl Report {
     /// The file cannot be written.
     pub fn write_json(&self, path: &std::path::Path) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let json = serde_json::to_string_pretty(self)?;
+        let json = serde_json::to_string_pretty(&self.json)?;
         std::fs::write(path, json + "\n").with_context(|| format!("cannot write report {}", path.display()))
     }
 

@@ -283,7 +283,7 @@ pub fn write(
         outcome: Some(run.outcome.to_string()),
         builder: crate::tested::builder_of(backend),
         traced: backend.traced(),
-        tested: Some(crate::tested::Tested::new("run", backend, &[])),
+        tested: Some(crate::tested::of_backend("run", backend, &[])),
     };
     write_repro(stem, &r, notes)
 }

@@ -10,12 +10,17 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "report")]
+extern crate alloc;
+
 pub mod abi;
 pub mod config;
 pub mod descriptor;
 pub mod granule;
 pub mod level;
 pub mod prot;
+#[cfg(feature = "report")]
+pub mod report;
 pub mod trace;
 
 pub use config::{KernelConfig, OaFormat, TranslationConfig};

@@ -202,17 +202,15 @@ pub fn stage() -> Result {
         if ptcheck(&kernel, &initrd, CPU, &args)? != Some(1) {
             return Err(format!("a planted {plant} fault was not caught"));
         }
-        let json: serde_json::Value = std::fs::read_to_string(&report)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or(format!("{}: no report", report.display()))?;
-        let row = &json["runs"][0]["layouts"][0];
-        let failed: Vec<&str> = row["why"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        let json = read_report(&report)?;
+        let row =
+            json.runs.first().and_then(|r| r.layouts.first()).ok_or(format!("{}: no layout", report.display()))?;
+        let failed: Vec<&str> = row.why.iter().map(String::as_str).collect();
         if !failed.contains(&check) {
             return Err(format!("a planted {plant} fault failed {failed:?}, not the {check} check"));
         }
         if plant == "zeroing" {
-            let repro = row["reproducer"].as_str().ok_or("the failing layout left no reproducer")?;
+            let repro = row.reproducer.as_deref().ok_or("the failing layout left no reproducer")?;
             let mut cmd = cargo();
             cmd.args([
                 "run",
@@ -310,7 +308,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     if code != Some(0) {
         return Err("the small 64k-48 kernel's tables failed a check (see above)".into());
     }
-    let regimes: Vec<&String> = json["runs"][0]["regimes"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    let regimes: Vec<&String> = json.runs.iter().flat_map(|r| r.regimes.keys()).collect();
     if regimes.len() != 1 || regimes[0] != "64k-48" {
         return Err(format!("the kernel built for 64k-48 ran in {regimes:?}"));
     }
@@ -327,7 +325,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     if code != Some(1) {
         return Err("the no-clear-barrier kernel plant did not fail (exit 1)".into());
     }
-    let why = json["runs"][0]["layouts"][0]["why"].as_array().cloned().unwrap_or_default();
+    let why = json.runs.first().and_then(|r| r.layouts.first()).map(|l| l.why.clone()).unwrap_or_default();
     if !why.iter().any(|w| w == "ordered_link") {
         return Err(format!("the no-clear-barrier kernel plant failed {why:?}, not ordered_link"));
     }
@@ -341,7 +339,7 @@ fn boot_built(
     src: &crate::kbuild::Source,
     initrd: &Path,
     count: u32,
-) -> std::result::Result<(Option<i32>, serde_json::Value), String> {
+) -> std::result::Result<(Option<i32>, Reports), String> {
     use crate::kbuild::{build, Built};
     let image = match build(src, "64k-48")? {
         Built::Image(i) => i,
@@ -358,34 +356,29 @@ fn boot_built(
         report.display().to_string(),
     ];
     let code = ptcheck(&image, initrd, CPU, &args)?;
-    let json = std::fs::read_to_string(&report)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or(format!("{}: no report", report.display()))?;
-    Ok((code, json))
+    Ok((code, read_report(&report)?))
+}
+
+/// `ptcheck linux`'s JSON report, as the types it is written from (layouts skipped).
+type Reports = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
+
+/// Read `path` as a `ptcheck linux` report.
+fn read_report(path: &Path) -> std::result::Result<Reports, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: no report: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not a ptcheck linux report: {e}", path.display()))
 }
 
 /// `--compare A B`: two reports over the same seed (6.1 vs 6.12, a tree vs its
 /// parent): per regime and layout, a different outcome is a finding (exit 1); a
 /// different linear-map shape is reported, not failed.
 fn compare(a: &str, b: &str) -> Result {
-    let load = |p: &str| -> std::result::Result<serde_json::Value, String> {
-        let t = std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}"))?;
-        serde_json::from_str(&t).map_err(|e| format!("{p} is not a ptcheck linux report: {e}"))
-    };
-    let (ja, jb) = (load(a)?, load(b)?);
+    let (ja, jb) = (read_report(Path::new(a))?, read_report(Path::new(b))?);
     // (regime, layout index) -> (backend, outcome, shape)
-    let rows = |j: &serde_json::Value| {
+    let rows = |j: &Reports| {
         let mut m = std::collections::BTreeMap::new();
-        for run in j["runs"].as_array().into_iter().flatten() {
-            for l in run["layouts"].as_array().into_iter().flatten() {
-                let key = (l["regime"].as_str().unwrap_or("?").to_string(), l["index"].as_u64().unwrap_or(0));
-                let val = (
-                    run["backend"].as_str().unwrap_or("?").to_string(),
-                    l["outcome"].clone(),
-                    l["linear_shape"].clone(),
-                );
-                m.insert(key, val);
+        for run in &j.runs {
+            for l in &run.layouts {
+                m.insert((l.regime.clone(), l.index), (run.backend.clone(), l.outcome, l.linear_shape.clone()));
             }
         }
         m
@@ -398,7 +391,7 @@ fn compare(a: &str, b: &str) -> Result {
             findings.push(format!("{} layout {}: {na} {oa}, {nb} {ob}", key.0, key.1));
         } else if sa != sb {
             shape += 1;
-            println!("{} layout {}: shape {na} {sa} vs {nb} {sb} (reported, not failed)", key.0, key.1);
+            println!("{} layout {}: shape {na} {sa:?} vs {nb} {sb:?} (reported, not failed)", key.0, key.1);
         } else {
             same += 1;
         }
@@ -554,21 +547,16 @@ pub fn run(args: &[String]) -> Result {
 
 /// The whole run in one line: layouts, outcomes and layouts/s over every kernel.
 fn summarize(report: Option<&Path>, took: std::time::Duration) {
-    let Some(json) = report
-        .and_then(|r| std::fs::read_to_string(r).ok())
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    else {
+    let Some(Ok(json)) = report.map(read_report) else {
         return;
     };
-    let runs = json["runs"].as_array().cloned().unwrap_or_default();
+    let runs = json.runs;
     let (mut layouts, mut passed, mut failed, mut unchecked) = (0u64, 0u64, 0u64, 0u64);
-    for run in &runs {
-        for r in run["regimes"].as_object().into_iter().flat_map(|m| m.values()) {
-            layouts += r["layouts"].as_u64().unwrap_or(0);
-            passed += r["passed"].as_u64().unwrap_or(0);
-            failed += r["failed"].as_u64().unwrap_or(0);
-            unchecked += r["not_checked"].as_u64().unwrap_or(0);
-        }
+    for r in runs.iter().flat_map(|run| run.regimes.values()) {
+        layouts += r.layouts;
+        passed += r.passed;
+        failed += r.failed;
+        unchecked += r.not_checked;
     }
     let secs = took.as_secs_f64();
     println!(

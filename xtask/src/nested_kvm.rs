@@ -10,6 +10,7 @@
 //! 4. boot it; QEMU exits 0 whatever happens inside, so pass/fail is decided from the
 //!    report the guest prints between markers, and a timeout is a failure.
 
+use ptcheck_shared::report::RunReport;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -122,50 +123,44 @@ pub struct Nested {
 
 /// Judge the report: KVM ran every regime, the MMU checked pages, the fuzz run and the
 /// failure-path checks happened. `Err` when the run itself is not what it must be.
-fn judge(report: &serde_json::Value) -> std::result::Result<Nested, String> {
-    let backend = report["backend"].as_str().unwrap_or("?");
-    if backend != "kvm" {
-        return Err(format!("the nested run used the {backend} backend, not kvm"));
+fn judge(report: &RunReport) -> std::result::Result<Nested, String> {
+    if report.backend != "kvm" {
+        return Err(format!("the nested run used the {} backend, not kvm", report.backend));
     }
-    let configs = report["configs"].as_array().cloned().unwrap_or_default();
+    let configs = &report.configs;
     let (mut failed, mut probes, mut unsupported) = (0, 0, Vec::new());
-    for c in &configs {
-        failed += c["failed"].as_u64().unwrap_or(0) + c["not_checked"].as_u64().unwrap_or(0);
-        probes += c["hw_probes"].as_u64().unwrap_or(0);
-        let name = c["name"].as_str().unwrap_or("?");
-        if c["hw_unsupported"].as_bool() == Some(true) {
-            unsupported.push(name.to_string());
-        } else if c["hw_probes"].as_u64().unwrap_or(0) == 0 {
-            return Err(format!("{name}: no page was checked by the MMU"));
+    for c in configs {
+        failed += c.failed + c.not_checked;
+        probes += c.hw_probes;
+        if c.hw_unsupported {
+            unsupported.push(c.name.clone());
+        } else if c.hw_probes == 0 {
+            return Err(format!("{}: no page was checked by the MMU", c.name));
         }
     }
     if configs.len() != 13 {
         return Err(format!("the report lists {} regimes, expected 13", configs.len()));
     }
-    let fuzz = &report["fuzz"];
-    let fuzz_plans = fuzz["plans"].as_u64().unwrap_or(0);
-    let fuzz_failed = fuzz["failed"].as_u64().unwrap_or(0) + fuzz["not_checked"].as_u64().unwrap_or(0);
+    let Some(fuzz) = &report.fuzz else { return Err("the nested run made no fuzz run on KVM".into()) };
+    let (fuzz_plans, fuzz_failed) = (fuzz.plans, fuzz.failed + fuzz.not_checked);
     if fuzz_plans == 0 {
         return Err("the nested run made no fuzz run on KVM".into());
     }
     failed += fuzz_failed;
-    // The KVM backend's failure paths, exercised inside: [name, passed, detail].
-    let vm_checks = report["vm_checks"].as_array().cloned().unwrap_or_default();
-    if vm_checks.len() < 2 {
+    // The KVM backend's failure paths, exercised inside: (name, passed, detail).
+    if report.vm_checks.len() < 2 {
         return Err("the nested run did not exercise the KVM watchdog and fault paths".into());
     }
-    for c in &vm_checks {
-        if c[1].as_bool() != Some(true) {
-            return Err(format!("KVM {} check failed: {}", c[0].as_str().unwrap_or("?"), c[2].as_str().unwrap_or("?")));
-        }
+    if let Some((name, _, detail)) = report.vm_checks.iter().find(|c| !c.1) {
+        return Err(format!("KVM {name} check failed: {detail}"));
     }
     let summary = format!(
         "backend kvm, {} regimes, {failed} failed plans, {probes} MMU-checked pages, fuzz {fuzz_plans} plans ({fuzz_failed} failed, {:.0} plans/s), watchdog and non-RAM fault checks passed{}",
         configs.len(),
-        fuzz["plans_per_s"].as_f64().unwrap_or(0.0),
+        fuzz.plans_per_s,
         if unsupported.is_empty() { String::new() } else { format!(", NOT PROBED (CPU lacks them): {}", unsupported.join(" ")) }
     );
-    Ok(Nested { failed_plans: failed, summary })
+    Ok(Nested { failed_plans: failed as u64, summary })
 }
 
 /// `cargo xtask nested-kvm`: the nested run, failing when any plan failed on KVM.
@@ -254,8 +249,8 @@ pub fn run_nested(o: &NestedKvm) -> std::result::Result<Nested, String> {
         return Err(format!("the nested kernel never said KVM was initialised (see {})", log_path.display()));
     }
     let json = json.ok_or(format!("the nested run printed no report (see {})", log_path.display()))?;
-    let report: serde_json::Value =
-        serde_json::from_str(&json).map_err(|e| format!("the nested report is not JSON: {e}"))?;
+    let report: RunReport =
+        serde_json::from_str(&json).map_err(|e| format!("the nested report is not a ptcheck run report: {e}"))?;
     if let Some(path) = &o.report {
         let pretty = serde_json::to_string_pretty(&report).unwrap_or(json);
         fs::write(path, pretty + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;

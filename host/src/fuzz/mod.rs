@@ -256,7 +256,7 @@ fn one(
         outcome: Some(again.outcome.to_string()),
         builder: crate::tested::builder_of(backend),
         traced: backend.traced(),
-        tested: Some(crate::tested::Tested::new("fuzz", backend, &[spec.seed])),
+        tested: Some(crate::tested::of_backend("fuzz", backend, &[spec.seed])),
     };
     let stem = format!("fuzz-{}-{cfg}-s{}-i{index}", spec.label, spec.seed);
     let repro = repro::write_repro(&stem, &r, &notes).map_err(|e| format!("{e:#}"));

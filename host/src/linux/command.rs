@@ -44,79 +44,14 @@ pub struct ReportFile {
     pub append: bool,
 }
 
-/// The JSON report: one entry per (kernel, `-cpu`) run.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct LinuxReports {
-    /// The runs.
-    pub runs: Vec<LinuxReport>,
-}
-
+/// The JSON report (`ptcheck_shared::report`, the types xtask reads back): one entry
+/// per (kernel, `-cpu`) run, each layout with this crate's [`Layout`].
+pub type LinuxReports = ptcheck_shared::report::LinuxReports<Layout>;
+/// One `ptcheck linux` run of the report.
+pub type LinuxReport = ptcheck_shared::report::LinuxReport<Layout>;
 /// How one layout went.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LayoutRow {
-    /// Index in the stream.
-    pub index: u64,
-    /// `passed`, `failed` or `not-checked`.
-    pub outcome: String,
-    /// The regime the kernel ran in (from TCR_EL1), or `?`.
-    pub regime: String,
-    /// Failed checks, or the reason it was not checked.
-    pub why: Vec<String>,
-    /// Tables walked.
-    pub tables: usize,
-    /// Seconds from QEMU start to the init marker.
-    pub boot_secs: f64,
-    /// The reproducer, for a failed layout.
-    pub reproducer: Option<PathBuf>,
-    /// The linear map's shape: bytes mapped per kind of leaf (`L2` blocks, `L3c`
-    /// contiguous pages, ...), to compare kernels on the same layout.
-    #[serde(default)]
-    pub linear_shape: BTreeMap<String, u64>,
-    /// The layout.
-    pub layout: Layout,
-}
-
-/// Per regime, summed.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct RegimeRow {
-    /// Layouts booted.
-    pub layouts: u64,
-    /// Every check passed.
-    pub passed: u64,
-    /// A check failed.
-    pub failed: u64,
-    /// Not checked (boot failed, ...): never a pass.
-    pub not_checked: u64,
-    /// Tables walked, summed.
-    pub tables_walked: u64,
-    /// Mean seconds per boot.
-    pub secs_per_boot: f64,
-}
-
-/// The JSON report of one `ptcheck linux` run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LinuxReport {
-    /// What was tested: ptcheck, QEMU binary and version, CPU, seed, date (absent in
-    /// reports written before it was recorded).
-    #[serde(default)]
-    pub tested: Option<crate::tested::Tested>,
-    /// `linux-6.12`-style id from the kernel's release.
-    pub backend: String,
-    /// The release (`uname -r`).
-    pub release: String,
-    /// The kernel file.
-    pub kernel: PathBuf,
-    /// QEMU `-cpu`.
-    pub cpu: String,
-    /// Seed and count of the layout stream.
-    pub seed: u64,
-    /// See `seed`.
-    pub count: u64,
-    /// Per regime.
-    pub regimes: BTreeMap<String, RegimeRow>,
-    /// Per layout.
-    pub layouts: Vec<LayoutRow>,
-}
+pub type LayoutRow = ptcheck_shared::report::LayoutRow<Layout>;
+pub use ptcheck_shared::report::{LayoutOutcome, RegimeRow};
 
 /// A failing layout, booted again by `ptcheck replay`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -192,13 +127,12 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 row: LayoutRow {
                     index,
                     outcome: if !failed.is_empty() {
-                        "failed"
+                        LayoutOutcome::Failed
                     } else if !unchecked.is_empty() {
-                        "not-checked"
+                        LayoutOutcome::NotChecked
                     } else {
-                        "passed"
-                    }
-                    .into(),
+                        LayoutOutcome::Passed
+                    },
                     regime: i.cfg.to_string(),
                     why: if failed.is_empty() { unchecked } else { failed },
                     tables: i.walk.tables.len(),
@@ -248,12 +182,12 @@ fn log_findings(log: &mut String, findings: &[super::Finding]) {
 /// A layout whose kernel did not reach its init: failed when the tracer had already
 /// seen the builder break a rule (`failed`), else not checked.
 fn not_up(index: u64, layout: Layout, failed: Vec<String>, e: &anyhow::Error) -> Booted {
-    let outcome = if failed.is_empty() { "not-checked" } else { "failed" };
+    let outcome = if failed.is_empty() { LayoutOutcome::NotChecked } else { LayoutOutcome::Failed };
     let why = if failed.is_empty() { vec![format!("{e:#}")] } else { failed };
     Booted {
         row: LayoutRow {
             index,
-            outcome: outcome.into(),
+            outcome,
             regime: "?".into(),
             why,
             tables: 0,
@@ -289,7 +223,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
     }
     let _ = writeln!(log, "layout {k}: {}", layout.describe());
     let mut b = boot_one(&cmd.run, image, layout, k, &mut log);
-    if b.row.outcome == "failed" {
+    if b.row.outcome == LayoutOutcome::Failed {
         let r = LinuxRepro {
             format: REPRO_FORMAT.into(),
             kernel: std::fs::canonicalize(&cmd.run.kernel).unwrap_or(cmd.run.kernel.clone()),
@@ -306,7 +240,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
         let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed);
         let text = serde_json::to_string_pretty(&r).unwrap_or_default();
         match crate::repro::write_unique(&cmd.repro_dir, &stem, "linux.json", &text) {
-            Ok(p) => b.row.reproducer = Some(p),
+            Ok(p) => b.row.reproducer = Some(p.display().to_string()),
             Err(e) => {
                 let _ = writeln!(log, "    cannot write the reproducer: {e:#}");
             }
@@ -317,13 +251,13 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
         log,
         "  -> {} {}{}{}",
         r.regime,
-        match r.outcome.as_str() {
-            "passed" => "PASSED".to_string(),
-            "failed" => format!("FAILED ({})", r.why.join(", ")),
-            _ => format!("NOT CHECKED: {}", r.why.join("; ")),
+        match r.outcome {
+            LayoutOutcome::Passed => "PASSED".to_string(),
+            LayoutOutcome::Failed => format!("FAILED ({})", r.why.join(", ")),
+            LayoutOutcome::NotChecked => format!("NOT CHECKED: {}", r.why.join("; ")),
         },
         if r.tables > 0 { format!(", {} tables, booted in {:.1}s", r.tables, r.boot_secs) } else { String::new() },
-        r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {}", p.display()))
+        r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {p}"))
     );
     (b, log)
 }
@@ -405,10 +339,10 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     for r in &rows {
         let e = regimes.entry(r.regime.clone()).or_default();
         e.layouts += 1;
-        match r.outcome.as_str() {
-            "passed" => e.passed += 1,
-            "failed" => e.failed += 1,
-            _ => e.not_checked += 1,
+        match r.outcome {
+            LayoutOutcome::Passed => e.passed += 1,
+            LayoutOutcome::Failed => e.failed += 1,
+            LayoutOutcome::NotChecked => e.not_checked += 1,
         }
         e.tables_walked += r.tables as u64;
         e.secs_per_boot += r.boot_secs;
@@ -421,7 +355,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         tested: Some(cmd.run.tested("linux", cmd.seed)),
         backend: backend.clone(),
         release: release.unwrap_or_default(),
-        kernel: cmd.run.kernel.clone(),
+        kernel: cmd.run.kernel.display().to_string(),
         cpu: cmd.run.cpu.clone(),
         seed: cmd.seed,
         count: cmd.count,
@@ -520,16 +454,12 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
     let same = b.row.why == r.failed;
     println!(
         "outcome: {} ({})",
-        match b.row.outcome.as_str() {
-            "passed" => "every check passed".to_string(),
-            "failed" => format!("failed: {}", b.row.why.join(", ")),
-            _ => format!("not checked: {}", b.row.why.join("; ")),
+        match b.row.outcome {
+            LayoutOutcome::Passed => "every check passed".to_string(),
+            LayoutOutcome::Failed => format!("failed: {}", b.row.why.join(", ")),
+            LayoutOutcome::NotChecked => format!("not checked: {}", b.row.why.join("; ")),
         },
         if same { "as recorded" } else { "DIFFERENT from the recording" }
     );
-    Ok(match b.row.outcome.as_str() {
-        "passed" => Class::Passed,
-        "failed" => Class::BuilderFailed,
-        _ => Class::NotChecked,
-    })
+    Ok(Class::from(b.row.outcome))
 }

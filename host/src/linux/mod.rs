@@ -69,7 +69,7 @@ impl KernelRun {
 
     /// What a report of these boots tested (`seed` of the layout stream).
     pub fn tested(&self, command: &str, seed: u64) -> crate::tested::Tested {
-        crate::tested::Tested::kernel(command, &self.qemu_binary(), &self.cpu, self.trace.is_some(), &[seed])
+        crate::tested::of_kernel(command, &self.qemu_binary(), &self.cpu, self.trace.is_some(), &[seed])
     }
 }
 
