@@ -1,0 +1,417 @@
+//! One boot of a real kernel: QEMU started over a layout (its DTB rewritten, the
+//! files placed by QEMU's loader, RAM in a memfd, the tracer when asked), the console
+//! followed to the init marker, the vCPU stopped through the gdbstub and the tables
+//! walked. QEMU is a [`Qemu`] guard, killed whatever way the boot ends.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use super::inspection::{Finding, Inspection};
+use super::layout::{self, Layout};
+use super::symbols::{self, KernelFacts};
+use super::{built_for, config_va_bits, dtb, gdb, regime, root_address, KernelImage, KernelRun, UP_MARKER};
+use crate::backend::guest_ram::GuestRam;
+use crate::walker::walk;
+
+/// Boot `run` on `layout`, stop the kernel once its init is up, read where its tables
+/// are and walk them. QEMU is killed and the loader files removed before this returns,
+/// whatever happened.
+///
+/// # Errors
+/// QEMU cannot start, the kernel does not reach init in time (the console's last
+/// lines say why), or the gdbstub cannot be read.
+pub fn boot_and_inspect(
+    run: &KernelRun,
+    image: &KernelImage,
+    layout: &Layout,
+) -> anyhow::Result<(Inspection, GuestRam)> {
+    let initrd = std::fs::metadata(&run.initrd)
+        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?
+        .len();
+    if initrd == 0 {
+        bail!("initramfs {} is empty (cargo xtask linux builds one)", run.initrd.display());
+    }
+    // The initramfs may have been rebuilt since the layout was made (a reproducer
+    // outlives it): it goes where the layout put it and must fit before the DTB.
+    let mut layout = layout.clone();
+    layout.initrd.end = layout.initrd.start + initrd;
+    if layout.initrd.end > layout.dtb {
+        bail!(
+            "initramfs {} ({initrd} bytes) does not fit the layout's room for it ({:#x}..{:#x})",
+            run.initrd.display(),
+            layout.initrd.start,
+            layout.dtb
+        );
+    }
+    layout.validate(image.image_size).map_err(|e| anyhow::anyhow!("layout cannot be booted: {e}"))?;
+    let dir = tempdir()?;
+    let result = boot_in(run, image, &layout, &dir.0);
+    drop(dir);
+    result
+}
+
+/// What QEMU's loader reads for one file: a file in place, or bytes written first.
+enum Loaded<'a> {
+    File(PathBuf),
+    Bytes(&'a [u8]),
+}
+
+/// A private directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir() -> anyhow::Result<TempDir> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A run that was killed (SIGKILL skips Drop) left its directory: remove those
+    // whose process is gone.
+    if n == 0 {
+        for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("ptcheck-linux-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let d = std::env::temp_dir().join(format!("ptcheck-linux-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    Ok(TempDir(d))
+}
+
+/// QEMU for one boot, killed (and reaped) when dropped: every way out of a boot ends it.
+struct Qemu(std::process::Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The boot of one layout in `dir`: QEMU started, the console followed to the init
+/// marker, the vCPU stopped through the gdbstub and the tables walked.
+fn boot_in(
+    run: &KernelRun,
+    image: &KernelImage,
+    layout: &Layout,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Inspection, GuestRam)> {
+    let span = layout.ram_span();
+    let ram = GuestRam::with_size(span)?;
+    for r in layout.poisoned() {
+        ram.fill(r.start, r.len(), layout::POISON)?;
+    }
+    let boot = Boot { run, image, layout, dir, ram: &ram, port: free_port()?, trace_file: dir.join("trace.jsonl") };
+    let mut cmd = boot.qemu_command()?;
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {} (install qemu-system-arm)", run.qemu_binary().display()))?;
+    let mut qemu = Qemu(child);
+    let console = console_lines(&mut qemu.0);
+    let result = wait_for_init(&console, start, run.timeout)
+        .and_then(|facts| boot.stop_and_inspect(facts, start.elapsed().as_secs_f64(), &mut qemu));
+    drop(qemu);
+    let trace_file = boot.trace_file;
+    // A boot that never reached the check point: what the tracer had already seen is
+    // still evidence (its findings are written as they happen).
+    let result = match (result, &run.trace) {
+        (Err(e), Some(_)) => match crate::trace::read(&trace_file).ok().and_then(|mut v| v.pop()) {
+            Some(seen) => Err(anyhow::Error::new(NotUp {
+                why: format!("{e:#}"),
+                seen,
+                system_map: symbols::SystemMap::find(&run.kernel),
+                load_pa: layout.kernel,
+            })),
+            None => Err(e),
+        },
+        (r, _) => r,
+    };
+    result.map(|i| (i, ram))
+}
+
+/// One boot's parts: what runs, where, over which RAM, with which gdbstub port and
+/// trace file.
+struct Boot<'a> {
+    run: &'a KernelRun,
+    image: &'a KernelImage,
+    layout: &'a Layout,
+    /// Loader files that are not files already are written here.
+    dir: &'a std::path::Path,
+    ram: &'a GuestRam,
+    port: u16,
+    trace_file: PathBuf,
+}
+
+impl Boot<'_> {
+    /// The QEMU command line: the machine over `ram`, the gdbstub on `port`, the tracer
+    /// when asked for, and QEMU's loader for the kernel, initramfs, DTB and entry stub
+    /// (in place when they are files, else written to `dir`).
+    fn qemu_command(&self) -> anyhow::Result<Command> {
+        let Boot { run, image, layout, dir, ram, port, .. } = *self;
+        let trace_file = self.trace_file.as_path();
+        let span = layout.ram_span();
+        let qemu = run.qemu_binary();
+        let base = dtb::dump_qemu_dtb(&qemu, &run.cpu, span, dir)?;
+        let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
+        let stub = layout::entry_stub(layout.dtb, layout.kernel);
+        let kernel = match &image.raw_path {
+            Some(p) => Loaded::File(p.clone()),
+            None => Loaded::Bytes(&image.bytes),
+        };
+        let files = [
+            ("Image", kernel, layout.kernel),
+            ("initrd", Loaded::File(std::fs::canonicalize(&run.initrd)?), layout.initrd.start),
+            ("dtb", Loaded::Bytes(&tree), layout.dtb),
+            ("stub", Loaded::Bytes(&stub), layout.stub),
+        ];
+        let mem = format!("memory-backend-file,id=mem,size={span},mem-path={},share=on", ram.child_path());
+        let mut cmd = Command::new(&qemu);
+        crate::trace::use_own_files(&mut cmd, &qemu);
+        if let Some(t) = &run.trace {
+            let arg = t.plugin_arg(&crate::trace::PluginArgs {
+                out: trace_file,
+                ram: &ram.child_path(),
+                ram_base: ptcheck_shared::abi::layout::RAM_BASE,
+                ram_size: span,
+                page_shift: image.page_shift(),
+                tables: &[],
+                links_all: false,
+            })?;
+            cmd.arg("-plugin").arg(arg);
+        }
+        cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", span >> 20), "-object", &mem])
+            .args(["-cpu", &run.cpu, "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none"])
+            .args(["-serial", "stdio", "-no-reboot", "-nic", "none", "-gdb", &format!("tcp:127.0.0.1:{port}")]);
+        for (name, what, addr) in files {
+            let f = match what {
+                Loaded::File(p) => p,
+                Loaded::Bytes(b) => {
+                    let f = dir.join(name);
+                    std::fs::write(&f, b).with_context(|| format!("cannot write {}", f.display()))?;
+                    f
+                }
+            };
+            if f.to_string_lossy().contains(',') {
+                bail!("{} has a comma in its path, which QEMU's -device option cannot take: move it", f.display());
+            }
+            let cpu = if name == "stub" { ",cpu-num=0" } else { "" };
+            cmd.args(["-device", &format!("loader,file={},addr={addr:#x},force-raw=on{cpu}", f.display())]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        crate::backend::qemu::die_with_parent(&mut cmd);
+        Ok(cmd)
+    }
+
+    /// Stop the vCPU through the gdbstub, read the translation registers, plant a fault
+    /// if this is a test, walk the tables, and (traced) end QEMU so the tracer writes its
+    /// summary.
+    fn stop_and_inspect(&self, facts: KernelFacts, boot_secs: f64, qemu: &mut Qemu) -> anyhow::Result<Inspection> {
+        let Boot { run, layout, ram, port, .. } = *self;
+        let trace_file = self.trace_file.as_path();
+        let mut g = gdb::Gdb::connect(port, Duration::from_secs(5))?;
+        g.interrupt()?;
+        g.load_registers()?;
+        let (ttbr1, tcr, cpsr) = (g.read_register("TTBR1_EL1")?, g.read_register("TCR_EL1")?, g.read_register("cpsr")?);
+        let mair = g.read_register("MAIR_EL1")?;
+        let cfg = built_for(regime(tcr)?, &facts, config_va_bits(&run.kernel));
+        let root = root_address(&cfg, ttbr1);
+        let mut i = Inspection {
+            cfg,
+            ttbr1,
+            tcr,
+            mair,
+            el: (cpsr >> 2) & 0b11,
+            walk: walk(&cfg, root, ram),
+            facts,
+            boot_secs,
+            observed: None,
+            system_map: None,
+            qemu_peak_kib: None,
+            qemu_anon_kib: None,
+        };
+        if let Some(p) = run.plant {
+            super::plant(&i, layout, ram, p)?;
+            i.walk = walk(&cfg, root, ram);
+        }
+        i.qemu_peak_kib = status_kib(qemu.0.id(), "VmHWM:");
+        i.qemu_anon_kib = status_kib(qemu.0.id(), "RssAnon:");
+        // The tracer writes its counts as QEMU exits: end QEMU through the gdbstub.
+        i.observed = run.trace.as_ref().map(|_| {
+            let _ = g.kill();
+            if exited_within(&mut qemu.0, Duration::from_secs(10)) {
+                crate::trace::read(trace_file).map(|mut v| v.remove(0)).map_err(|e| format!("{e:#}"))
+            } else {
+                Err("QEMU did not exit within 10 s of the gdbstub's kill: the trace has no summary".into())
+            }
+        });
+        i.system_map = i.observed.as_ref().and_then(|_| symbols::SystemMap::find(&run.kernel));
+        Ok(i)
+    }
+}
+
+/// QEMU's stdout and stderr, line by line. Only the reader threads hold senders: when
+/// QEMU exits, the channel disconnects.
+fn console_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    for out in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Follow the console until the init marker, collecting what the kernel says about
+/// itself; the last lines are the error when QEMU exits or `timeout` passes first.
+fn wait_for_init(console: &mpsc::Receiver<String>, start: Instant, timeout: Duration) -> anyhow::Result<KernelFacts> {
+    let mut tail: Vec<String> = Vec::new();
+    let mut facts = KernelFacts::default();
+    loop {
+        match console.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) if line.contains(UP_MARKER) => return Ok(facts),
+            Ok(line) if line.starts_with("ptcheck-tracer:") => {
+                bail!("the tracer plugin failed (not the kernel's fault): {line}; rebuild it or pass --no-trace")
+            }
+            Ok(line) => {
+                facts.feed(&line);
+                tail.push(line);
+                if tail.len() > 12 {
+                    tail.remove(0);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("QEMU exited before the kernel's init was up; the console's last lines:\n{}", tail.join("\n"))
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "the kernel's init was not up within {timeout:?}; the console's last lines:\n{}",
+                if tail.is_empty() { "(nothing: the kernel printed no line)".to_string() } else { tail.join("\n") }
+            );
+        }
+    }
+}
+
+/// The kernel did not reach its init (`why`), and the tracer had seen `seen` by then.
+#[derive(Debug)]
+pub struct NotUp {
+    /// The boot's failure, in words.
+    pub why: String,
+    /// What the tracer saw from reset to then (no summary).
+    pub seen: crate::trace::Observed,
+    /// The kernel's System.map, when built here, and where it was loaded: names PCs
+    /// (no kallsyms yet; a KASLR'd kernel's names would be off, so only its own
+    /// link-time addresses, as small kernels run, are named).
+    pub system_map: Option<symbols::SystemMap>,
+    /// See `system_map`.
+    pub load_pa: u64,
+}
+
+impl std::fmt::Display for NotUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for NotUp {}
+
+impl NotUp {
+    /// The findings that are failures whatever happened after them: tlbi (a VA used
+    /// before its invalidation completed) and zeroed_at_link (stale entries at a link).
+    /// bbm and ordered_link wait for the kernel's symbols (their kernel findings are
+    /// named by function), so they are listed, not failed.
+    pub fn findings(&self) -> Vec<Finding> {
+        use ptcheck_shared::trace::{OrderedBy, Violation};
+        let name = |pc: u64, insn: u32| {
+            let sym = self.system_map.as_ref().and_then(|m| {
+                let link = if pc >> 63 == 1 { pc } else { pc.wrapping_sub(self.load_pa).wrapping_add(m.text_start()) };
+                m.name(link)
+            });
+            symbols::describe_pc(pc, insn, sym)
+        };
+        let mut out = Vec::new();
+        for f in self.seen.findings.iter().take(8) {
+            let tlbi = f.violation == Violation::UsedBeforeInvalidated;
+            out.push(Finding {
+                check: if tlbi { "tlbi" } else { "bbm" },
+                failure: tlbi,
+                unchecked: false,
+                what: format!("before the kernel stopped: {}", crate::trace::describe(f, &name)),
+            });
+        }
+        for l in self.seen.links.iter().filter(|l| l.stale > 0).take(8) {
+            out.push(Finding {
+                check: "zeroed_at_link",
+                failure: true,
+                unchecked: false,
+                what: format!(
+                    "before the kernel stopped: table {:#x} linked at entry {:#x} by {} with {} stale entries",
+                    l.table_pa,
+                    l.entry_pa,
+                    name(l.pc, l.insn),
+                    l.stale
+                ),
+            });
+        }
+        let unordered = self.seen.links.iter().filter(|l| l.live && l.ordered_by == OrderedBy::Nothing).count();
+        if unordered > 0 {
+            out.push(Finding {
+                check: "ordered_link",
+                failure: false,
+                unchecked: true,
+                what: format!("{unordered} unordered links before the kernel stopped (not judged without its symbols)"),
+            });
+        }
+        out
+    }
+}
+
+/// One KiB figure of a process's `/proc/PID/status` (`VmHWM:`, `RssAnon:`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()
+}
+
+/// Whether `child` exits within `limit`.
+fn exited_within(child: &mut std::process::Child, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
