@@ -11,7 +11,9 @@
 //!   `smp_wmb`), or a store-release link. A tree built while not live is ordered by the
 //!   DSB before its TTBR write, which the kernel issues in `cpu_replace_ttbr1`.
 
-use ptcheck_shared::trace::{Link, OrderedBy};
+use ptcheck_shared::trace::{Counts, Link, OrderedBy};
+
+use crate::trace::Observed;
 
 use super::ctx::{fail, info, unchecked, Ctx};
 use crate::linux::inspection::Finding;
@@ -19,8 +21,8 @@ use crate::linux::inspection::Finding;
 /// Most failing links printed per check.
 const SHOWN: usize = 8;
 
-/// Both observed checks; `NOT CHECKED` when the boot was not traced or the trace is
-/// not whole.
+/// The observed checks (zeroed_at_link, ordered_link, bbm, tlbi); `NOT CHECKED` when
+/// the trace is not whole or past a limit; nothing when the boot was not traced.
 pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let o = match &c.i.observed {
         None => return,
@@ -47,6 +49,16 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         }
         return;
     }
+    zeroed_at_link(c, o, out);
+    ordered_link(c, o, out);
+    for check in [Live::Bbm, Live::Tlbi] {
+        live_changes(c, o, &counts, check, out);
+    }
+    counted(o, &counts, out);
+}
+
+/// zeroed_at_link: every link whose table held stale entries.
+fn zeroed_at_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
     let stale: Vec<&Link> = o.links.iter().filter(|l| l.stale > 0).collect();
     for l in stale.iter().take(SHOWN) {
         out.push(fail(
@@ -68,6 +80,11 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     if stale.len() > SHOWN {
         out.push(fail("zeroed_at_link", format!("... and {} more tables", stale.len() - SHOWN)));
     }
+}
+
+/// ordered_link: every link into a live tree with nothing ordering the table's last
+/// write before it; generic vmemmap populate's are a kernel finding, not failed.
+fn ordered_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
     let (generic, unordered): (Vec<&Link>, Vec<&Link>) = o
         .links
         .iter()
@@ -105,49 +122,63 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     if unordered.len() > SHOWN {
         out.push(fail("ordered_link", format!("... and {} more links", unordered.len() - SHOWN)));
     }
-    for (check, v) in [("bbm", true), ("tlbi", false)] {
-        if counts.live_over_capacity > 0 {
-            out.push(unchecked(
-                check,
-                format!("over-capacity: {} live tables past the tracer's shadow limit", counts.live_over_capacity),
-            ));
-            continue;
-        }
-        use crate::linux::symbols::EARLY_MAP_RANGE;
-        use ptcheck_shared::trace::Violation;
-        let (early, fs): (Vec<_>, Vec<_>) =
-            o.findings.iter().filter(|f| (f.violation == Violation::UsedBeforeInvalidated) != v).partition(|f| {
-                f.violation == Violation::RemadeBeforeInvalidated
-                    && c.in_function(f.pc, EARLY_MAP_RANGE)
-                    && c.in_function(f.change_pc, EARLY_MAP_RANGE)
-            });
-        if let Some(f) = early.first() {
-            out.push(info(
-                check,
-                format!(
-                    "kernel finding (arch/arm64/kernel/pi/map_kernel.c, the relocated kernel's text remap): {} \
-                     entries unmapped and remapped by {EARLY_MAP_RANGE} after `tlbi vmalle1; isb` with no DSB \
-                     completing the TLBI, e.g. {}",
-                    early.len(),
-                    crate::trace::describe(f, &|pc, insn| c.pc(pc, insn))
-                ),
-            ));
-        }
-        for f in fs.iter().take(SHOWN) {
-            out.push(fail(check, crate::trace::describe(f, &|pc, insn| c.pc(pc, insn))));
-        }
-        let total = if v { counts.bbm } else { counts.tlbi_findings };
-        let sent = (early.len() + fs.len()) as u64;
-        if !fs.is_empty() && total > fs.len().min(SHOWN) as u64 {
-            out.push(fail(check, format!("... {total} in all")));
-        } else if fs.is_empty() && total > sent {
-            // The tracer sends only the first findings: those past it are unknown.
-            out.push(unchecked(
-                check,
-                format!("{} findings past the tracer's message limit were not seen", total - sent),
-            ));
-        }
+}
+
+/// The two checks on changes to live tables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Live {
+    /// Break-before-make.
+    Bbm,
+    /// TLB invalidation before reuse.
+    Tlbi,
+}
+
+/// bbm or tlbi: the tracer's findings of that kind; 6.9+'s pi/map_kernel.c remap of
+/// the relocated kernel's text is a kernel finding, not failed.
+fn live_changes(c: &Ctx<'_>, o: &Observed, counts: &Counts, which: Live, out: &mut Vec<Finding>) {
+    use crate::linux::symbols::EARLY_MAP_RANGE;
+    use ptcheck_shared::trace::Violation;
+    let check = if which == Live::Bbm { "bbm" } else { "tlbi" };
+    if counts.live_over_capacity > 0 {
+        out.push(unchecked(
+            check,
+            format!("over-capacity: {} live tables past the tracer's shadow limit", counts.live_over_capacity),
+        ));
+        return;
     }
+    let ours = |v: Violation| (v == Violation::UsedBeforeInvalidated) == (which == Live::Tlbi);
+    let (early, fs): (Vec<_>, Vec<_>) = o.findings.iter().filter(|f| ours(f.violation)).partition(|f| {
+        f.violation == Violation::RemadeBeforeInvalidated
+            && c.in_function(f.pc, EARLY_MAP_RANGE)
+            && c.in_function(f.change_pc, EARLY_MAP_RANGE)
+    });
+    if let Some(f) = early.first() {
+        out.push(info(
+            check,
+            format!(
+                "kernel finding (arch/arm64/kernel/pi/map_kernel.c, the relocated kernel's text remap): {} \
+                 entries unmapped and remapped by {EARLY_MAP_RANGE} after `tlbi vmalle1; isb` with no DSB \
+                 completing the TLBI, e.g. {}",
+                early.len(),
+                crate::trace::describe(f, &|pc, insn| c.pc(pc, insn))
+            ),
+        ));
+    }
+    for f in fs.iter().take(SHOWN) {
+        out.push(fail(check, crate::trace::describe(f, &|pc, insn| c.pc(pc, insn))));
+    }
+    let total = if which == Live::Bbm { counts.bbm } else { counts.tlbi_findings };
+    let sent = (early.len() + fs.len()) as u64;
+    if !fs.is_empty() && total > fs.len().min(SHOWN) as u64 {
+        out.push(fail(check, format!("... {total} in all")));
+    } else if fs.is_empty() && total > sent {
+        // The tracer sends only the first findings: those past it are unknown.
+        out.push(unchecked(check, format!("{} findings past the tracer's message limit were not seen", total - sent)));
+    }
+}
+
+/// What the tracer counted, as information lines.
+fn counted(o: &Observed, counts: &Counts, out: &mut Vec<Finding>) {
     out.push(info(
         "tlbi",
         format!(
