@@ -457,7 +457,6 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         }
     }
 
-    /// Write a block or page into `e`, if the change is safe.
     /// The `lpa2-oa-bits` mutation: output-address bits above 48 lost in encoding.
     fn drop_high_oa(&self, desc: u64) -> u64 {
         if MUTATION != mutation::LPA2_OA_BITS {
@@ -470,6 +469,7 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
         }
     }
 
+    /// Write a block or page into `e`, if the change is safe.
     fn set_leaf(&mut self, e: Entry, addr: u64, phys: u64, cont: bool) -> Outcome {
         let new = self.drop_high_oa(Descriptor::leaf(&self.cfg, e.level, phys, self.prot, cont).0);
         let old = self.read(e);

@@ -33,4 +33,4 @@ pub mod walker;
 /// What the host writes over every pool page before a run: a pattern that decodes as a
 /// *valid block* at levels 1-2 (bits[1:0] = 0b01), so a table the builder forgot to
 /// clear maps garbage instead of quietly faulting.
-pub const POISON: u64 = 0xA5A5_A5A5_A5A5_A5A5;
+pub const POOL_POISON: u64 = 0xA5A5_A5A5_A5A5_A5A5;

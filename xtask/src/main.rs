@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's build and test entry points.
 //!
-//! One binary, std only: every step is a `cargo` or tool invocation printed before it
-//! runs, so a failure names the exact command to re-run.
+//! One binary (std, plus cpio for initramfs images, serde_json and ptcheck's own report
+//! types): every step is a `cargo` or tool invocation printed before it runs, so a
+//! failure names the exact command to re-run.
 
 mod debian;
 mod kbuild;

@@ -207,7 +207,8 @@ pub fn test() -> Result {
     mutants(&["--backend".into(), "native".into(), "--builder".into(), "linux-6.9".into()])?;
     mutants(&["--backend".into(), "qemu".into()])?;
     let kvm = kvm_stage(&reports)?;
-    // A real kernel's tables (Debian 6.1, fetched by the KVM stage), and planted faults.
+    // Real kernels' tables (Debian 6.1 and 6.12, a small 6.12 kernel, a traced kernel
+    // plant; `linux::stage` fetches and builds them), and planted faults.
     crate::linux::stage()?;
     println!(
         "xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}{}",

@@ -13,7 +13,7 @@ use ptcheck_shared::abi::mailbox::{
 use ptcheck_shared::abi::{Plan, RunResult};
 
 use super::guest_ram::GuestRam;
-use crate::POISON;
+use crate::POOL_POISON;
 
 /// Why waiting for the guest stopped early.
 pub enum Wait {
@@ -66,7 +66,7 @@ pub fn prepare(ram: &GuestRam, plan: &Plan, tag_pages: &[u64]) -> anyhow::Result
     for r in plan.pool() {
         // Pool pages outside RAM cannot be poisoned; the guest will fault on them.
         if ram.contains(r.base, r.size) {
-            ram.fill(r.base, r.size, POISON)?;
+            ram.fill(r.base, r.size, POOL_POISON)?;
         }
     }
     for &pa in tag_pages {

@@ -7,7 +7,7 @@ use ptcheck_shared::abi::{ExceptionRecord, FaultRecord, Phase, Plan, PoolRange, 
 use ptcheck_shared::{LinuxLevel, TranslationConfig};
 
 use super::{Backend, PhysMemory, RunView, Variant};
-use crate::POISON;
+use crate::POOL_POISON;
 
 /// Sparse simulated physical memory: a list of backed ranges.
 #[derive(Default)]
@@ -16,9 +16,9 @@ pub struct SimRam {
 }
 
 impl SimRam {
-    /// Back every pool range of `plan`, filled with [`POISON`].
+    /// Back every pool range of `plan`, filled with [`POOL_POISON`].
     pub fn for_pool(pool: &[PoolRange]) -> SimRam {
-        let regions = pool.iter().map(|r| (r.base, vec![POISON; (r.size / 8) as usize])).collect();
+        let regions = pool.iter().map(|r| (r.base, vec![POOL_POISON; (r.size / 8) as usize])).collect();
         SimRam { regions }
     }
 

@@ -30,12 +30,7 @@ pub fn boot_and_inspect(
     image: &KernelImage,
     layout: &Layout,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
-    let initrd = std::fs::metadata(&run.initrd)
-        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", run.initrd.display()))?
-        .len();
-    if initrd == 0 {
-        bail!("initramfs {} is empty (cargo xtask linux builds one)", run.initrd.display());
-    }
+    let initrd = run.initrd_size()?;
     // The initramfs may have been rebuilt since the layout was made (a reproducer
     // outlives it): it goes where the layout put it and must fit before the DTB.
     let mut layout = layout.clone();
@@ -113,7 +108,7 @@ fn boot_in(
     let span = layout.ram_span();
     let ram = GuestRam::with_size(span)?;
     for r in layout.poisoned() {
-        ram.fill(r.start, r.len(), layout::POISON)?;
+        ram.fill(r.start, r.len(), layout::BANK_POISON)?;
     }
     let boot = Boot { run, image, layout, dir, ram: &ram, port: free_port()?, trace_file: dir.join("trace.jsonl") };
     let mut cmd = boot.qemu_command()?;

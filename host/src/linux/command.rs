@@ -268,9 +268,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
 /// Bad input (kernel, initramfs, shard), named in one line.
 pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     let image = load_kernel(&cmd.run.kernel)?;
-    let initrd_size = std::fs::metadata(&cmd.run.initrd)
-        .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", cmd.run.initrd.display()))?
-        .len();
+    let initrd_size = cmd.run.initrd_size()?;
     // Layouts are made for the image size rounded up to 64 MiB, so every kernel up to
     // that size (6.1 and 6.12, Debian's and small ones) boots the very same layouts
     // for a seed: a difference between them is the kernels', not the layouts'.

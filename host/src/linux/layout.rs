@@ -156,7 +156,7 @@ pub struct Layout {
 /// What RAM holds before the kernel runs where [`Layout::poisoned`] says: an invalid
 /// descriptor (bit 0 clear) that is not zero, so a table the kernel links without
 /// clearing shows in the zeroing check instead of passing on QEMU's zeroed RAM.
-pub const POISON: u64 = 0x5054_4348_4543_4b00;
+pub const BANK_POISON: u64 = 0x5054_4348_4543_4b00;
 /// How much of the top of each bank is poisoned: the kernel takes its early page
 /// tables from memblock top-down, so they come from here.
 pub const POISON_TOP: u64 = 64 * MIB;

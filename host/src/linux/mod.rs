@@ -65,6 +65,20 @@ impl KernelRun {
             .unwrap_or_else(|| self.trace.as_ref().map_or_else(|| crate::trace::qemu_binary(false), |t| t.qemu.clone()))
     }
 
+    /// The initramfs's size: it must be there and not empty.
+    ///
+    /// # Errors
+    /// It cannot be read, or it is empty; the fix named.
+    pub fn initrd_size(&self) -> anyhow::Result<u64> {
+        let n = std::fs::metadata(&self.initrd)
+            .with_context(|| format!("cannot read initramfs {} (cargo xtask linux builds one)", self.initrd.display()))?
+            .len();
+        if n == 0 {
+            bail!("initramfs {} is empty (cargo xtask linux builds one)", self.initrd.display());
+        }
+        Ok(n)
+    }
+
     /// What a report of these boots tested (`seed` of the layout stream).
     pub fn tested(&self, command: &str, seed: u64) -> crate::tested::Tested {
         crate::tested::of_kernel(command, &self.qemu_binary(), &self.cpu, self.trace.is_some(), &[seed])

@@ -10,7 +10,7 @@ use super::check::{Check, Ctx};
 use crate::expect::Policy;
 use crate::runs::{without, LeafRun};
 use crate::walker::AnomalyKind;
-use crate::POISON;
+use crate::POOL_POISON;
 
 /// The `zeroing` check.
 pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
@@ -54,7 +54,7 @@ pub(super) fn check(cx: &Ctx<'_>, c: &mut Check) {
         while pa + page <= range.base + range.size {
             if !allocated.contains(&pa) {
                 let first_bad =
-                    if ram.read_words(pa, &mut words) { words.iter().position(|&w| w != POISON) } else { Some(0) };
+                    if ram.read_words(pa, &mut words) { words.iter().position(|&w| w != POOL_POISON) } else { Some(0) };
                 if let Some(i) = first_bad {
                     c.fail(format!("pool page {pa:#x} was never allocated but was written (offset {:#x})", i * 8));
                 }
