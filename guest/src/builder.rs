@@ -27,8 +27,7 @@ use crate::pool::TablePool;
 
 /// Operation index recorded before the first operation (root creation).
 pub const NO_OP: u32 = u32::MAX;
-/// `BugRecord::level` when no table entry is involved.
-pub const NO_LEVEL: i32 = 4;
+pub use ptcheck_shared::abi::NO_LEVEL;
 
 type Outcome = Result<(), BugRecord>;
 

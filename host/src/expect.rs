@@ -180,8 +180,10 @@ fn round_up(x: u128, to: u128) -> u128 {
 }
 
 impl Model<'_> {
-    fn bug(&self, kind: BugKind, level: Level, va: u64, old: Option<u64>, new: u64) -> ExpectedBug {
-        ExpectedBug { kind, op: self.op_index, level: level.0 as i32, va, old, new }
+    /// The BUG expected for an entry at `level` (`None`: a refused operation, no entry).
+    fn bug(&self, kind: BugKind, level: Option<Level>, va: u64, old: Option<u64>, new: u64) -> ExpectedBug {
+        let level = level.map_or(ptcheck_shared::abi::NO_LEVEL, |l| i32::from(l.0));
+        ExpectedBug { kind, op: self.op_index, level, va, old, new }
     }
 
     fn has(&self, flag: u64) -> bool {
@@ -286,7 +288,7 @@ impl Model<'_> {
         let upper = if b >= 1u128 << 64 { Bound::Unbounded } else { Bound::Excluded((level, b as u64)) };
         if let Some((&(_, tva), _)) = self.table_entries.range((Bound::Included((level, a64)), upper)).next() {
             let k = (tva - a64) / span;
-            consider(self.bug(BugKind::ReplaceTable, level, tva, None, new.desc_at(&cfg, k).0));
+            consider(self.bug(BugKind::ReplaceTable, Some(level), tva, None, new.desc_at(&cfg, k).0));
         }
         let overlapping = self.overlapping(a, b);
         for &(va, r) in &overlapping {
@@ -294,7 +296,7 @@ impl Model<'_> {
             let old = self.run_desc(&r, (o - va) / span);
             let new_at = new.desc_at(&cfg, (o - a64) / span);
             if forbidden_change(old, new_at).is_some() {
-                consider(self.bug(BugKind::UnsafeChange, level, o, Some(old.0), new_at.0));
+                consider(self.bug(BugKind::UnsafeChange, Some(level), o, Some(old.0), new_at.0));
             }
         }
         if let Some(bug) = first_bug {
@@ -350,10 +352,10 @@ impl Model<'_> {
                     DescriptorKind::Block => BugKind::SplitBlock,
                     _ => BugKind::BadEntry,
                 };
-                return Err(self.bug(kind, level, base, Some(old.0), 0).into());
+                return Err(self.bug(kind, Some(level), base, Some(old.0), 0).into());
             }
             if self.tables >= self.capacity {
-                return Err(self.bug(BugKind::PoolExhausted, level.next(), base, Some(0), 0).into());
+                return Err(self.bug(BugKind::PoolExhausted, Some(level.next()), base, Some(0), 0).into());
             }
             self.tables += 1;
             let pxn = if self.has(MapFlags::NO_EXEC_MAPPINGS) { Descriptor::PXN_TABLE } else { 0 };
@@ -367,7 +369,7 @@ impl Model<'_> {
     fn apply(&mut self) -> Step {
         let (cfg, op) = (self.cfg, *self.op);
         let page = cfg.page_size();
-        let refuse = |m: &Self, kind| Err(m.bug(kind, Level(4), op.va, Some(0), 0).into());
+        let refuse = |m: &Self, kind| Err(m.bug(kind, None, op.va, Some(0), 0).into());
         if op.size == 0 || (op.va | op.pa | op.size) & (page - 1) != 0 {
             return refuse(self, BugKind::Misaligned);
         }
@@ -433,7 +435,7 @@ pub fn model(plan: &Plan, step_budget: u64) -> Result<Expected, ModelError> {
         step_budget,
     };
     if capacity == 0 {
-        let bug = m.bug(BugKind::PoolExhausted, cfg.root_level(), 0, Some(0), 0);
+        let bug = m.bug(BugKind::PoolExhausted, Some(cfg.root_level()), 0, Some(0), 0);
         return Ok(m.finish(Some(bug), None, 0));
     }
     m.tables = 1; // the root

@@ -107,7 +107,7 @@ impl Outcome {
     /// The BUG the builder reported, in words.
     pub fn bug(record: &BugRecord) -> Outcome {
         let kind = BugKind::from_u32(record.kind).unwrap_or(BugKind::BadEntry);
-        let what = if record.level == 4 {
+        let what = if record.level == ptcheck_shared::abi::NO_LEVEL {
             format!("op VA {:#x}", record.va)
         } else {
             format!("L{} entry for VA {:#x}: {:#x} -> {:#x}", record.level, record.va, record.old, record.new)

@@ -11,7 +11,7 @@ mod result;
 pub use plan::{builder_id, MapFlags, MapOp, Plan, PoolRange, MAX_OPS, MAX_POOL_RANGES, MAX_PROBES, PLAN_MAGIC};
 pub use result::{
     BugKind, BugRecord, Costs, ExceptionRecord, FaultRecord, ProbeRecord, RunResult, Status, TableRecord, MAX_FAULTS,
-    MAX_TABLES, PAR_PA_MASK, RESULT_MAGIC,
+    MAX_TABLES, NO_LEVEL, PAR_PA_MASK, RESULT_MAGIC,
 };
 
 /// Layout version of [`Plan`], [`RunResult`] and the mailbox.

@@ -6,6 +6,7 @@
 //!   52-bit output-address layouts of FEAT_LPA (64K) and FEAT_LPA2 (4K/16K, TCR.DS=1).
 //! * [`prot`]: the attribute bits a mapping request carries (the kernel's `pgprot`).
 //! * [`abi`]: the fixed-layout plan and result records exchanged with the guest.
+//! * [`regs`]: system-register fields (TCR_EL1) both sides use.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod descriptor;
 pub mod granule;
 pub mod level;
 pub mod prot;
+pub mod regs;
 #[cfg(feature = "report")]
 pub mod report;
 pub mod trace;

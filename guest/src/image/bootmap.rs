@@ -18,16 +18,19 @@ use core::ptr::{addr_of, addr_of_mut};
 use ptcheck_shared::abi::layout::{
     FIXMAP_SLOT, FIXMAP_VA, POOL_END, POOL_HIGH_END, POOL_HIGH_START, POOL_START, RAM_BASE, SHARED_END,
 };
+use ptcheck_shared::{Descriptor, Prot};
 
 const PAGE: u64 = 4096;
 const BLOCK_2M: u64 = 2 << 20;
-const TABLE: u64 = 0b11;
-const BLOCK: u64 = 0b01;
-const AF: u64 = 1 << 10;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
-const ATTR_NORMAL: u64 = 0 << 2;
-const ATTR_DEVICE: u64 = 4 << 2;
+// Descriptor bits, from their one home in `shared`: a table or page descriptor
+// (bits [1:0] = 0b11), a block (0b01), and the attributes the boot map uses.
+const TABLE: u64 = Descriptor::VALID | Descriptor::TABLE_OR_PAGE;
+const BLOCK: u64 = Descriptor::VALID;
+const AF: u64 = Prot::AF;
+const PXN: u64 = Prot::PXN;
+const UXN: u64 = Prot::UXN;
+const ATTR_NORMAL: u64 = Prot::MT_NORMAL << 2;
+const ATTR_DEVICE: u64 = Prot::MT_DEVICE_NGNRE << 2;
 use ptcheck_shared::abi::layout::UART_PA as UART_BASE;
 
 /// MAIR_EL1 (the kernel's MT_* indices).

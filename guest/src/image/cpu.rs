@@ -1,6 +1,7 @@
 //! System registers: MMU control, TCR for a plan's regime, ID registers, `AT` probes.
 
 use core::arch::asm;
+use ptcheck_shared::regs::tcr;
 
 use ptcheck_shared::{Granule, TranslationConfig};
 
@@ -9,24 +10,14 @@ use crate::bootmap;
 /// TCR_EL1 fields for TTBR0 (the boot map) that never change: T0SZ = 25 (39-bit),
 /// inner/outer write-back walks, inner shareable, 4K granule; TTBR1 walks disabled
 /// (EPD1) until a plan's root is loaded.
-const TCR_T0SZ: u64 = 25;
-const TCR_IRGN0_WB: u64 = 1 << 8;
-const TCR_ORGN0_WB: u64 = 1 << 10;
-const TCR_SH0_INNER: u64 = 3 << 12;
-const TCR_EPD1: u64 = 1 << 23;
-const TCR_IRGN1_WB: u64 = 1 << 24;
-const TCR_ORGN1_WB: u64 = 1 << 26;
-const TCR_SH1_INNER: u64 = 3 << 28;
-const TCR_IPS_SHIFT: u64 = 32;
-const TCR_DS: u64 = 1 << 59;
-const TCR_BOOT: u64 = TCR_T0SZ
-    | TCR_IRGN0_WB
-    | TCR_ORGN0_WB
-    | TCR_SH0_INNER
-    | TCR_EPD1
-    | (25 << 16)
-    | (0b10 << 30)
-    | (0b101 << TCR_IPS_SHIFT);
+const TCR_BOOT: u64 = (25 << tcr::T0SZ_SHIFT)
+    | tcr::IRGN0_WB
+    | tcr::ORGN0_WB
+    | tcr::SH0_INNER
+    | tcr::EPD1
+    | (25 << tcr::T1SZ_SHIFT)
+    | (0b10 << tcr::TG1_SHIFT)
+    | (0b101 << tcr::IPS_SHIFT);
 
 /// SCTLR_EL1: RES1 bits of ARMv8.0 plus M (MMU), C (data cache), I (instruction cache).
 const SCTLR_RES1: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
@@ -99,15 +90,20 @@ pub fn supports(cfg: &TranslationConfig, mmfr0: u64, mmfr2: u64, pa_end: u128) -
 pub fn enter_ttbr1(cfg: &TranslationConfig, root: u64, mmfr0: u64) {
     let ips: u64 = if cfg.pa_bits() == 52 { 0b110 } else { 0b101 };
     let ips = ips.min(pa_range(mmfr0).1);
-    let mut tcr = (TCR_BOOT & !TCR_EPD1 & !(0x3f << 16) & !(0b11 << 30) & !(0b111 << TCR_IPS_SHIFT))
-        | (u64::from(64 - cfg.va_bits) << 16)
-        | (cfg.granule().tcr_tg1() << 30)
-        | TCR_IRGN1_WB
-        | TCR_ORGN1_WB
-        | TCR_SH1_INNER
-        | (ips << TCR_IPS_SHIFT);
+    let cleared = TCR_BOOT
+        & !tcr::EPD1
+        & !(tcr::TSZ_MASK << tcr::T1SZ_SHIFT)
+        & !(tcr::TG_MASK << tcr::TG1_SHIFT)
+        & !(tcr::IPS_MASK << tcr::IPS_SHIFT);
+    let mut tcr = cleared
+        | (u64::from(64 - cfg.va_bits) << tcr::T1SZ_SHIFT)
+        | (cfg.granule().tcr_tg1() << tcr::TG1_SHIFT)
+        | tcr::IRGN1_WB
+        | tcr::ORGN1_WB
+        | tcr::SH1_INNER
+        | (ips << tcr::IPS_SHIFT);
     if cfg.needs_lpa2() {
-        tcr |= TCR_DS;
+        tcr |= tcr::DS;
     }
     // TTBR1.BADDR: with 52-bit PAs, bits [51:48] of the base go in TTBR bits [5:2].
     let ttbr1 = (root & 0x0000_ffff_ffff_ffc0) | ((root >> 46) & 0b11_1100);

@@ -161,9 +161,9 @@ fn check_efi_stub_whole(bytes: &[u8]) -> anyhow::Result<()> {
 /// # Errors
 /// A granule or VA size no kernel configuration has.
 pub fn regime(tcr: u64) -> anyhow::Result<TranslationConfig> {
-    let va_bits = 64 - ((tcr >> 16) & 0x3f) as u32;
-    let ds = tcr & (1 << 59) != 0;
-    let kernel = match ((tcr >> 30) & 0b11, va_bits) {
+    let t = ptcheck_shared::regs::Tcr(tcr);
+    let (va_bits, ds) = (t.va_bits1(), t.ds());
+    let kernel = match (t.tg1(), va_bits) {
         (0b10, 39) => KernelConfig::K4Va39,
         (0b10, 48) if !ds => KernelConfig::K4Va48,
         (0b10, 52) => KernelConfig::K4Va52,

@@ -2,6 +2,8 @@
 //! stage-1 walk through guest RAM, to find the PA a `DC ZVA` zeroes (Arm ARM D8.2).
 
 use crate::ram::Ram;
+use ptcheck_shared::regs::Tcr;
+use ptcheck_shared::Granule;
 
 /// The registers the tracer follows, and the descriptor format in force.
 #[derive(Clone, Copy, Debug, Default)]
@@ -17,24 +19,14 @@ pub struct Regs {
     pub fixed: Option<(u32, bool)>,
 }
 
-const TCR_DS: u64 = 1 << 59;
-
-/// TCR_EL1.TG0 \[15:14\] as a page shift.
-const fn tg0_shift(tcr: u64) -> u32 {
-    match (tcr >> 14) & 3 {
-        0b01 => 16,
-        0b10 => 14,
-        _ => 12,
-    }
+/// TCR_EL1.TG0 as a page shift (4K for the reserved encoding).
+fn tg0_shift(tcr: u64) -> u32 {
+    Tcr(tcr).granule0().map_or(12, Granule::page_shift)
 }
 
-/// TCR_EL1.TG1 \[31:30\] as a page shift.
-const fn tg1_shift(tcr: u64) -> u32 {
-    match (tcr >> 30) & 3 {
-        0b01 => 14,
-        0b11 => 16,
-        _ => 12,
-    }
+/// TCR_EL1.TG1 as a page shift (4K for the reserved encoding).
+fn tg1_shift(tcr: u64) -> u32 {
+    Tcr(tcr).granule1().map_or(12, Granule::page_shift)
 }
 
 impl Regs {
@@ -51,7 +43,7 @@ impl Regs {
 
     /// Whether descriptors carry OA\[51:50\] in bits \[9:8\] (LPA2, TCR.DS = 1).
     pub fn lpa2(&self) -> bool {
-        self.fixed.map_or(self.tcr & TCR_DS != 0, |f| f.1)
+        self.fixed.map_or(Tcr(self.tcr).ds(), |f| f.1)
     }
 }
 
@@ -91,16 +83,15 @@ pub fn translate(ram: &Ram, r: &Regs, va: u64) -> Option<u64> {
 /// its address (BADDR, with 52-bit PAs' bits \[51:48\] from TTBR\[5:2\]), the VA it
 /// starts at, its levels and descriptor format. `None` when TCR does not define one.
 fn root(r: &Regs, upper: bool) -> Option<TableAt> {
-    let (ttbr, tsz, shift) = if upper {
-        (r.ttbr1, (r.tcr >> 16) & 0x3f, tg1_shift(r.tcr))
+    let (ttbr, va_bits, shift) = if upper {
+        (r.ttbr1, Tcr(r.tcr).va_bits1(), tg1_shift(r.tcr))
     } else {
-        (r.ttbr0, r.tcr & 0x3f, tg0_shift(r.tcr))
+        (r.ttbr0, Tcr(r.tcr).va_bits0(), tg0_shift(r.tcr))
     };
-    let va_bits = 64 - tsz as u32;
     if r.tcr == 0 || va_bits <= shift || va_bits > 52 {
         return None;
     }
-    let lpa2 = r.tcr & TCR_DS != 0 && shift != 16;
+    let lpa2 = Tcr(r.tcr).ds() && shift != 16;
     let wide = lpa2 || (shift == 16 && va_bits == 52);
     let pa =
         if wide { (ttbr & 0x0000_ffff_ffff_ffc0) | (((ttbr >> 2) & 0xf) << 48) } else { ttbr & 0x0000_ffff_ffff_fffe };

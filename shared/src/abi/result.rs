@@ -99,6 +99,9 @@ impl BugKind {
     }
 }
 
+/// [`BugRecord::level`] when no table entry is involved (a refused operation).
+pub const NO_LEVEL: i32 = 4;
+
 /// The operation the builder refused and why.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -107,7 +110,7 @@ pub struct BugRecord {
     pub kind: u32,
     /// Index of the operation in the plan.
     pub op: u32,
-    /// Architectural level of the entry at fault (-1..=3), or 4 when no entry is involved.
+    /// Architectural level of the entry at fault (-1..=3), or [`NO_LEVEL`].
     pub level: i32,
     /// Reserved, zero.
     pub reserved: u32,
