@@ -105,57 +105,73 @@ pub struct Walk {
 
 /// Walk the TTBR1 tables of `cfg` from `root_pa`.
 pub fn walk(cfg: &TranslationConfig, root_pa: u64, mem: &dyn PhysMemory) -> Walk {
-    let mut w = Walk::default();
-    let mut seen = HashSet::new();
-    walk_table(cfg, mem, root_pa, cfg.root_level(), cfg.va_start(), Descriptor::ZERO, &mut seen, &mut w);
-    w
+    let mut walker = Walker { cfg, mem, seen: HashSet::new(), w: Walk::default() };
+    let root = TableAt { pa: root_pa, level: cfg.root_level(), va: cfg.va_start(), parent: Descriptor::ZERO };
+    walker.table(root);
+    walker.w
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk_table(
-    cfg: &TranslationConfig,
-    mem: &dyn PhysMemory,
-    table_pa: u64,
+/// One table to walk: where it is, its level, the VA its first entry maps, and the
+/// descriptor that linked it.
+#[derive(Clone, Copy)]
+struct TableAt {
+    pa: u64,
     level: Level,
-    va_base: u64,
-    parent_desc: Descriptor,
-    seen: &mut HashSet<u64>,
-    w: &mut Walk,
-) {
-    let anomaly = |kind, entry_pa, value| Anomaly { entry_pa, va: va_base, level, value, kind };
-    if !seen.insert(table_pa) {
-        w.anomalies.push(anomaly(AnomalyKind::TableReachedTwice, table_pa, parent_desc.0));
-        return;
-    }
-    if !table_pa.is_multiple_of(cfg.table_bytes(level)) {
-        w.anomalies.push(anomaly(AnomalyKind::MisalignedTable, table_pa, parent_desc.0));
-        return;
-    }
-    w.tables.push(TableVisit { pa: table_pa, level, va: va_base, parent_desc });
-    let span = cfg.entry_span(level);
-    let mut table = vec![0u64; cfg.entries(level)];
-    if !mem.read_words(table_pa, &mut table) {
-        let missing = (0..table.len() as u64).map(|i| table_pa + 8 * i).find(|&pa| mem.read_u64(pa).is_none());
-        w.anomalies.push(anomaly(AnomalyKind::TableOutsideMemory, missing.unwrap_or(table_pa), 0));
-        return;
-    }
-    for (i, &value) in (0u64..).zip(&table) {
-        if value == 0 {
-            continue; // the common case: an empty entry
+    va: u64,
+    parent: Descriptor,
+}
+
+/// A walk in progress: the regime and memory it reads, the tables already reached
+/// (a second reach is an anomaly, not a loop) and what it found.
+struct Walker<'a> {
+    cfg: &'a TranslationConfig,
+    mem: &'a dyn PhysMemory,
+    seen: HashSet<u64>,
+    w: Walk,
+}
+
+impl Walker<'_> {
+    fn table(&mut self, t: TableAt) {
+        let (cfg, w) = (self.cfg, &mut self.w);
+        let TableAt { pa: table_pa, level, va: va_base, parent: parent_desc } = t;
+        let anomaly = |kind, entry_pa, value| Anomaly { entry_pa, va: va_base, level, value, kind };
+        if !self.seen.insert(table_pa) {
+            w.anomalies.push(anomaly(AnomalyKind::TableReachedTwice, table_pa, parent_desc.0));
+            return;
         }
-        let entry_pa = table_pa + i * 8;
-        let va = va_base.wrapping_add(i * span);
-        let desc = Descriptor(value);
-        let at = |kind| Anomaly { entry_pa, va, level, value, kind };
-        match desc.kind(cfg, level) {
-            DescriptorKind::Invalid if value != 0 => w.nonzero_invalid.push(at(AnomalyKind::NonZeroInvalid)),
-            DescriptorKind::Invalid => {}
-            DescriptorKind::Table => walk_table(cfg, mem, desc.address(cfg), level.next(), va, desc, seen, w),
-            DescriptorKind::Block | DescriptorKind::Page => {
-                // Low OA bits of a block are RES0/attributes, never address.
-                push_leaf(cfg, &mut w.runs, va, level, desc);
+        if !table_pa.is_multiple_of(cfg.table_bytes(level)) {
+            w.anomalies.push(anomaly(AnomalyKind::MisalignedTable, table_pa, parent_desc.0));
+            return;
+        }
+        w.tables.push(TableVisit { pa: table_pa, level, va: va_base, parent_desc });
+        let span = cfg.entry_span(level);
+        let mut table = vec![0u64; cfg.entries(level)];
+        if !self.mem.read_words(table_pa, &mut table) {
+            let missing = (0..table.len() as u64).map(|i| table_pa + 8 * i).find(|&pa| self.mem.read_u64(pa).is_none());
+            w.anomalies.push(anomaly(AnomalyKind::TableOutsideMemory, missing.unwrap_or(table_pa), 0));
+            return;
+        }
+        for (i, &value) in (0u64..).zip(&table) {
+            if value == 0 {
+                continue; // the common case: an empty entry
             }
-            DescriptorKind::Reserved => w.anomalies.push(at(AnomalyKind::Reserved)),
+            let entry_pa = table_pa + i * 8;
+            let va = va_base.wrapping_add(i * span);
+            let desc = Descriptor(value);
+            let at = |kind| Anomaly { entry_pa, va, level, value, kind };
+            let w = &mut self.w;
+            match desc.kind(cfg, level) {
+                DescriptorKind::Invalid if value != 0 => w.nonzero_invalid.push(at(AnomalyKind::NonZeroInvalid)),
+                DescriptorKind::Invalid => {}
+                DescriptorKind::Table => {
+                    self.table(TableAt { pa: desc.address(cfg), level: level.next(), va, parent: desc })
+                }
+                DescriptorKind::Block | DescriptorKind::Page => {
+                    // Low OA bits of a block are RES0/attributes, never address.
+                    push_leaf(cfg, &mut w.runs, va, level, desc);
+                }
+                DescriptorKind::Reserved => w.anomalies.push(at(AnomalyKind::Reserved)),
+            }
         }
     }
 }
