@@ -127,8 +127,43 @@ struct Entry {
     slot: LinuxLevel,
 }
 
-/// What a level does with one of its entries: `(entry, addr, next, phys, contiguous)`.
-type EntryFn<B> = fn(&mut B, Entry, u64, u64, u64, bool) -> Outcome;
+/// What a level does with one of its entries and the stretch of VA it covers.
+type EntryFn<B> = fn(&mut B, Entry, Span) -> Outcome;
+
+/// A stretch of VA being mapped: `[addr, end)` (`end` 0: the top of the address
+/// space), the PA `addr` maps to, and whether it lies in a contiguous run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    addr: u64,
+    end: u64,
+    phys: u64,
+    cont: bool,
+}
+
+impl Span {
+    /// The span cut at every `size` boundary (`pXX_addr_end` each), each piece with
+    /// its PA; at least one piece.
+    fn split(self, size: u64) -> Split {
+        Split { rest: Some(self), size }
+    }
+}
+
+/// [`Span::split`]'s pieces.
+struct Split {
+    rest: Option<Span>,
+    size: u64,
+}
+
+impl Iterator for Split {
+    type Item = Span;
+    fn next(&mut self) -> Option<Span> {
+        let s = self.rest?;
+        let next = addr_end(s.addr, s.end, self.size);
+        self.rest =
+            (next != s.end).then(|| Span { addr: next, phys: s.phys.wrapping_add(next.wrapping_sub(s.addr)), ..s });
+        Some(Span { end: next, ..s })
+    }
+}
 
 struct Builder<'a, M: TableMemory, const MUTATION: u32> {
     cfg: TranslationConfig,
@@ -303,16 +338,9 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
 
         let level = cfg.root_level();
         let pgd = self.set_fixmap(LinuxLevel::Pgd, root);
-        let (mut addr, mut phys) = (op.va, op.pa);
-        loop {
-            let next = addr_end(addr, end, cfg.entry_span(level));
-            let e = Entry { ptr: pgd, index: cfg.index(level, addr), level, slot: LinuxLevel::Pgd };
-            self.p4d_entry(e, addr, next, phys, false)?;
-            phys = phys.wrapping_add(next.wrapping_sub(addr));
-            addr = next;
-            if addr == end {
-                break;
-            }
+        for piece in (Span { addr: op.va, end, phys: op.pa, cont: false }).split(cfg.entry_span(level)) {
+            let e = Entry { ptr: pgd, index: cfg.index(level, piece.addr), level, slot: LinuxLevel::Pgd };
+            self.p4d_entry(e, piece)?;
         }
         self.clear_fixmap(LinuxLevel::Pgd);
         Ok(())
@@ -324,16 +352,10 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     /// whole range. Otherwise the level's table (allocated if the parent is empty) is
     /// mapped through the level's fixmap slot and its entries visited, grouped into
     /// contiguous runs where the level has them.
-    fn descend(
-        &mut self,
-        ll: LinuxLevel,
-        parent: Entry,
-        addr: u64,
-        end: u64,
-        phys: u64,
-        body: EntryFn<Self>,
-    ) -> Outcome {
+    fn descend(&mut self, ll: LinuxLevel, parent: Entry, span: Span, body: EntryFn<Self>) -> Outcome {
         let cfg = self.cfg;
+        let Span { addr, end, phys, .. } = span;
+        let whole = Span { cont: false, ..span };
         let Some(level) = cfg.hw_level(ll) else {
             if MUTATION == mutation::FOLDED_FIXMAP {
                 // "pgtable folding hell": reach the folded level through its own
@@ -341,14 +363,14 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                 let table = Descriptor(self.read(parent)).address(&cfg);
                 let ptr = self.set_fixmap(ll, table);
                 let e = Entry { ptr, index: cfg.index(parent.level, addr), level: parent.level, slot: ll };
-                let r = body(self, e, addr, end, phys, false);
+                let r = body(self, e, whole);
                 self.clear_fixmap(ll);
                 return r;
             }
-            return body(self, parent, addr, end, phys, false);
+            return body(self, parent, whole);
         };
         let (ptr, fresh) = self.table_for(parent, ll, level, addr)?;
-        let span = cfg.entry_span(level);
+        let entry_span = cfg.entry_span(level);
         let no_cont = self.flags & MapFlags::NO_CONT_MAPPINGS != 0;
         // The kernel: `ptep = pte_set_fixmap(phys); ptep += pte_index(addr)`, then ptep++.
         let mut index = if MUTATION == mutation::MISSING_INDEX && fresh { 0 } else { cfg.index(level, addr) };
@@ -364,7 +386,7 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
             let cont = !no_cont && cfg.cont_span(level).is_some_and(|run| aligned(checked, run));
             if ll == LinuxLevel::Pte {
                 // `init_pte`: every entry of the chunk is a page.
-                let n = (run_end.wrapping_sub(addr) / span) as usize;
+                let n = (run_end.wrapping_sub(addr) / entry_span) as usize;
                 self.set_pages(Entry { ptr, index, level, slot: ll }, n, addr, phys, cont)?;
                 index += n;
                 phys = phys.wrapping_add(run_end.wrapping_sub(addr));
@@ -374,17 +396,13 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
                 }
                 continue;
             }
-            loop {
-                let next = addr_end(addr, run_end, span);
+            for piece in (Span { addr, end: run_end, phys, cont }).split(entry_span) {
                 let e = Entry { ptr, index, level, slot: ll };
                 index += 1;
-                body(self, e, addr, next, phys, cont)?;
-                phys = phys.wrapping_add(next.wrapping_sub(addr));
-                addr = next;
-                if addr == run_end {
-                    break;
-                }
+                body(self, e, piece)?;
             }
+            phys = phys.wrapping_add(run_end.wrapping_sub(addr));
+            addr = run_end;
             if addr == end {
                 break;
             }
@@ -548,39 +566,39 @@ impl<M: TableMemory, const MUTATION: u32> Builder<'_, M, MUTATION> {
     }
 
     /// A pgd entry: its p4d entries.
-    fn p4d_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
-        self.descend(LinuxLevel::P4d, e, addr, next, phys, Self::pud_table)
+    fn p4d_entry(&mut self, e: Entry, s: Span) -> Outcome {
+        self.descend(LinuxLevel::P4d, e, s, Self::pud_table)
     }
 
     /// A p4d entry: its pud entries.
-    fn pud_table(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
-        self.descend(LinuxLevel::Pud, e, addr, next, phys, Self::pud_entry)
+    fn pud_table(&mut self, e: Entry, s: Span) -> Outcome {
+        self.descend(LinuxLevel::Pud, e, s, Self::pud_entry)
     }
 
     /// A pud entry: a 1G block (4K only, `pud_sect_supported`) or a pmd table.
-    fn pud_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, _: bool) -> Outcome {
+    fn pud_entry(&mut self, e: Entry, s: Span) -> Outcome {
         let pud_block = if MUTATION == mutation::PUD_BLOCK_ANY_GRANULE && self.cfg.has_level(Level(1)) {
             Some(self.cfg.entry_span(Level(1)))
         } else {
             self.cfg.kernel_block_size(Level(1))
         };
-        if self.block_allowed(addr, next, phys, pud_block) {
-            return self.set_leaf(e, addr, phys, false);
+        if self.block_allowed(s.addr, s.end, s.phys, pud_block) {
+            return self.set_leaf(e, s.addr, s.phys, false);
         }
-        self.descend(LinuxLevel::Pmd, e, addr, next, phys, Self::pmd_entry)
+        self.descend(LinuxLevel::Pmd, e, s, Self::pmd_entry)
     }
 
     /// A pmd entry: a block (contiguous when its run is aligned) or a pte table.
-    fn pmd_entry(&mut self, e: Entry, addr: u64, next: u64, phys: u64, cont: bool) -> Outcome {
-        if self.block_allowed(addr, next, phys, self.cfg.kernel_block_size(Level(2))) {
-            return self.set_leaf(e, addr, phys, cont);
+    fn pmd_entry(&mut self, e: Entry, s: Span) -> Outcome {
+        if self.block_allowed(s.addr, s.end, s.phys, self.cfg.kernel_block_size(Level(2))) {
+            return self.set_leaf(e, s.addr, s.phys, s.cont);
         }
-        self.descend(LinuxLevel::Pte, e, addr, next, phys, Self::pte_entry)
+        self.descend(LinuxLevel::Pte, e, s, Self::pte_entry)
     }
 
     /// A pte entry: a page.
-    fn pte_entry(&mut self, e: Entry, addr: u64, _next: u64, phys: u64, cont: bool) -> Outcome {
-        self.set_leaf(e, addr, phys, cont)
+    fn pte_entry(&mut self, e: Entry, s: Span) -> Outcome {
+        self.set_leaf(e, s.addr, s.phys, s.cont)
     }
 }
 
@@ -593,6 +611,23 @@ mod tests {
         assert_eq!(addr_end(0xffff_ffff_ffe0_0000, 0, 1 << 21), 0);
         assert_eq!(addr_end(0xffff_ffff_ffc0_0000, 0, 1 << 21), 0xffff_ffff_ffe0_0000);
         assert_eq!(addr_end(0x1000, 0x3000, 1 << 21), 0x3000);
+    }
+
+    #[test]
+    fn a_span_splits_at_every_boundary_with_its_pas() {
+        let s = Span { addr: 0x1f_f000, end: 0x40_1000, phys: 0x8000_0000, cont: true };
+        let want = [
+            (0x1f_f000, 0x20_0000, 0x8000_0000),
+            (0x20_0000, 0x40_0000, 0x8000_1000),
+            (0x40_0000, 0x40_1000, 0x8020_1000),
+        ];
+        assert!(s.split(1 << 21).map(|p| (p.addr, p.end, p.phys)).eq(want));
+        assert!(s.split(1 << 21).all(|p| p.cont));
+        // To the top of the address space (end 0), and a span inside one block.
+        let top = Span { addr: 0xffff_ffff_ffc0_0000, end: 0, phys: 0, cont: false };
+        assert!(top.split(1 << 21).map(|p| p.end).eq([0xffff_ffff_ffe0_0000, 0]));
+        let one = Span { addr: 0x1000, end: 0x3000, phys: 0, cont: false };
+        assert_eq!(one.split(1 << 21).count(), 1);
     }
 
     #[test]
