@@ -206,12 +206,7 @@ impl Live {
             (false, false) => {}
         }
         if needs_inval {
-            if self.pending.len() >= MAX_PENDING {
-                let old = self.pending.remove(0);
-                self.filter.update(&old, false);
-            }
-            self.filter.update(&p, true);
-            self.pending.push(p);
+            self.push_pending(p);
         }
         (change, needs_inval)
     }
@@ -275,6 +270,16 @@ impl Live {
         before - self.pending.len()
     }
 
+    /// Add `p` to the pending invalidations (past [`MAX_PENDING`], the oldest goes).
+    fn push_pending(&mut self, p: Pending) {
+        if self.pending.len() >= MAX_PENDING {
+            let old = self.pending.remove(0);
+            self.filter.update(&old, false);
+        }
+        self.filter.update(&p, true);
+        self.pending.push(p);
+    }
+
     /// Whether no invalidation is pending.
     pub fn nothing_pending(&self) -> bool {
         self.pending.is_empty()
@@ -306,10 +311,8 @@ mod tests {
     #[test]
     fn the_filter_passes_exactly_the_pending_spans() {
         let mut l = Live::default();
-        for p in [pending(0xffff_0000_1234_5000, 12), pending(0xffff_8000_0020_0000, 21)] {
-            l.filter.update(&p, true);
-            l.pending.push(p);
-        }
+        l.push_pending(pending(0xffff_0000_1234_5000, 12));
+        l.push_pending(pending(0xffff_8000_0020_0000, 21));
         assert!(l.accessed(0xffff_0000_1234_4ff8).is_none());
         assert!(l.accessed(0xffff_8000_003f_fff8).is_some(), "inside the 2 MiB block");
         assert!(l.accessed(0xffff_8000_0030_0000).is_none(), "found once, then removed");
@@ -321,9 +324,7 @@ mod tests {
     #[test]
     fn a_wide_span_makes_every_va_doubtful() {
         let mut l = Live::default();
-        let p = pending(0xffff_0000_0000_0000, 39);
-        l.filter.update(&p, true);
-        l.pending.push(p);
+        l.push_pending(pending(0xffff_0000_0000_0000, 39));
         assert!(l.filter.may_cover(0x1234));
         assert!(l.accessed(0xffff_0040_0000_0000).is_some());
         assert_eq!(l.filter.wide, 0);
@@ -332,9 +333,7 @@ mod tests {
     #[test]
     fn a_completed_tlbi_drops_what_it_covered() {
         let mut l = Live::default();
-        let p = pending(0xffff_0000_1234_5000, 12);
-        l.filter.update(&p, true);
-        l.pending.push(p);
+        l.push_pending(pending(0xffff_0000_1234_5000, 12));
         assert_eq!(l.tlbi(Some((0xffff_0000_1234_5000, 0xffff_0000_1234_5fff)), true), 1);
         assert!(l.filter.may_cover(0xffff_0000_1234_5000), "covered but not yet completed");
         assert_eq!(l.dsb(), 1);
