@@ -101,7 +101,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
         Ok((i, ram)) => {
             let findings = judge(&i, &layout, &ram);
             let failed: Vec<String> = {
-                let mut v: Vec<String> = findings.iter().filter(|f| f.failure).map(|f| f.check.to_string()).collect();
+                let mut v: Vec<String> = findings.iter().filter(|f| f.failed()).map(|f| f.check.to_string()).collect();
                 v.dedup();
                 v
             };
@@ -122,7 +122,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
             );
             log_findings(log, &findings);
             let unchecked: Vec<String> =
-                findings.iter().filter(|f| f.unchecked).map(|f| format!("{}: {}", f.check, f.what)).collect();
+                findings.iter().filter(|f| f.not_checked()).map(|f| format!("{}: {}", f.check, f.what)).collect();
             Booted {
                 row: LayoutRow {
                     index,
@@ -149,7 +149,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
             // Findings the tracer made before the kernel stopped fail the layout; the
             // boot's failure is said too.
             let seen = e.downcast_ref::<super::NotUp>().map(super::NotUp::findings).unwrap_or_default();
-            let mut failed: Vec<String> = seen.iter().filter(|f| f.failure).map(|f| f.check.to_string()).collect();
+            let mut failed: Vec<String> = seen.iter().filter(|f| f.failed()).map(|f| f.check.to_string()).collect();
             failed.dedup();
             log_findings(log, &seen);
             if !failed.is_empty() {
@@ -168,12 +168,10 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
 fn log_findings(log: &mut String, findings: &[super::Finding]) {
     use std::fmt::Write as _;
     for f in findings {
-        let tag = if f.failure {
-            "FAIL "
-        } else if f.unchecked {
-            "NOT CHECKED "
-        } else {
-            ""
+        let tag = match f.severity {
+            super::inspection::Severity::Failed => "FAIL ",
+            super::inspection::Severity::NotChecked => "NOT CHECKED ",
+            super::inspection::Severity::Info => "",
         };
         let _ = writeln!(log, "    [{}] {tag}{}", f.check, f.what);
     }

@@ -41,11 +41,32 @@ pub struct Inspection {
 pub struct Finding {
     /// The check ("zeroing", "translation", "image", "table_bits", "policy", "structure").
     pub check: &'static str,
-    /// Whether it is a failure (else information).
-    pub failure: bool,
-    /// The check could not run (what it needs is missing): never a pass.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub unchecked: bool,
+    /// What it means for the layout.
+    pub severity: Severity,
     /// In words.
     pub what: String,
+}
+
+/// What a [`Finding`] means: one of three, never two at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Information (a count, a kernel finding reported and not failed).
+    Info,
+    /// The check failed: the kernel's tables are wrong.
+    Failed,
+    /// The check could not run (what it needs is missing): never a pass.
+    NotChecked,
+}
+
+impl Finding {
+    /// Whether the check failed.
+    pub fn failed(&self) -> bool {
+        self.severity == Severity::Failed
+    }
+
+    /// Whether the check could not run.
+    pub fn not_checked(&self) -> bool {
+        self.severity == Severity::NotChecked
+    }
 }

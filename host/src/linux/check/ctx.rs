@@ -5,7 +5,7 @@
 use ptcheck_shared::{Granule, Prot, TranslationConfig};
 
 use crate::backend::PhysMemory;
-use crate::linux::inspection::{Finding, Inspection};
+use crate::linux::inspection::{Finding, Inspection, Severity};
 use crate::linux::layout::{Layout, Range};
 use crate::linux::symbols::KernelFacts;
 use crate::runs::LeafRun;
@@ -298,14 +298,14 @@ impl Ctx<'_> {
 }
 
 pub(crate) fn fail(check: &'static str, what: String) -> Finding {
-    Finding { check, failure: true, unchecked: false, what }
+    Finding { check, severity: Severity::Failed, what }
 }
 
 pub(crate) fn info(check: &'static str, what: String) -> Finding {
-    Finding { check, failure: false, unchecked: false, what }
+    Finding { check, severity: Severity::Info, what }
 }
 
 /// The check could not run: never a pass (the layout is "not checked").
 pub(crate) fn unchecked(check: &'static str, what: String) -> Finding {
-    Finding { check, failure: false, unchecked: true, what }
+    Finding { check, severity: Severity::NotChecked, what }
 }

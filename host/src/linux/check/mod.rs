@@ -33,7 +33,7 @@ pub use ctx::{
     Sections, KFENCE_OBJECTS,
 };
 
-use crate::linux::inspection::{Finding, Inspection};
+use crate::linux::inspection::{Finding, Inspection, Severity};
 use crate::linux::layout::Layout;
 use crate::walker::AnomalyKind;
 
@@ -46,17 +46,15 @@ pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemo
     if i.el > 1 {
         out.push(Finding {
             check: "structure",
-            failure: true,
-            unchecked: false,
+            severity: Severity::Failed,
             what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
         });
     }
     for a in &i.walk.anomalies {
-        let failure = a.kind != AnomalyKind::TableReachedTwice;
+        let severity = if a.kind == AnomalyKind::TableReachedTwice { Severity::Info } else { Severity::Failed };
         out.push(Finding {
             check: "structure",
-            failure,
-            unchecked: false,
+            severity,
             what: format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value),
         });
     }
