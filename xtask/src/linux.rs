@@ -112,8 +112,8 @@ fn initramfs() -> std::result::Result<PathBuf, String> {
 pub(crate) fn bench_trace(args: &[String]) -> Result {
     let initrd = initramfs()?;
     let kernel = fetch(&DEBIAN[1])?;
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "bench"])
+    let mut cmd = crate::tools::ptcheck_command(false);
+    cmd.arg("bench")
         .arg("--trace-cost")
         .arg("--kernel")
         .arg(&kernel)
@@ -125,8 +125,8 @@ pub(crate) fn bench_trace(args: &[String]) -> Result {
 
 /// `ptcheck linux --kernel K --initrd I --cpu C <extra>`; its exit code.
 fn ptcheck(kernel: &Path, initrd: &Path, cpu: &str, extra: &[String]) -> std::result::Result<Option<i32>, String> {
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck", "--", "linux"])
+    let mut cmd = crate::tools::ptcheck_command(false);
+    cmd.arg("linux")
         .arg("--kernel")
         .arg(kernel)
         .arg("--initrd")
@@ -211,19 +211,8 @@ pub fn stage() -> Result {
         }
         if plant == "zeroing" {
             let repro = row.reproducer.as_deref().ok_or("the failing layout left no reproducer")?;
-            let mut cmd = cargo();
-            cmd.args([
-                "run",
-                "--release",
-                "--quiet",
-                "--package",
-                "ptcheck-host",
-                "--bin",
-                "ptcheck",
-                "--",
-                "replay",
-                repro,
-            ]);
+            let mut cmd = crate::tools::ptcheck_command(false);
+            cmd.args(["replay", repro]);
             println!("$ ptcheck replay {repro}");
             let code = cmd.current_dir(crate::tools::root()).status().map_err(|e| e.to_string())?.code();
             if code != Some(1) {

@@ -13,12 +13,7 @@ fn ptcheck(args: &[&str]) -> Result {
 }
 
 fn ptcheck_build(args: &[&str], mutants_build: bool) -> Result {
-    let mut cmd = cargo();
-    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck"]);
-    if mutants_build {
-        cmd.args(["--features", "mutants"]);
-    }
-    sh(cmd.arg("--").args(args))
+    sh(crate::tools::ptcheck_command(mutants_build).args(args))
 }
 
 /// Whether a VM run may need QEMU: `--backend qemu`, or `auto` where this host's KVM

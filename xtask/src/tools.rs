@@ -44,6 +44,19 @@ pub fn cargo() -> Command {
     c
 }
 
+/// `cargo run` of the `ptcheck` binary (release; with the bug catalogue when
+/// `mutants`), up to its `--`: the caller adds ptcheck's arguments. The one place
+/// xtask says how ptcheck is run.
+pub fn ptcheck_command(mutants: bool) -> Command {
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "--quiet", "--package", "ptcheck-host", "--bin", "ptcheck"]);
+    if mutants {
+        cmd.args(["--features", "mutants"]);
+    }
+    cmd.arg("--");
+    cmd
+}
+
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
