@@ -73,8 +73,7 @@ static XREGS: OnceLock<XRegs> = OnceLock::new();
 
 struct XRegs {
     handles: [usize; 31],
-    /// A `GByteArray *`, only touched from the vCPU thread (register reads happen in
-    /// its callbacks).
+    /// A `GByteArray *`, only touched by [`xreg`], under the state lock.
     buf: usize,
 }
 
@@ -93,16 +92,17 @@ fn state() -> Guard {
     Guard(lock)
 }
 
-/// Xn's value (x31 reads as zero: XZR in these encodings).
-fn xreg(n: u32) -> u64 {
+/// Xn's value (x31 reads as zero: XZR in these encodings). Taking the state's guard
+/// makes the one byte array's use exclusive, whichever thread calls.
+fn xreg(_held: &Guard, n: u32) -> u64 {
     if n >= 31 {
         return 0;
     }
     let Some(regs) = XREGS.get() else { return 0 };
     let buf = regs.buf as *mut qemu_plugin::sys::GByteArray;
-    // SAFETY: `buf` is the byte array made in `on_vcpu_init`, used only here, on the
-    // vCPU thread; the handle is one QEMU listed for this vCPU; QEMU writes the
-    // register's bytes (little-endian) into `buf`, whose `data`/`len` we then read.
+    // SAFETY: `buf` is the byte array made in `on_vcpu_init`, used only here, under the
+    // state lock (`_held`); the handle is one QEMU listed; QEMU writes the register's
+    // bytes (little-endian) into `buf`, whose `data`/`len` we then read.
     unsafe {
         g_byte_array_set_size(buf, 0);
         let handle = regs.handles[n as usize] as *mut qemu_plugin::sys::qemu_plugin_register;
@@ -208,22 +208,25 @@ impl HasCallbacks for Tracer {
                 ),
                 Insn::DcZva { rt } => insn.register_execute_callback_flags(
                     move |_| {
-                        let va = xreg(rt);
-                        state().dc_zva(va, pc, w);
+                        let mut st = state();
+                        let va = xreg(&st, rt);
+                        st.dc_zva(va, pc, w);
                     },
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),
                 Insn::Msr { reg, rt } => insn.register_execute_callback_flags(
                     move |_| {
-                        let v = xreg(rt);
-                        state().msr(reg, v);
+                        let mut st = state();
+                        let v = xreg(&st, rt);
+                        st.msr(reg, v);
                     },
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),
                 Insn::Barrier(Barrier::Tlbi(t @ Tlbi::Va { rt, .. })) => insn.register_execute_callback_flags(
                     move |_| {
-                        let xt = xreg(rt);
-                        state().tlbi(t, xt);
+                        let mut st = state();
+                        let xt = xreg(&st, rt);
+                        st.tlbi(t, xt);
                     },
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),
@@ -237,8 +240,8 @@ impl HasCallbacks for Tracer {
                 Insn::Barrier(b) => insn.register_execute_callback(move |_| state().barrier(b, pc, w)),
                 Insn::Hint(h) => insn.register_execute_callback_flags(
                     move |_| {
-                        let (x0, x1) = (xreg(0), xreg(1));
                         let mut st = state();
+                        let (x0, x1) = (xreg(&st, 0), xreg(&st, 1));
                         st.isbs(isbs());
                         st.hint(h, x0, x1);
                     },

@@ -97,7 +97,8 @@ pub struct State {
     isb_base: u64,
     /// The last DC ZVA's page translation (VA page, PA page): a clear is a run of
     /// DC ZVAs in one page. Dropped on anything that could change a translation:
-    /// TTBR/TCR/SCTLR, a TLBI, a store into a table.
+    /// TTBR/TCR/SCTLR, a TLBI, a store into a table (the table and live bitmaps
+    /// mark every table reached, whatever the shadows' limit).
     zva_page: Option<(u64, u64)>,
 }
 
@@ -327,7 +328,7 @@ impl State {
         self.access(va, pc, insn);
         let page = va & !0xfff;
         let pa = match self.zva_page {
-            Some((v, p)) if v == page && self.counts.live_over_capacity == 0 => p | (va & 0xfff),
+            Some((v, p)) if v == page => p | (va & 0xfff),
             _ => {
                 let Some(pa) = walk::translate(&self.ram, &self.regs, va) else { return };
                 self.zva_page = Some((page, pa & !0xfff));
@@ -368,8 +369,11 @@ impl State {
         }
         // Descriptors are aligned 64-bit words: a 64-bit store, or a 128-bit one (STP,
         // a Q register) as two.
+        if size < 8 {
+            return;
+        }
         let release = release && size == 8;
-        for w in (pa..pa + size).step_by(8).filter(|_| size >= 8) {
+        for w in (pa..pa + size).step_by(8) {
             let v = self.ram.read_u64(w).unwrap_or(0);
             self.live_store(w, v, pc, insn);
             self.maybe_link(w, v, pc, insn, release);
