@@ -67,10 +67,14 @@ pub fn fuzz_line(s: &crate::fuzz::Summary) -> FuzzLine {
 
 /// Peak resident set of this process so far, in MiB (0 where /proc cannot tell).
 pub fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib =
-        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
-    kib.unwrap_or(0u64) / 1024
+    status_kib("self", "VmHWM:").unwrap_or(0) / 1024
+}
+
+/// One KiB figure (`VmHWM:`, `RssAnon:`) of `/proc/<pid>/status` (`pid` "self": this
+/// process).
+pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()
 }
 
 /// One plan of one regime, for JUnit.

@@ -6,15 +6,24 @@ use std::path::Path;
 
 pub use ptcheck_shared::report::{QemuBinary, Tested};
 
-/// `path` and its `--version` line.
+/// `path` and its `--version` line, asked once per binary and process: every report
+/// and reproducer of a run names the same QEMU.
 pub fn qemu_binary(path: &Path) -> QemuBinary {
+    static ASKED: std::sync::Mutex<Vec<QemuBinary>> = std::sync::Mutex::new(Vec::new());
+    let key = path.display().to_string();
+    let mut asked = ASKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(q) = asked.iter().find(|q| q.path == key) {
+        return q.clone();
+    }
     let version = std::process::Command::new(path)
         .arg("--version")
         .output()
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
         .unwrap_or_else(|| format!("({} --version gave nothing)", path.display()));
-    QemuBinary { path: path.display().to_string(), version }
+    let q = QemuBinary { path: key, version };
+    asked.push(q.clone());
+    q
 }
 
 /// For `command` on `backend` (whose builder, trace, QEMU and CPU it reports), with

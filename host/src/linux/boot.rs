@@ -243,8 +243,9 @@ impl Boot<'_> {
             super::plant(&i, layout, ram, p)?;
             i.walk = walk(&cfg, root, ram);
         }
-        i.qemu_peak_kib = status_kib(qemu.0.id(), "VmHWM:");
-        i.qemu_anon_kib = status_kib(qemu.0.id(), "RssAnon:");
+        let pid = qemu.0.id().to_string();
+        i.qemu_peak_kib = crate::report::status_kib(&pid, "VmHWM:");
+        i.qemu_anon_kib = crate::report::status_kib(&pid, "RssAnon:");
         // The tracer writes its counts as QEMU exits: end QEMU through the gdbstub.
         i.observed = run.trace.as_ref().map(|_| {
             let _ = g.kill();
@@ -383,12 +384,6 @@ impl NotUp {
         }
         out
     }
-}
-
-/// One KiB figure of a process's `/proc/PID/status` (`VmHWM:`, `RssAnon:`).
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether `child` exits within `limit`.

@@ -100,11 +100,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
     match boot_and_inspect(run, image, &layout) {
         Ok((i, ram)) => {
             let findings = judge(&i, &layout, &ram);
-            let failed: Vec<String> = {
-                let mut v: Vec<String> = findings.iter().filter(|f| f.failed()).map(|f| f.check.to_string()).collect();
-                v.dedup();
-                v
-            };
+            let failed = failed_checks(&findings);
             let _ = writeln!(
                 log,
                 "    [kernel] {}; {} of {} symbols from /proc/kallsyms{}; stopped at EL{}, TCR_EL1 {:#x}, TTBR1_EL1 {:#x}",
@@ -149,8 +145,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
             // Findings the tracer made before the kernel stopped fail the layout; the
             // boot's failure is said too.
             let seen = e.downcast_ref::<super::NotUp>().map(super::NotUp::findings).unwrap_or_default();
-            let mut failed: Vec<String> = seen.iter().filter(|f| f.failed()).map(|f| f.check.to_string()).collect();
-            failed.dedup();
+            let failed = failed_checks(&seen);
             log_findings(log, &seen);
             if !failed.is_empty() {
                 let _ = writeln!(
@@ -162,6 +157,13 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
             not_up(index, layout, failed, &e)
         }
     }
+}
+
+/// The checks that failed, in order, each named once per run of findings.
+fn failed_checks(findings: &[super::Finding]) -> Vec<String> {
+    let mut v: Vec<String> = findings.iter().filter(|f| f.failed()).map(|f| f.check.to_string()).collect();
+    v.dedup();
+    v
 }
 
 /// One line per finding: `[check] FAIL …`, `[check] NOT CHECKED …` or information.
