@@ -9,6 +9,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
 use ptcheck_host::backend::open::{BackendChoice, BackendOptions};
 use ptcheck_host::backend::vm::VmPolicy;
+use ptcheck_shared::report::Needs;
 use ptcheck_shared::TranslationConfig;
 
 #[derive(Parser)]
@@ -33,8 +34,11 @@ pub(crate) enum Cmd {
     /// Boot a real arm64 kernel, stop it once its init is up, and check its tables.
     Linux(LinuxArgs),
     /// Run the bug catalogue: is every variant caught? (`mutants` builds only.)
-    #[cfg(feature = "mutants")]
     Mutants(MutantsArgs),
+    /// What a command line needs prepared (guest image, QEMU, tracer, catalogue), as
+    /// JSON: `cargo xtask` asks instead of parsing ptcheck's flags.
+    #[command(hide = true)]
+    Needs(NeedsArgs),
 }
 
 /// How a VM runs: persistent or one boot per plan.
@@ -66,7 +70,6 @@ pub(crate) struct VmArgs {
     pub(crate) builder: Option<String>,
     /// Run a bug-catalogue variant instead of the clean builder (`mutants` builds only;
     /// VM backends need the catalogue guest image `cargo xtask mutants` builds).
-    #[cfg(feature = "mutants")]
     #[arg(long)]
     pub(crate) mutant: Option<String>,
     /// Observe every build with the tracer plugin (QEMU 10; `cargo xtask` fetches it):
@@ -86,10 +89,7 @@ impl VmArgs {
                 boot_per_plan: self.qemu_mode == ModeChoice::BootPerPlan,
                 ..VmPolicy::default()
             },
-            #[cfg(feature = "mutants")]
             mutant: self.mutant.clone(),
-            #[cfg(not(feature = "mutants"))]
-            mutant: None,
             builder: self.builder.clone().unwrap_or_else(|| "linux".into()),
             trace: self.trace,
         }
@@ -189,7 +189,6 @@ pub(crate) struct BenchArgs {
     pub(crate) vm: VmArgs,
 }
 
-#[cfg(feature = "mutants")]
 #[derive(clap::Args)]
 pub(crate) struct MutantsArgs {
     /// Where to run (native, qemu; kvm on arm64 hosts).
@@ -294,4 +293,53 @@ pub(crate) struct LinuxArgs {
     /// barrier and TLBI from reset: zeroed_at_link, ordered_link); runs the system QEMU.
     #[arg(long)]
     pub(crate) no_trace: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct NeedsArgs {
+    /// The ptcheck command line to answer for (`run --backend qemu --trace`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// What `command` (a ptcheck command line without the program name) needs prepared,
+/// decided on the parsed arguments, as the command itself will see them.
+pub(crate) fn needs(command: &[String]) -> Needs {
+    let argv = std::iter::once("ptcheck".to_string()).chain(command.iter().cloned());
+    let Ok(cli) = Cli::try_parse_from(argv) else {
+        return Needs { unparsed: true, ..Needs::default() };
+    };
+    let vm = |choice: BackendChoice, vm: &VmArgs, traced: bool, catalogue: bool| {
+        let in_vm = choice != BackendChoice::Native;
+        Needs {
+            guest_image: in_vm,
+            qemu: match choice {
+                BackendChoice::Qemu => true,
+                BackendChoice::Auto => ptcheck_host::backend::open::kvm_usable().is_err(),
+                BackendChoice::Native | BackendChoice::Kvm => false,
+            },
+            tracing: in_vm && (vm.trace || traced),
+            catalogue,
+            catalogue_image: in_vm && catalogue && vm.guest.is_none(),
+            unparsed: false,
+        }
+    };
+    match &cli.cmd {
+        Cmd::Run(a) => vm(a.backend, &a.vm, false, a.vm.mutant.is_some()),
+        Cmd::Fuzz(a) => vm(a.backend, &a.vm, false, a.vm.mutant.is_some()),
+        Cmd::Replay(a) => {
+            let text = std::fs::read_to_string(&a.file).unwrap_or_default();
+            if ptcheck_host::linux::command::is_linux_repro(&text) {
+                // A kernel boot: QEMU, traced where the tracer can be had.
+                return Needs { qemu: true, tracing: true, ..Needs::default() };
+            }
+            let traced = ptcheck_host::repro::parse(&text).is_ok_and(|r| r.traced);
+            vm(a.backend, &a.vm, traced, a.vm.mutant.is_some())
+        }
+        Cmd::Mutants(a) => vm(a.backend, &a.vm, false, true),
+        Cmd::Bench(a) if a.costs => Needs::default(),
+        Cmd::Bench(a) => vm(BackendChoice::Qemu, &a.vm, a.trace_cost, a.vm.mutant.is_some()),
+        Cmd::Linux(a) => Needs { qemu: true, tracing: !a.no_trace, ..Needs::default() },
+        Cmd::Configs | Cmd::Needs(_) => Needs::default(),
+    }
 }

@@ -136,6 +136,14 @@ fn main() -> ExitCode {
         }
         #[cfg(feature = "mutants")]
         Cmd::Mutants(args) => mutants(args).map(pass_or_fail),
+        #[cfg(not(feature = "mutants"))]
+        Cmd::Mutants(_) => Err(anyhow::anyhow!(
+            "this ptcheck was built without the bug catalogue: `cargo xtask mutants` builds and runs one"
+        )),
+        Cmd::Needs(args) => serde_json::to_string(&args::needs(&args.command)).map_err(Into::into).map(|json| {
+            println!("{json}");
+            Class::Passed
+        }),
         Cmd::Linux(args) => linux(args),
         Cmd::Configs => {
             for c in TranslationConfig::all() {

@@ -235,3 +235,23 @@ pub struct RegimeRow {
     /// Mean seconds per boot.
     pub secs_per_boot: f64,
 }
+
+/// What a `ptcheck` command line needs prepared before it runs. `ptcheck needs
+/// <command line>` answers from ptcheck's own parser, so `cargo xtask` never parses
+/// ptcheck's flags itself (one parser: a new flag cannot be missed by the other).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs {
+    /// The guest image: the command runs plans in a VM.
+    pub guest_image: bool,
+    /// QEMU: the QEMU backend, `auto` where this host's KVM cannot run arm64, a kernel.
+    pub qemu: bool,
+    /// QEMU 10 and the tracer plugin: `--trace`, a traced reproducer, a kernel boot.
+    pub tracing: bool,
+    /// A ptcheck built with the bug catalogue: `mutants`, `--mutant`.
+    pub catalogue: bool,
+    /// The catalogue's guest image, to be given as `--guest` (a VM runs a catalogue
+    /// variant and no `--guest` was given).
+    pub catalogue_image: bool,
+    /// The command line does not parse: running it makes ptcheck say why.
+    pub unparsed: bool,
+}

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::flags::Linux;
 use crate::nested_kvm::{cross_build_runner, write_initramfs, MUSL};
 use crate::tools::{build_guest, cargo, ensure_qemu, guest_image, target_dir, Result};
 
@@ -413,100 +414,30 @@ fn compare(a: &str, b: &str) -> Result {
     }
 }
 
-pub fn run(args: &[String]) -> Result {
-    let value = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
-    if let Some(i) = args.iter().position(|a| a == "--compare") {
-        return match (args.get(i + 1), args.get(i + 2)) {
-            (Some(a), Some(b)) => compare(a, b),
-            _ => Err("--compare A.json B.json: two ptcheck linux reports".into()),
-        };
+pub fn run(o: &Linux) -> Result {
+    if let Some([a, b]) = o.compare.as_deref() {
+        return compare(&a.to_string_lossy(), &b.to_string_lossy());
     }
-    // The xtask's own flags stay here; the rest go to `ptcheck linux`.
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if matches!(
-            a.as_str(),
-            "--kernel"
-                | "--debian"
-                | "--flavour"
-                | "--cpu"
-                | "--report"
-                | "--build"
-                | "--source"
-                | "--regime"
-                | "--plant-tree"
-        ) {
-            it.next();
-        } else if a != "--fuzz" {
-            rest.push(a.clone());
-        }
-    }
+    let kernels = kernels(o)?;
     let initrd = initramfs()?;
-    // `--fuzz [--regime R]`: small kernels for the regimes (all by default), built
-    // once, then the layout stream (--seed, --count, --shard) on each.
-    let build_sel = value("--build")
-        .or_else(|| value("--regime"))
-        .or_else(|| args.iter().any(|a| a == "--fuzz").then(|| "all".to_string()));
-    let kernels: Vec<(PathBuf, Vec<String>)> = if let Some(sel) = build_sel {
-        built_kernels(
-            &sel,
-            value("--source").as_deref(),
-            value("--debian").as_deref(),
-            value("--plant-tree").as_deref(),
-        )?
-    } else if value("--source").is_some() {
-        return Err("--source builds a tree: say which regimes with --build <regimes|all>".into());
-    } else if value("--plant-tree").is_some() {
-        return Err("--plant-tree builds a planted tree: say which regimes with --build <regimes|all>".into());
-    } else {
-        match (value("--kernel"), value("--debian")) {
-            (Some(k), None) => vec![(k.into(), vec![value("--cpu").unwrap_or(CPU.into())])],
-            (Some(_), Some(_)) => return Err("--kernel and --debian name two kernels: give one".into()),
-            (None, debian) => {
-                let flavour = value("--flavour");
-                let chosen: Vec<&Debian> = DEBIAN
-                    .iter()
-                    .filter(|d| debian.as_deref().is_none_or(|v| v == d.version))
-                    .filter(|d| flavour.as_deref().is_none_or(|f| f == d.flavour))
-                    .collect();
-                if chosen.is_empty() {
-                    return Err(format!(
-                        "--debian {} --flavour {}: ptcheck fetches 6.1 4k, 6.12 4k and 6.12 16k",
-                        debian.unwrap_or_default(),
-                        flavour.unwrap_or_default()
-                    ));
-                }
-                let mut out = Vec::new();
-                for d in chosen {
-                    match fetch(d) {
-                        Ok(k) => out.push((k, d.cpus.iter().map(|c| c.to_string()).collect())),
-                        Err(e) => println!("linux: SKIPPED Debian {} {}, NOT checked: {e}", d.version, d.flavour),
-                    }
-                }
-                if out.is_empty() {
-                    return Err("no Debian kernel could be fetched: nothing was checked".into());
-                }
-                out
-            }
-        }
-    };
     // --fuzz: --count is the whole stream, spread over the kernels (each gets its share
     // of the layouts, the same seed).
-    if args.iter().any(|a| a == "--fuzz") {
-        let total: u64 = value("--count").map_or(Ok(200), |c| c.parse()).map_err(|e| format!("--count: {e}"))?;
+    let count = if o.fuzz {
+        let total = o.count.unwrap_or(200);
         let per = total.div_ceil(kernels.len() as u64).max(1);
-        if let Some(i) = rest.iter().position(|a| a == "--count") {
-            rest.drain(i..(i + 2).min(rest.len()));
-        }
-        rest.extend(["--count".to_string(), per.to_string()]);
         println!("linux --fuzz: {total} layouts over {} kernels: {per} each", kernels.len());
-    }
-    let cpus_given = value("--cpu");
+        Some(per)
+    } else {
+        o.count
+    };
+    let rest = o.forwarded(count);
+    let cpus_given = o.cpu.clone();
     // Always a report (the one asked for, else target/linux/last-report.json): the
     // closing summary reads it.
-    let report =
-        value("--report").unwrap_or_else(|| target_dir().join("linux").join("last-report.json").display().to_string());
+    let report = o.report.as_ref().map_or_else(
+        || target_dir().join("linux").join("last-report.json").display().to_string(),
+        |r| r.display().to_string(),
+    );
     let _ = std::fs::remove_file(&report);
     let report = Some(report);
     let started = std::time::Instant::now();
@@ -532,6 +463,52 @@ pub fn run(args: &[String]) -> Result {
         1 => Err("a kernel's tables failed a check (the table above; reproducers named)".into()),
         _ => Err("some layouts were not checked (see above): not a pass".into()),
     }
+}
+
+/// The kernels a `linux` command line asks for, with the CPUs to boot each on: small
+/// kernels built for `--build`/`--fuzz` regimes, `--kernel`, or Debian's.
+fn kernels(o: &Linux) -> std::result::Result<Vec<(PathBuf, Vec<String>)>, String> {
+    // `--fuzz [--regime R]`: small kernels for the regimes (all by default), built
+    // once, then the layout stream (--seed, --count, --shard) on each.
+    let build_sel = o.build.clone().or_else(|| o.regime.clone()).or_else(|| o.fuzz.then(|| "all".to_string()));
+    if let Some(sel) = build_sel {
+        let source = o.source.as_ref().map(|p| p.to_string_lossy().into_owned());
+        return built_kernels(&sel, source.as_deref(), o.debian.map(|d| d.as_str()), o.plant_tree.as_deref());
+    }
+    if o.source.is_some() {
+        return Err("--source builds a tree: say which regimes with --build <regimes|all>".into());
+    }
+    if o.plant_tree.is_some() {
+        return Err("--plant-tree builds a planted tree: say which regimes with --build <regimes|all>".into());
+    }
+    if let Some(k) = &o.kernel {
+        return Ok(vec![(k.clone(), vec![o.cpu.clone().unwrap_or(CPU.into())])]);
+    }
+    let debian = o.debian.map(|d| d.as_str());
+    let flavour = o.flavour.as_deref();
+    let chosen: Vec<&Debian> = DEBIAN
+        .iter()
+        .filter(|d| debian.is_none_or(|v| v == d.version))
+        .filter(|d| flavour.is_none_or(|f| f == d.flavour))
+        .collect();
+    if chosen.is_empty() {
+        return Err(format!(
+            "--debian {} --flavour {}: ptcheck fetches 6.1 4k, 6.12 4k and 6.12 16k",
+            debian.unwrap_or_default(),
+            flavour.unwrap_or_default()
+        ));
+    }
+    let mut out = Vec::new();
+    for d in chosen {
+        match fetch(d) {
+            Ok(k) => out.push((k, d.cpus.iter().map(|c| c.to_string()).collect())),
+            Err(e) => println!("linux: SKIPPED Debian {} {}, NOT checked: {e}", d.version, d.flavour),
+        }
+    }
+    if out.is_empty() {
+        return Err("no Debian kernel could be fetched: nothing was checked".into());
+    }
+    Ok(out)
 }
 
 /// The whole run in one line: layouts, outcomes and layouts/s over every kernel.

@@ -24,38 +24,7 @@ use crate::tools::{self, sh, Result};
 pub const MUSL: &str = "aarch64-unknown-linux-musl";
 use ptcheck_shared::abi::{NESTED_REPORT_BEGIN as REPORT_BEGIN, NESTED_REPORT_END as REPORT_END};
 
-/// Options of the command.
-pub struct NestedKvm {
-    /// Where to write the report JSON.
-    pub report: Option<PathBuf>,
-    /// Verify the first plan of every regime against a wrong expectation inside: the
-    /// run must then fail, proving failures on KVM reach the exit code.
-    pub self_test: bool,
-    /// Give up (and fail) after this long.
-    pub timeout: Duration,
-}
-
-impl NestedKvm {
-    /// Parse `[--report FILE] [--self-test] [--timeout SECS]`.
-    pub fn parse(args: &[String]) -> std::result::Result<Self, String> {
-        let mut o = NestedKvm { report: None, self_test: false, timeout: Duration::from_secs(900) };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--report" => o.report = Some(PathBuf::from(it.next().ok_or("--report needs a file")?)),
-                "--self-test" => o.self_test = true,
-                "--timeout" => {
-                    let s = it.next().ok_or("--timeout needs seconds")?;
-                    o.timeout = Duration::from_secs(
-                        s.parse().map_err(|_| format!("--timeout: '{s}' is not a number of seconds"))?,
-                    );
-                }
-                other => return Err(format!("nested-kvm: unknown argument '{other}'")),
-            }
-        }
-        Ok(o)
-    }
-}
+pub use crate::flags::NestedKvm;
 
 fn work_dir() -> PathBuf {
     tools::target_dir().join("nested-kvm")

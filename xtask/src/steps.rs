@@ -1,141 +1,82 @@
 //! The steps behind each xtask command.
 
+use ptcheck_shared::report::Needs;
+
+use crate::flags::Bench;
 use crate::tools::{
     build_guest, build_mutants_image, cargo, ensure_lint_tools, ensure_qemu, ensure_target, mutants_image, sh,
     target_dir, Result, GUEST_TARGET,
 };
 
-/// `cargo run` of the host runner with `args` (release: fuzzing wants the speed).
-fn ptcheck(args: &[&str]) -> Result {
-    // Broken builders exist only in a `mutants` build.
-    let mutants = args.first() == Some(&"mutants") || args.iter().any(|a| a.starts_with("--mutant"));
-    ptcheck_build(args, mutants)
+fn ptcheck_build(args: &[&str], catalogue: bool) -> Result {
+    sh(crate::tools::ptcheck_command(catalogue).args(args))
 }
 
-fn ptcheck_build(args: &[&str], mutants_build: bool) -> Result {
-    sh(crate::tools::ptcheck_command(mutants_build).args(args))
-}
-
-/// Whether a VM run may need QEMU: `--backend qemu`, or `auto` where this host's KVM
-/// cannot run an arm64 guest.
-fn needs_qemu(args: &[String]) -> bool {
-    let backend = args
-        .windows(2)
-        .find(|w| w[0] == "--backend")
-        .map(|w| w[1].as_str())
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--backend=")));
-    match backend {
-        Some("kvm") => false,
-        Some("qemu") => true,
-        _ => !(cfg!(all(target_arch = "aarch64", target_os = "linux")) && std::path::Path::new("/dev/kvm").exists()),
+/// What `ptcheck <args>` needs prepared, answered by ptcheck's own parser (`ptcheck
+/// needs`), so xtask never reads ptcheck's flags itself.
+fn needs(args: &[String]) -> std::result::Result<Needs, String> {
+    let mut cmd = crate::tools::ptcheck_command(false);
+    cmd.arg("needs").args(args).stderr(std::process::Stdio::inherit());
+    let out = cmd.output().map_err(|e| format!("cannot run ptcheck needs: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("ptcheck needs {} failed ({})", args.join(" "), out.status));
     }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| format!("ptcheck needs answered '{line}': {e}"))
 }
 
-/// Commands that may use a VM backend need the guest image (and maybe QEMU).
-fn uses_vm(args: &[String]) -> bool {
-    !(args.windows(2).any(|w| w[0] == "--backend" && w[1] == "native") || args.iter().any(|a| a == "--backend=native"))
-}
-
-/// `ptcheck <sub> args`, setting up what a VM needs first (the guest image, QEMU
-/// where KVM cannot run it), exactly as `test` does.
-fn forward(sub: &str, args: &[String]) -> Result {
+/// `ptcheck <sub> args`, with what it needs set up first (the guest image, QEMU where
+/// KVM cannot run it, the tracer, the bug catalogue and its guest image), exactly as
+/// `test` does.
+pub fn forward(sub: &str, args: &[String]) -> Result {
     let mut full: Vec<String> = vec![sub.into()];
     full.extend(args.iter().cloned());
-    if uses_vm(args) {
+    let needs = needs(&full)?;
+    if needs.guest_image {
         build_guest()?;
-        if needs_qemu(args) {
-            ensure_qemu()?;
-        }
-        if args.iter().any(|a| a == "--trace") {
-            crate::linux::ensure_tracing()?;
-        }
-        // A bug-catalogue variant in a VM needs the image that has the catalogue.
-        let mutant = args.iter().any(|a| a == "--mutant" || a.starts_with("--mutant="));
-        if mutant && !args.iter().any(|a| a == "--guest" || a.starts_with("--guest=")) {
-            build_mutants_image()?;
-            full.extend(["--guest".into(), mutants_image().to_string_lossy().into_owned()]);
-        }
     }
-    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
-    ptcheck(&refs)
-}
-
-pub fn fuzz(args: &[String]) -> Result {
-    forward("fuzz", args)
-}
-
-pub fn replay(args: &[String]) -> Result {
-    if args.is_empty() {
-        return Err(
-            "replay needs a reproducer file: cargo xtask replay target/ptcheck/repro/NAME.repro [--backend ...]".into(),
-        );
+    if needs.qemu {
+        ensure_qemu()?;
     }
-    // A reproducer a traced run wrote replays traced (ptcheck turns the tracer on):
-    // QEMU 10 and the plugin must be there.
-    let traced = std::fs::read_to_string(&args[0]).is_ok_and(|t| t.lines().any(|l| l.trim() == "traced"));
-    if traced && uses_vm(args) {
+    if needs.tracing {
         crate::linux::ensure_tracing()?;
     }
-    forward("replay", args)
-}
-
-pub fn run(args: &[String]) -> Result {
-    forward("run", args)
-}
-
-/// `cargo xtask mutants [--backend B] [ptcheck mutants args]`: for a VM backend, the
-/// guest image with the catalogue first.
-pub fn mutants(args: &[String]) -> Result {
-    let mut full: Vec<String> = vec!["mutants".into()];
-    full.extend(args.iter().cloned());
-    let backend = args.windows(2).find(|w| w[0] == "--backend").map_or("native", |w| w[1].as_str());
-    if backend != "native" {
-        if needs_qemu(args) {
-            ensure_qemu()?;
-        }
-        if args.iter().any(|a| a == "--trace") {
-            crate::linux::ensure_tracing()?;
-        }
+    if needs.catalogue_image {
         build_mutants_image()?;
-        if !args.iter().any(|a| a == "--guest" || a.starts_with("--guest=")) {
-            full.extend(["--guest".into(), mutants_image().to_string_lossy().into_owned()]);
-        }
+        full.extend(["--guest".into(), mutants_image().to_string_lossy().into_owned()]);
     }
     let refs: Vec<&str> = full.iter().map(String::as_str).collect();
-    ptcheck(&refs)
+    ptcheck_build(&refs, needs.catalogue)
 }
 
-/// `cargo xtask bench [--seconds N]`: plans/s per backend. `cargo xtask bench --scale
-/// [--native-only] [--quick]`: machine-sized maps per stage, and the builder against
-/// aarch64-paging and the memory floor (`host/benches/scale.rs`).
-pub fn bench(args: &[String]) -> Result {
-    if args.iter().any(|a| a == "--scale") {
-        let native_only = args.iter().any(|a| a == "--native-only");
-        if !native_only {
+/// `cargo xtask bench [--seconds N]`: plans/s per backend. `--scale [--native-only]
+/// [--quick]`: machine-sized maps per stage, and the builder against aarch64-paging and
+/// the memory floor (`host/benches/scale.rs`). `--costs`: per-table building costs.
+/// `--trace`: the tracer's cost.
+pub fn bench(b: &Bench) -> Result {
+    if b.scale {
+        if !b.native_only {
             ensure_qemu()?;
             build_guest()?;
         }
         let mut cmd = cargo();
         cmd.args(["bench", "--package", "ptcheck-host", "--bench", "scale", "--"]);
-        if !native_only {
+        if !b.native_only {
             cmd.arg("--qemu");
         }
-        if args.iter().any(|a| a == "--quick") {
+        if b.quick {
             cmd.arg("--quick");
         }
         return sh(&mut cmd);
     }
-    if args.iter().any(|a| a == "--costs") {
-        return ptcheck(&["bench", "--costs"]);
+    if b.costs {
+        return ptcheck_build(&["bench", "--costs"], false);
     }
-    if args.iter().any(|a| a == "--trace") {
-        return crate::linux::bench_trace(args);
+    if b.trace {
+        return crate::linux::bench_trace(&b.forwarded());
     }
-    ensure_qemu()?;
-    build_guest()?;
-    let mut full: Vec<&str> = vec!["bench"];
-    full.extend(args.iter().map(String::as_str));
-    ptcheck(&full)
+    forward("bench", &b.forwarded())
 }
 
 /// `cargo fmt --check`, then clippy with warnings denied on every build the project
@@ -186,8 +127,9 @@ pub fn test() -> Result {
         let r = report.to_string_lossy();
         ptcheck(&["run", "--backend", "qemu", "--config", "all", "--trace", "--builder", builder, "--report", &r])?;
     }
+    let mutants = |args: &[&str]| forward("mutants", &args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
     if traced {
-        mutants(&["--backend".into(), "qemu".into(), "--trace".into()])?;
+        mutants(&["--backend", "qemu", "--trace"])?;
     }
     // A short fuzz run per backend (fixed seed: CI must be reproducible).
     ptcheck(&["fuzz", "--backend", "native", "--config", "all", "--seed", "1", "--count", "5000"])?;
@@ -198,9 +140,9 @@ pub fn test() -> Result {
     let ap = ["--builder", "aarch64-paging", "--differential", "linux", "--config", "4k-48"];
     ptcheck(&[&["fuzz", "--backend", "qemu", "--count", "300"][..], &ap].concat())?;
     // The bug catalogue: every variant caught, the clean builder clean.
-    mutants(&["--backend".into(), "native".into()])?;
-    mutants(&["--backend".into(), "native".into(), "--builder".into(), "linux-6.9".into()])?;
-    mutants(&["--backend".into(), "qemu".into()])?;
+    mutants(&["--backend", "native"])?;
+    mutants(&["--backend", "native", "--builder", "linux-6.9"])?;
+    mutants(&["--backend", "qemu"])?;
     let kvm = kvm_stage(&reports)?;
     // Real kernels' tables (Debian 6.1 and 6.12, a small 6.12 kernel, a traced kernel
     // plant; `linux::stage` fetches and builds them), and planted faults.
