@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
-use super::inspection::{Finding, Inspection, Severity};
+use super::inspection::{Finding, Inspection, LinuxCheck, Severity};
 use super::layout::{self, Layout};
 use super::symbols::{self, KernelFacts};
 use super::{built_for, config_va_bits, dtb, gdb, regime, root_address, KernelImage, KernelRun, UP_MARKER};
@@ -356,14 +356,14 @@ impl NotUp {
         for f in self.seen.findings.iter().take(8) {
             let tlbi = f.violation == Violation::UsedBeforeInvalidated;
             out.push(Finding {
-                check: if tlbi { "tlbi" } else { "bbm" },
+                check: if tlbi { LinuxCheck::Tlbi } else { LinuxCheck::Bbm },
                 severity: if tlbi { Severity::Failed } else { Severity::Info },
                 what: format!("before the kernel stopped: {}", crate::trace::describe(f, &name)),
             });
         }
         for l in self.seen.links.iter().filter(|l| l.stale > 0).take(8) {
             out.push(Finding {
-                check: "zeroed_at_link",
+                check: LinuxCheck::ZeroedAtLink,
                 severity: Severity::Failed,
                 what: format!(
                     "before the kernel stopped: table {:#x} linked at entry {:#x} by {} with {} stale entries",
@@ -377,7 +377,7 @@ impl NotUp {
         let unordered = self.seen.links.iter().filter(|l| l.live && l.ordered_by == OrderedBy::Nothing).count();
         if unordered > 0 {
             out.push(Finding {
-                check: "ordered_link",
+                check: LinuxCheck::OrderedLink,
                 severity: Severity::NotChecked,
                 what: format!("{unordered} unordered links before the kernel stopped (not judged without its symbols)"),
             });

@@ -36,11 +36,65 @@ pub struct Inspection {
     pub qemu_anon_kib: Option<u64>,
 }
 
+/// A check on a real kernel's tables, by name (the plan side's is `CheckName`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinuxCheck {
+    /// The walk itself: TTBRs, TCR and every table readable.
+    Structure,
+    /// Every table's unused entries are zero.
+    Zeroing,
+    /// The linear map covers exactly the memory the layout gives the kernel.
+    Translation,
+    /// The kernel image is mapped where it was loaded, with its sections' permissions.
+    Image,
+    /// UXNTable / PXNTable as the kernel sets them.
+    TableBits,
+    /// Leaf sizes (blocks, contiguous runs, pages) as the command line asks.
+    Policy,
+    /// (traced) Every linked table held only zeroes or the kernel's writes at its link.
+    ZeroedAtLink,
+    /// (traced) A barrier ordered each table's last write before its link.
+    OrderedLink,
+    /// (traced) Live entries changed only with break-before-make.
+    Bbm,
+    /// (traced) Changed live translations invalidated before reuse.
+    Tlbi,
+}
+
+impl LinuxCheck {
+    /// The checks only the tracer's instruction stream can make.
+    pub const OBSERVED: [LinuxCheck; 4] =
+        [LinuxCheck::ZeroedAtLink, LinuxCheck::OrderedLink, LinuxCheck::Bbm, LinuxCheck::Tlbi];
+
+    /// The name reports, reproducers and the console use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LinuxCheck::Structure => "structure",
+            LinuxCheck::Zeroing => "zeroing",
+            LinuxCheck::Translation => "translation",
+            LinuxCheck::Image => "image",
+            LinuxCheck::TableBits => "table_bits",
+            LinuxCheck::Policy => "policy",
+            LinuxCheck::ZeroedAtLink => "zeroed_at_link",
+            LinuxCheck::OrderedLink => "ordered_link",
+            LinuxCheck::Bbm => "bbm",
+            LinuxCheck::Tlbi => "tlbi",
+        }
+    }
+}
+
+impl core::fmt::Display for LinuxCheck {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One judgement on a kernel's tables.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Finding {
-    /// The check ("zeroing", "translation", "image", "table_bits", "policy", "structure").
-    pub check: &'static str,
+    /// The check.
+    pub check: LinuxCheck,
     /// What it means for the layout.
     pub severity: Severity,
     /// In words.

@@ -20,7 +20,7 @@ pub mod symbols;
 
 pub use boot::{boot_and_inspect, NotUp};
 pub use check::judge;
-pub use inspection::{Finding, Inspection, Severity};
+pub use inspection::{Finding, Inspection, LinuxCheck, Severity};
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 use ptcheck_shared::{Granule, Prot, TranslationConfig};
 
 use crate::backend::PhysMemory;
-use crate::linux::inspection::{Finding, Inspection, Severity};
+use crate::linux::inspection::{Finding, Inspection, LinuxCheck, Severity};
 use crate::linux::layout::{Layout, Range};
 use crate::linux::symbols::KernelFacts;
 use crate::runs::LeafRun;
@@ -297,15 +297,15 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn fail(check: &'static str, what: String) -> Finding {
+pub(crate) fn fail(check: LinuxCheck, what: String) -> Finding {
     Finding { check, severity: Severity::Failed, what }
 }
 
-pub(crate) fn info(check: &'static str, what: String) -> Finding {
+pub(crate) fn info(check: LinuxCheck, what: String) -> Finding {
     Finding { check, severity: Severity::Info, what }
 }
 
 /// The check could not run: never a pass (the layout is "not checked").
-pub(crate) fn unchecked(check: &'static str, what: String) -> Finding {
+pub(crate) fn unchecked(check: LinuxCheck, what: String) -> Finding {
     Finding { check, severity: Severity::NotChecked, what }
 }

@@ -3,7 +3,7 @@
 use ptcheck_shared::Prot;
 
 use super::ctx::{fail, info, unchecked, Ctx, Sections};
-use crate::linux::inspection::Finding;
+use crate::linux::inspection::{Finding, LinuxCheck};
 
 /// image: the kernel's sections have their permissions, at the load address; no
 /// mapping anywhere is writable and executable.
@@ -13,7 +13,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         let p = r.prot(cfg);
         if p.0 & Prot::RDONLY == 0 && p.0 & Prot::PXN == 0 {
             out.push(fail(
-                "image",
+                LinuxCheck::Image,
                 format!("VA {:#x}..{:#x} -> PA {:#x} is writable and executable at EL1", r.va, r.end(cfg), r.pa(cfg)),
             ));
         }
@@ -21,7 +21,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let sec = match c.sections() {
         Ok(s) => s,
         Err(e) => {
-            out.push(unchecked("image", e));
+            out.push(unchecked(LinuxCheck::Image, e));
             return;
         }
     };
@@ -29,7 +29,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let stext_pa = stext.wrapping_sub(voffset);
     match sec.text {
         Some(text) if text.wrapping_sub(voffset) != c.layout.kernel => out.push(fail(
-            "image",
+            LinuxCheck::Image,
             format!(
                 "_text translates to PA {:#x}, but the image was loaded at {:#x}",
                 text.wrapping_sub(voffset),
@@ -37,7 +37,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             ),
         )),
         None if !(c.layout.kernel..c.layout.kernel + (2 << 20)).contains(&stext_pa) => out.push(fail(
-            "image",
+            LinuxCheck::Image,
             format!(
                 "_stext translates to PA {stext_pa:#x}, not within 2 MiB of the load address {:#x}",
                 c.layout.kernel
@@ -47,7 +47,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
     if !sec.derived.is_empty() {
         out.push(info(
-            "image",
+            LinuxCheck::Image,
             format!("section boundaries derived (no CONFIG_KALLSYMS_ALL): {}", sec.derived.join(", ")),
         ));
     }
@@ -89,7 +89,7 @@ pub(crate) fn image(c: &Ctx<'_>, out: &mut Vec<Finding>) {
                     format!("{}{} at VA - {voffset:#x}", if ro { "RO" } else { "RW" }, if x { " X" } else { " NX" })
                 }
             };
-            out.push(fail("image", format!("{name} {s:#x}..{e:#x} must be {want}: {}", problems.join(", "))));
+            out.push(fail(LinuxCheck::Image, format!("{name} {s:#x}..{e:#x} must be {want}: {}", problems.join(", "))));
         }
     }
 }

@@ -33,7 +33,7 @@ pub use ctx::{
     Sections, KFENCE_OBJECTS,
 };
 
-use crate::linux::inspection::{Finding, Inspection, Severity};
+use crate::linux::inspection::{Finding, Inspection, LinuxCheck, Severity};
 use crate::linux::layout::Layout;
 use crate::walker::AnomalyKind;
 
@@ -45,7 +45,7 @@ pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemo
     // kernel addresses; at EL2 (a VHE kernel) it would not be.
     if i.el > 1 {
         out.push(Finding {
-            check: "structure",
+            check: LinuxCheck::Structure,
             severity: Severity::Failed,
             what: format!("the vCPU stopped at EL{}: TTBR1_EL1 is not the kernel's live table base there", i.el),
         });
@@ -53,7 +53,7 @@ pub fn judge(i: &Inspection, layout: &Layout, mem: &dyn crate::backend::PhysMemo
     for a in &i.walk.anomalies {
         let severity = if a.kind == AnomalyKind::TableReachedTwice { Severity::Info } else { Severity::Failed };
         out.push(Finding {
-            check: "structure",
+            check: LinuxCheck::Structure,
             severity,
             what: format!("{} at L{} VA {:#x} (entry {:#x} = {:#x})", a.what(), a.level.0, a.va, a.entry_pa, a.value),
         });

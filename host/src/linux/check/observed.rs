@@ -16,7 +16,7 @@ use ptcheck_shared::trace::{Counts, Link, OrderedBy};
 use crate::trace::Observed;
 
 use super::ctx::{fail, info, unchecked, Ctx};
-use crate::linux::inspection::Finding;
+use crate::linux::inspection::{Finding, LinuxCheck};
 
 /// Most failing links printed per check.
 const SHOWN: usize = 8;
@@ -27,7 +27,7 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let o = match &c.i.observed {
         None => return,
         Some(Err(e)) => {
-            for check in ["zeroed_at_link", "ordered_link", "bbm", "tlbi"] {
+            for check in LinuxCheck::OBSERVED {
                 out.push(unchecked(check, format!("the trace is not whole: {e}")));
             }
             return;
@@ -35,13 +35,13 @@ pub(crate) fn observed(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         Some(Ok(o)) => o,
     };
     let Some(counts) = o.counts else {
-        for check in ["zeroed_at_link", "ordered_link", "bbm", "tlbi"] {
+        for check in LinuxCheck::OBSERVED {
             out.push(unchecked(check, "the tracer sent no summary".into()));
         }
         return;
     };
     if counts.links_dropped > 0 {
-        for check in ["zeroed_at_link", "ordered_link", "bbm", "tlbi"] {
+        for check in LinuxCheck::OBSERVED {
             out.push(unchecked(
                 check,
                 format!("over-capacity: {} links past the tracer's limits were not judged", counts.links_dropped),
@@ -62,7 +62,7 @@ fn zeroed_at_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
     let stale: Vec<&Link> = o.links.iter().filter(|l| l.stale > 0).collect();
     for l in stale.iter().take(SHOWN) {
         out.push(fail(
-            "zeroed_at_link",
+            LinuxCheck::ZeroedAtLink,
             format!(
                 "table {:#x}{} linked at entry {:#x}{} by {} with {} entries neither zero nor written since reset: \
                  {:#x} holds {:#x}",
@@ -78,7 +78,7 @@ fn zeroed_at_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
         ));
     }
     if stale.len() > SHOWN {
-        out.push(fail("zeroed_at_link", format!("... and {} more tables", stale.len() - SHOWN)));
+        out.push(fail(LinuxCheck::ZeroedAtLink, format!("... and {} more tables", stale.len() - SHOWN)));
     }
 }
 
@@ -92,7 +92,7 @@ fn ordered_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
         .partition(|l| c.in_vmemmap_populate(l.pc, l.entry_pa).is_some());
     for l in generic.iter().take(SHOWN) {
         out.push(info(
-            "ordered_link",
+            LinuxCheck::OrderedLink,
             format!(
                 "kernel finding (generic mm/sparse-vmemmap.c, not the arm64 mapping code): table {:#x} linked at \
                  entry {:#x} by {} in {} with nothing ordering its memset ({}) before the link; arm64's \
@@ -107,7 +107,7 @@ fn ordered_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
     }
     for l in unordered.iter().take(SHOWN) {
         out.push(fail(
-            "ordered_link",
+            LinuxCheck::OrderedLink,
             format!(
                 "table {:#x} linked into a live tree at entry {:#x} by {}, and nothing orders its last write \
                  ({} to {:#x}) before that: no DSB/DMB that orders stores, not a store-release",
@@ -120,7 +120,7 @@ fn ordered_link(c: &Ctx<'_>, o: &Observed, out: &mut Vec<Finding>) {
         ));
     }
     if unordered.len() > SHOWN {
-        out.push(fail("ordered_link", format!("... and {} more links", unordered.len() - SHOWN)));
+        out.push(fail(LinuxCheck::OrderedLink, format!("... and {} more links", unordered.len() - SHOWN)));
     }
 }
 
@@ -138,7 +138,7 @@ enum Live {
 fn live_changes(c: &Ctx<'_>, o: &Observed, counts: &Counts, which: Live, out: &mut Vec<Finding>) {
     use crate::linux::symbols::EARLY_MAP_RANGE;
     use ptcheck_shared::trace::Violation;
-    let check = if which == Live::Bbm { "bbm" } else { "tlbi" };
+    let check = if which == Live::Bbm { LinuxCheck::Bbm } else { LinuxCheck::Tlbi };
     if counts.live_over_capacity > 0 {
         out.push(unchecked(
             check,
@@ -180,7 +180,7 @@ fn live_changes(c: &Ctx<'_>, o: &Observed, counts: &Counts, which: Live, out: &m
 /// What the tracer counted, as information lines.
 fn counted(o: &Observed, counts: &Counts, out: &mut Vec<Finding>) {
     out.push(info(
-        "tlbi",
+        LinuxCheck::Tlbi,
         format!(
             "{} stores changed live tables; {} needed a TLBI, {} were covered by one and a DSB",
             counts.live_changes, counts.invalidations_needed, counts.invalidations_done
@@ -188,7 +188,7 @@ fn counted(o: &Observed, counts: &Counts, out: &mut Vec<Finding>) {
     ));
     let n = counts.total_links();
     out.push(info(
-        "ordered_link",
+        LinuxCheck::OrderedLink,
         format!(
             "{n} links observed: {} after a DSB, {} after a DMB, {} store-release, {} with nothing to order, {} \
              unordered ({} of them in a tree not yet live); {} candidates never in a live tree; {} stores, {} DC ZVA, \

@@ -4,7 +4,7 @@ use ptcheck_shared::abi::{MapFlags, MapOp, Plan};
 use ptcheck_shared::{Level, Prot, TranslationConfig};
 
 use super::ctx::{fail, info, linear_end, normalise, page_offset, subtract, unchecked, Ctx};
-use crate::linux::inspection::Finding;
+use crate::linux::inspection::{Finding, LinuxCheck};
 use crate::linux::layout::Range;
 use crate::runs::LeafRun;
 
@@ -78,13 +78,13 @@ fn shape(
 pub(crate) fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let cfg = &c.cfg;
     let (Some(offset), Some(alias)) = (c.offset, c.kernel_alias_pa()) else {
-        out.push(unchecked("policy", "no linear map, or no _text/__init_begin in /proc/kallsyms".into()));
+        out.push(unchecked(LinuxCheck::Policy, "no linear map, or no _text/__init_begin in /proc/kallsyms".into()));
         return;
     };
     let (flags, why) = match linear_flags(c) {
         Ok(f) => f,
         Err(e) => {
-            out.push(unchecked("policy", e));
+            out.push(unchecked(LinuxCheck::Policy, e));
             return;
         }
     };
@@ -103,7 +103,7 @@ pub(crate) fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     };
     for r in subtract(&c.ram, &holes) {
         if !plan.push_op(op(&r, flags)) {
-            out.push(unchecked("policy", "more memblock ranges than a plan holds".into()));
+            out.push(unchecked(LinuxCheck::Policy, "more memblock ranges than a plan holds".into()));
             return;
         }
     }
@@ -111,7 +111,7 @@ pub(crate) fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let expected = match crate::expect::model(&plan, 1 << 32) {
         Ok(e) => e,
         Err(e) => {
-            out.push(unchecked("policy", format!("the model refused the ranges ({e:?})")));
+            out.push(unchecked(LinuxCheck::Policy, format!("the model refused the ranges ({e:?})")));
             return;
         }
     };
@@ -126,7 +126,7 @@ pub(crate) fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         |s: &(u64, u64, i8, bool)| format!("{:#x}..{:#x} L{}{}", s.0, s.1, s.2, if s.3 { " contiguous" } else { "" });
     if let Some(k) = (0..want.len().max(got.len())).find(|&k| want.get(k) != got.get(k)) {
         out.push(fail(
-            "policy",
+            LinuxCheck::Policy,
             format!(
                 "linear map shape differs from the Linux-policy model ({why}): kernel {}, model {}",
                 got.get(k).map_or("nothing".into(), name),
@@ -136,7 +136,7 @@ pub(crate) fn policy(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     } else {
         let blocks = got.iter().filter(|s| s.2 < Level::LEAF.0 || s.3).count();
         out.push(info(
-            "policy",
+            LinuxCheck::Policy,
             format!("linear map shape = model ({why}): {} stretches, {blocks} of blocks or contiguous runs", got.len()),
         ));
     }

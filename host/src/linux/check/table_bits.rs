@@ -3,7 +3,7 @@
 use ptcheck_shared::{Descriptor, Level, Prot};
 
 use super::ctx::{fail, info, linear_end, page_offset, unchecked, Ctx};
-use crate::linux::inspection::Finding;
+use crate::linux::inspection::{Finding, LinuxCheck};
 use crate::linux::layout::Range;
 
 /// table_bits: UXNTable everywhere but the early fixmap tables; PXNTable under the
@@ -15,7 +15,7 @@ pub(crate) fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         c.sections().ok().map(|s| Range { start: s.bss.wrapping_sub(s.voffset), end: s.end.wrapping_sub(s.voffset) });
     if bss.is_none() {
         out.push(unchecked(
-            "table_bits",
+            LinuxCheck::TableBits,
             "the image's bss is unknown (no /proc/kallsyms or /proc/iomem), so the early fixmap tables are too".into(),
         ));
         return;
@@ -48,7 +48,10 @@ pub(crate) fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     ] {
         if !list.is_empty() {
             let shown: Vec<&str> = list.iter().take(4).map(String::as_str).collect();
-            out.push(fail("table_bits", format!("{} table descriptors {what}: {}", list.len(), shown.join("; "))));
+            out.push(fail(
+                LinuxCheck::TableBits,
+                format!("{} table descriptors {what}: {}", list.len(), shown.join("; ")),
+            ));
         }
     }
     // Above an executable leaf, no table may take execution or write away.
@@ -58,7 +61,7 @@ pub(crate) fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             let covers = r.va >= t.va && r.va - t.va < span;
             if covers && t.parent_desc.0 & (Descriptor::PXN_TABLE | Descriptor::AP_TABLE_MASK) != 0 {
                 out.push(fail(
-                    "table_bits",
+                    LinuxCheck::TableBits,
                     format!(
                         "{} table for VA {:#x} has PXNTable/APTable ({:#x}) above executable VA {:#x}",
                         t.level, t.va, t.parent_desc.0, r.va
@@ -69,7 +72,7 @@ pub(crate) fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
     if !kfence_tables.is_empty() {
         out.push(info(
-            "table_bits",
+            LinuxCheck::TableBits,
             format!(
                 "kernel difference: {} linear-map table(s) first made for the KFENCE pool lack PXNTable ({}): \
                  this kernel maps the pool without NO_EXEC_MAPPINGS (later kernels pass it); its pages are PXN",
@@ -80,7 +83,7 @@ pub(crate) fn table_bits(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
     if fixmap > 0 {
         out.push(info(
-            "table_bits",
+            LinuxCheck::TableBits,
             format!("{fixmap} early-fixmap tables (in bss) without UXNTable, as the kernel builds them"),
         ));
     }

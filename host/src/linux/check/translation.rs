@@ -3,14 +3,14 @@
 use ptcheck_shared::Prot;
 
 use super::ctx::{fail, info, linear_end, memstart_align, normalise, page_offset, subtract, Ctx};
-use crate::linux::inspection::Finding;
+use crate::linux::inspection::{Finding, LinuxCheck};
 use crate::linux::layout::Range;
 
 /// translation: the linear map is exactly the layout's RAM at VA = PA + offset.
 pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let cfg = &c.cfg;
     let Some(offset) = c.offset else {
-        out.push(fail("translation", "nothing is mapped in the linear region".into()));
+        out.push(fail(LinuxCheck::Translation, "nothing is mapped in the linear region".into()));
         return;
     };
     let lowest = c.ram.first().map_or(0, |r| r.start);
@@ -19,7 +19,7 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let shift = offset.wrapping_sub(plain);
     if c.layout.kaslr_seed.is_none() && shift != 0 {
         out.push(fail(
-            "translation",
+            LinuxCheck::Translation,
             format!(
                 "linear map offset {offset:#x}, expected PAGE_OFFSET {:#x} - memstart {:#x} = {plain:#x} (nokaslr)",
                 page_offset(cfg),
@@ -28,7 +28,7 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         ));
     } else if shift % align != 0 || shift > (1 << (cfg.va_bits - 1)) {
         out.push(fail(
-            "translation",
+            LinuxCheck::Translation,
             format!("linear map offset {offset:#x} is {shift:#x} above {plain:#x}: not a KASLR step of {align:#x}"),
         ));
     }
@@ -55,7 +55,7 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             bad += 1;
             if bad <= 5 {
                 out.push(fail(
-                    "translation",
+                    LinuxCheck::Translation,
                     format!(
                         "linear VA {:#x}..{end:#x} maps PA {pa:#x}, expected {:#x}",
                         r.va,
@@ -88,27 +88,30 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         if !wrong.is_empty() {
             bad += 1;
             if bad <= 5 {
-                out.push(fail("translation", format!("linear VA {:#x}..{end:#x}: {}", r.va, wrong.join(", "))));
+                out.push(fail(
+                    LinuxCheck::Translation,
+                    format!("linear VA {:#x}..{end:#x}: {}", r.va, wrong.join(", ")),
+                ));
             }
         }
     }
     let mapped = normalise(mapped);
     for extra in subtract(&mapped, &c.ram).iter().take(5) {
         out.push(fail(
-            "translation",
+            LinuxCheck::Translation,
             format!("PA {extra} is mapped in the linear region but is not RAM the DTB gives (hole or no-map)"),
         ));
     }
     let kfence = c.kfence_pa().into_iter().collect::<Vec<_>>();
     let missing = subtract(&subtract(&c.ram, &mapped), &kfence);
     for m in missing.iter().take(5) {
-        out.push(fail("translation", format!("RAM {m} is not in the linear map")));
+        out.push(fail(LinuxCheck::Translation, format!("RAM {m} is not in the linear map")));
     }
     if bad > 5 {
-        out.push(fail("translation", format!("... {bad} wrong linear runs in all")));
+        out.push(fail(LinuxCheck::Translation, format!("... {bad} wrong linear runs in all")));
     }
     out.push(info(
-        "translation",
+        LinuxCheck::Translation,
         format!(
             "linear map: {} MiB in {} ranges at offset {offset:#x}{}",
             mapped.iter().map(Range::len).sum::<u64>() >> 20,

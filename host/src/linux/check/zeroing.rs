@@ -3,7 +3,7 @@
 use ptcheck_shared::{Descriptor, Level};
 
 use super::ctx::{fail, info, Ctx};
-use crate::linux::inspection::Finding;
+use crate::linux::inspection::{Finding, LinuxCheck};
 
 /// zeroing: every invalid entry of every reachable table is exactly 0, except KFENCE's
 /// guard pages, each a page descriptor of its own linear-map page with only the valid
@@ -21,7 +21,7 @@ pub(crate) fn zeroing(c: &Ctx<'_>, out: &mut Vec<Finding>) {
     let bad: Vec<_> = c.i.walk.nonzero_invalid.iter().filter(|a| !is_guard(a)).collect();
     for a in bad.iter().take(5) {
         out.push(fail(
-            "zeroing",
+            LinuxCheck::Zeroing,
             format!(
                 "L{} entry at {:#x} (VA {:#x}) is {:#x}: neither valid nor zero",
                 a.level.0, a.entry_pa, a.va, a.value
@@ -29,10 +29,13 @@ pub(crate) fn zeroing(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         ));
     }
     if bad.len() > 5 {
-        out.push(fail("zeroing", format!("... and {} more", bad.len() - 5)));
+        out.push(fail(LinuxCheck::Zeroing, format!("... and {} more", bad.len() - 5)));
     }
     let guards = c.i.walk.nonzero_invalid.len() - bad.len();
     if guards > 0 {
-        out.push(info("zeroing", format!("{guards} KFENCE guard PTEs (valid bit cleared) exempt in the pool")));
+        out.push(info(
+            LinuxCheck::Zeroing,
+            format!("{guards} KFENCE guard PTEs (valid bit cleared) exempt in the pool"),
+        ));
     }
 }
