@@ -284,18 +284,58 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         indices.len(),
         cmd.count
     );
-    let mut rows = Vec::new();
-    let (mut release, mut backend) = (None, "linux-?".to_string());
-    let mut consecutive_infra = 0;
     let started = std::time::Instant::now();
     let jobs = cmd.jobs.clamp(1, indices.len().max(1));
+    let booted = boot_layouts(cmd, &image, needs, indices, jobs)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "linux: {} layouts in {secs:.1}s = {:.2} layouts/s ({jobs} at a time)",
+        booted.rows.len(),
+        booted.rows.len() as f64 / secs.max(1e-9)
+    );
+    let report = LinuxReport {
+        tested: Some(cmd.run.tested("linux", cmd.seed)),
+        backend: booted.backend,
+        release: booted.release.unwrap_or_default(),
+        kernel: cmd.run.kernel.display().to_string(),
+        cpu: cmd.run.cpu.clone(),
+        seed: cmd.seed,
+        count: cmd.count,
+        regimes: regime_rows(&booted.rows),
+        layouts: booted.rows,
+    };
+    let all = add_to_report(cmd.report.as_ref(), report.clone())?;
+    print_table(&all.runs);
+    Ok(verdict(&report))
+}
+
+/// What the boots of one run gave: a row per layout (in index order), the kernel's
+/// release and the backend that booted it.
+struct Boots {
+    rows: Vec<LayoutRow>,
+    release: Option<String>,
+    backend: String,
+}
+
+/// Boots `indices`' layouts `jobs` at a time, printing each layout's log as it ends;
+/// three layouts in a row that could not boot stop the run (the setup, not the
+/// kernel).
+fn boot_layouts(
+    cmd: &LinuxCommand,
+    image: &super::KernelImage,
+    needs: Needs,
+    indices: Vec<u64>,
+    jobs: usize,
+) -> anyhow::Result<Boots> {
+    let mut out = Boots { rows: Vec::new(), release: None, backend: "linux-?".to_string() };
+    let mut consecutive_infra = 0;
     let queue = std::sync::Mutex::new(indices.into_iter());
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::channel::<(Booted, String)>();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for _ in 0..jobs {
             let tx = tx.clone();
-            let (queue, stop, image) = (&queue, &stop, &image);
+            let (queue, stop) = (&queue, &stop);
             scope.spawn(move || loop {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
@@ -310,14 +350,14 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         drop(tx);
         for (b, log) in rx {
             print!("{log}");
-            if release.is_none() {
-                release.clone_from(&b.release);
+            if out.release.is_none() {
+                out.release.clone_from(&b.release);
             }
             if b.row.tables > 0 {
-                backend = b.backend.clone();
+                out.backend = b.backend.clone();
             }
             consecutive_infra = if b.row.tables == 0 { consecutive_infra + 1 } else { 0 };
-            rows.push(b.row);
+            out.rows.push(b.row);
             if consecutive_infra >= 3 && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 println!(
                     "linux: 3 layouts in a row could not be booted: stopping (the setup, not the kernel's tables)"
@@ -326,15 +366,14 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         }
         Ok(())
     })?;
-    rows.sort_by_key(|r| r.index);
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "linux: {} layouts in {secs:.1}s = {:.2} layouts/s ({jobs} at a time)",
-        rows.len(),
-        rows.len() as f64 / secs.max(1e-9)
-    );
+    out.rows.sort_by_key(|r| r.index);
+    Ok(out)
+}
+
+/// The layouts' outcomes summed per regime.
+fn regime_rows(rows: &[LayoutRow]) -> BTreeMap<String, RegimeRow> {
     let mut regimes: BTreeMap<String, RegimeRow> = BTreeMap::new();
-    for r in &rows {
+    for r in rows {
         let e = regimes.entry(r.regime.clone()).or_default();
         e.layouts += 1;
         match r.outcome {
@@ -349,30 +388,30 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         let booted = rows.iter().filter(|r| &r.regime == regime && r.boot_secs > 0.0).count();
         e.secs_per_boot = if booted > 0 { e.secs_per_boot / booted as f64 } else { 0.0 };
     }
-    let report = LinuxReport {
-        tested: Some(cmd.run.tested("linux", cmd.seed)),
-        backend: backend.clone(),
-        release: release.unwrap_or_default(),
-        kernel: cmd.run.kernel.display().to_string(),
-        cpu: cmd.run.cpu.clone(),
-        seed: cmd.seed,
-        count: cmd.count,
-        regimes,
-        layouts: rows,
-    };
+    regimes
+}
+
+/// `report` with the runs already in `file` when appending, written to `file` when
+/// one was asked for.
+fn add_to_report(file: Option<&ReportFile>, report: LinuxReport) -> anyhow::Result<LinuxReports> {
     let mut all = LinuxReports::default();
-    if let Some(file) = cmd.report.as_ref().filter(|f| f.append && f.path.exists()) {
+    if let Some(file) = file.filter(|f| f.append && f.path.exists()) {
         let text =
             std::fs::read_to_string(&file.path).with_context(|| format!("cannot read {}", file.path.display()))?;
         all = serde_json::from_str(&text)
             .with_context(|| format!("--report-append: {} is not a ptcheck linux report", file.path.display()))?;
     }
-    all.runs.push(report.clone());
-    print_table(&all.runs);
-    if let Some(file) = &cmd.report {
+    all.runs.push(report);
+    if let Some(file) = file {
         std::fs::write(&file.path, serde_json::to_string_pretty(&all)?)
             .with_context(|| format!("cannot write {}", file.path.display()))?;
     }
+    Ok(all)
+}
+
+/// The run's outcome from its regimes' counts, printed in one line: any failure
+/// fails, anything not checked (or nothing passed) is not a pass.
+fn verdict(report: &LinuxReport) -> Class {
     let (failed, not_checked, passed) =
         report.regimes.values().fold((0, 0, 0), |a, r| (a.0 + r.failed, a.1 + r.not_checked, a.2 + r.passed));
     let (class, words) = if failed > 0 {
@@ -383,7 +422,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         (Class::Passed, format!("every check passed on {passed} layouts (exit 0)"))
     };
     println!("outcome: {words}");
-    Ok(class)
+    class
 }
 
 /// The per-kernel, per-regime table.

@@ -13,25 +13,7 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
         out.push(fail(LinuxCheck::Translation, "nothing is mapped in the linear region".into()));
         return;
     };
-    let lowest = c.ram.first().map_or(0, |r| r.start);
-    let align = memstart_align(cfg);
-    let plain = page_offset(cfg).wrapping_sub(lowest / align * align);
-    let shift = offset.wrapping_sub(plain);
-    if c.layout.kaslr_seed.is_none() && shift != 0 {
-        out.push(fail(
-            LinuxCheck::Translation,
-            format!(
-                "linear map offset {offset:#x}, expected PAGE_OFFSET {:#x} - memstart {:#x} = {plain:#x} (nokaslr)",
-                page_offset(cfg),
-                lowest / align * align
-            ),
-        ));
-    } else if shift % align != 0 || shift > (1 << (cfg.va_bits - 1)) {
-        out.push(fail(
-            LinuxCheck::Translation,
-            format!("linear map offset {offset:#x} is {shift:#x} above {plain:#x}: not a KASLR step of {align:#x}"),
-        ));
-    }
+    let shift = offset_shift(c, offset, out);
     let alias = c.kernel_alias_pa();
     // With rodata=full the kernel makes the linear alias of a read-only vmalloc
     // mapping (module or BPF text, trampolines) read-only too: a read-only linear page
@@ -66,25 +48,13 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         mapped.push(Range { start: pa, end: pa + len });
-        let ro_alias = alias.is_some_and(|a| a.overlaps(&Range { start: pa, end: pa + len }));
-        let mut wrong = Vec::new();
-        if !c.is_normal(p) {
-            wrong.push("not Normal memory");
-        }
-        if p.0 & Prot::PXN == 0 || p.0 & Prot::UXN == 0 {
-            wrong.push("executable");
-        }
         let run_pa = Range { start: pa, end: pa + len };
-        if p.0 & Prot::RDONLY != 0 && !ro_alias {
-            if subtract(&[run_pa], &ro_elsewhere).is_empty() {
-                ro_aliases += len / cfg.page_size();
-            } else {
-                wrong.push("read-only, and not the alias of a read-only mapping elsewhere");
-            }
+        let ro_alias = alias.is_some_and(|a| a.overlaps(&run_pa));
+        let aliased_elsewhere = subtract(&[run_pa], &ro_elsewhere).is_empty();
+        if p.0 & Prot::RDONLY != 0 && !ro_alias && aliased_elsewhere {
+            ro_aliases += len / cfg.page_size();
         }
-        if p.0 & Prot::RDONLY == 0 && ro_alias {
-            wrong.push("writable alias of kernel text/rodata");
-        }
+        let wrong = attributes_wrong(c, p, ro_alias, aliased_elsewhere);
         if !wrong.is_empty() {
             bad += 1;
             if bad <= 5 {
@@ -123,4 +93,51 @@ pub(crate) fn translation(c: &Ctx<'_>, out: &mut Vec<Finding>) {
             String::new()
         },
     ));
+}
+
+/// The linear map's offset against the one the layout predicts (PAGE_OFFSET less the
+/// aligned start of RAM; with KASLR, a whole number of alignment steps above it):
+/// failures into `out`, the shift KASLR applied returned.
+fn offset_shift(c: &Ctx<'_>, offset: u64, out: &mut Vec<Finding>) -> u64 {
+    let cfg = &c.cfg;
+    let lowest = c.ram.first().map_or(0, |r| r.start);
+    let align = memstart_align(cfg);
+    let plain = page_offset(cfg).wrapping_sub(lowest / align * align);
+    let shift = offset.wrapping_sub(plain);
+    if c.layout.kaslr_seed.is_none() && shift != 0 {
+        out.push(fail(
+            LinuxCheck::Translation,
+            format!(
+                "linear map offset {offset:#x}, expected PAGE_OFFSET {:#x} - memstart {:#x} = {plain:#x} (nokaslr)",
+                page_offset(cfg),
+                lowest / align * align
+            ),
+        ));
+    } else if shift % align != 0 || shift > (1 << (cfg.va_bits - 1)) {
+        out.push(fail(
+            LinuxCheck::Translation,
+            format!("linear map offset {offset:#x} is {shift:#x} above {plain:#x}: not a KASLR step of {align:#x}"),
+        ));
+    }
+    shift
+}
+
+/// What is wrong with a linear run's attributes `p`: Normal memory, never executable,
+/// writable unless it is the kernel image's alias (`ro_alias`) or the alias of a
+/// read-only mapping elsewhere (`ro_elsewhere`: rodata=full).
+fn attributes_wrong(c: &Ctx<'_>, p: Prot, ro_alias: bool, ro_elsewhere: bool) -> Vec<&'static str> {
+    let mut wrong = Vec::new();
+    if !c.is_normal(p) {
+        wrong.push("not Normal memory");
+    }
+    if p.0 & Prot::PXN == 0 || p.0 & Prot::UXN == 0 {
+        wrong.push("executable");
+    }
+    if p.0 & Prot::RDONLY != 0 && !ro_alias && !ro_elsewhere {
+        wrong.push("read-only, and not the alias of a read-only mapping elsewhere");
+    }
+    if p.0 & Prot::RDONLY == 0 && ro_alias {
+        wrong.push("writable alias of kernel text/rodata");
+    }
+    wrong
 }
