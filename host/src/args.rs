@@ -148,6 +148,10 @@ pub(crate) struct FuzzArgs {
     /// No progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub(crate) no_progress: bool,
+    /// Write a JSON report (what was tested: builder, backend, QEMU, CPU, seed; the
+    /// run's counts) here.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) vm: VmArgs,
 }

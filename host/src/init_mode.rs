@@ -182,6 +182,7 @@ pub fn main() -> ! {
                 jobs: None,
                 progress: false,
                 differential: None,
+                report: None,
             };
             match fuzz(&cmd, &backend) {
                 Ok(s) => report.fuzz = Some(ptcheck_host::report::fuzz_line(&s)),

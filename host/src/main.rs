@@ -55,6 +55,7 @@ fn fuzz(args: &FuzzArgs) -> anyhow::Result<Class> {
         jobs: args.jobs.map(usize::from),
         progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         differential: args.differential.clone(),
+        report: args.report.clone(),
     };
     Ok(ptcheck_host::fuzz::command::fuzz(&cmd, &args.vm.options(args.backend))?.class())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use ptcheck_shared::TranslationConfig;
 
 use super::{gen, run_against, FuzzSpec, Reference, Summary};
@@ -33,6 +33,8 @@ pub struct FuzzCommand {
     pub progress: bool,
     /// Also run every plan on this builder and compare the tables.
     pub differential: Option<String>,
+    /// Write a JSON report (what was tested and the run's counts) here.
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// The last line of a run: what the exit code means.
@@ -59,6 +61,8 @@ pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summa
         1
     };
     let (first, why) = open(backend)?;
+    let tested = crate::tested::of_backend("fuzz", &*first, &[cmd.seed]);
+    let backend_name = first.name().to_string();
     let spec = FuzzSpec {
         seed: cmd.seed,
         configs: cmd.configs.clone(),
@@ -116,6 +120,18 @@ pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summa
         }
     };
     let summary = run_against(&spec, workers, &make, reference.as_ref(), cmd.progress)?;
+    if let Some(path) = &cmd.report {
+        let report = crate::report::RunReport {
+            tested,
+            backend: backend_name,
+            configs: Vec::new(),
+            fuzz: Some(crate::report::fuzz_line(&summary)),
+            vm_checks: Vec::new(),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("report: {}", path.display());
+    }
     print_summary(&summary);
     Ok(summary)
 }

@@ -113,7 +113,7 @@ fn offset_shift(c: &Ctx<'_>, offset: u64, out: &mut Vec<Finding>) -> u64 {
                 lowest / align * align
             ),
         ));
-    } else if shift % align != 0 || shift > (1 << (cfg.va_bits - 1)) {
+    } else if !shift.is_multiple_of(align) || shift > (1 << (cfg.va_bits - 1)) {
         out.push(fail(
             LinuxCheck::Translation,
             format!("linear map offset {offset:#x} is {shift:#x} above {plain:#x}: not a KASLR step of {align:#x}"),
