@@ -308,6 +308,8 @@ pub fn bench_trace(b: &TraceBench, backend: &crate::backend::open::BackendOption
             plant: None,
             trace: traced.then(|| setup.clone()),
             qemu: Some(q.clone()),
+            // The figures compare QEMU versions' emulation: TCG on every host.
+            accel: crate::linux::accel::Accel::Tcg,
         };
         let (mut total, mut peak, mut anon) = (0.0, 0u64, 0u64);
         for _ in 0..b.boots {

@@ -81,8 +81,11 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
         Some(t) => println!("tracing with {} ({}), plugin {}", t.qemu.display(), t.version, t.plugin.display()),
         None => println!("not tracing (--no-trace): the observed checks (zeroed_at_link, ordered_link) do not run"),
     }
+    let accel = ptcheck_host::linux::accel::choose_here(trace.is_some());
+    println!("accelerator: {}", accel.why);
     run(&LinuxCommand {
         run: KernelRun {
+            accel: accel.accel,
             kernel: args.kernel.clone(),
             initrd: args.initrd.clone(),
             cpu: args.cpu.clone(),

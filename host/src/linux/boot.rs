@@ -161,7 +161,7 @@ impl Boot<'_> {
         let trace_file = self.trace_file.as_path();
         let span = layout.ram_span();
         let qemu = run.qemu_binary();
-        let base = dtb::dump_qemu_dtb(&qemu, &run.cpu, span, dir)?;
+        let base = dtb::dump_qemu_dtb(&qemu, &run.qemu_cpu(), run.accel, span, dir)?;
         let tree = dtb::rewrite(&base, layout, layout.initrd.end)?;
         let stub = layout::entry_stub(layout.dtb, layout.kernel);
         let kernel = match &image.raw_path {
@@ -190,7 +190,8 @@ impl Boot<'_> {
             cmd.arg("-plugin").arg(arg);
         }
         cmd.args(["-M", "virt,memory-backend=mem", "-m", &format!("{}M", span >> 20), "-object", &mem])
-            .args(["-cpu", &run.cpu, "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none"])
+            .args(run.accel.qemu_args())
+            .args(["-cpu", &run.qemu_cpu(), "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none"])
             .args(["-serial", "stdio", "-no-reboot", "-nic", "none", "-gdb", &format!("tcp:127.0.0.1:{port}")]);
         for (name, what, addr) in files {
             let f = match what {

@@ -472,12 +472,15 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
             None
         }
     };
+    let accel = super::accel::choose_here(trace.is_some());
+    println!("accelerator: {}", accel.why);
     let run = KernelRun {
         kernel: r.kernel.clone(),
         initrd: r.initrd.clone(),
         cpu: r.cpu.clone(),
         timeout,
         plant: r.plant,
+        accel: accel.accel,
         trace,
         qemu: None,
     };

@@ -14,12 +14,19 @@ use super::layout::Layout;
 ///
 /// # Errors
 /// QEMU cannot run or does not write the file (its stderr is in the message).
-pub fn dump_qemu_dtb(qemu: &Path, cpu: &str, ram: u64, dir: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn dump_qemu_dtb(
+    qemu: &Path,
+    cpu: &str,
+    accel: super::accel::Accel,
+    ram: u64,
+    dir: &Path,
+) -> anyhow::Result<Vec<u8>> {
     let path = dir.join(format!("qemu-{}.dtb", std::process::id()));
     let mut cmd = Command::new(qemu);
     crate::trace::use_own_files(&mut cmd, qemu);
     let out = cmd
         .args(["-M", &format!("virt,dumpdtb={}", path.display()), "-cpu", cpu, "-m", &format!("{}M", ram >> 20)])
+        .args(accel.qemu_args())
         .args(["-smp", "1", "-nodefaults", "-display", "none", "-nic", "none"])
         .output()
         .with_context(|| format!("cannot run {} (install qemu-system-arm)", qemu.display()))?;
@@ -129,9 +136,14 @@ mod tests {
             .map(|i| generate(3, i, Needs { image_size: 40 << 20, initrd_size: 6 << 20 }))
             .find(|l| l.banks.len() > 1 && !l.no_map.is_empty())
             .expect("a layout with two banks and a hole");
-        let base =
-            dump_qemu_dtb(std::path::Path::new("qemu-system-aarch64"), "max", l.ram_span(), &std::env::temp_dir())
-                .unwrap();
+        let base = dump_qemu_dtb(
+            std::path::Path::new("qemu-system-aarch64"),
+            "max",
+            crate::linux::accel::Accel::Tcg,
+            l.ram_span(),
+            &std::env::temp_dir(),
+        )
+        .unwrap();
         let out = rewrite(&base, &l, l.initrd.end).unwrap();
         let f = fdt::Fdt::new(&out).unwrap();
         let got: Vec<(u64, u64)> = f

@@ -9,6 +9,7 @@
 //! writable and executable at EL1. Table descriptors without UXNTable are listed (the
 //! kernel's early fixmap chain has none, by design).
 
+pub mod accel;
 mod boot;
 pub mod check;
 pub mod command;
@@ -54,6 +55,8 @@ pub struct KernelRun {
     /// The emulator, when not the system's (untraced) or the tracer's (traced):
     /// benchmarks compare QEMU versions.
     pub qemu: Option<PathBuf>,
+    /// TCG or KVM (`accel::choose`: KVM on arm64 hosts when not traced).
+    pub accel: accel::Accel,
 }
 
 impl KernelRun {
@@ -81,7 +84,17 @@ impl KernelRun {
 
     /// What a report of these boots tested (`seed` of the layout stream).
     pub fn tested(&self, command: &str, seed: u64) -> crate::tested::Tested {
-        crate::tested::of_kernel(command, &self.qemu_binary(), &self.cpu, self.trace.is_some(), &[seed])
+        let mut t =
+            crate::tested::of_kernel(command, &self.qemu_binary(), &self.qemu_cpu(), self.trace.is_some(), &[seed]);
+        if self.accel == accel::Accel::Kvm {
+            t.backend = "qemu (kvm)".into();
+        }
+        t
+    }
+
+    /// The `-cpu` QEMU is given: the one asked for under TCG, the host's under KVM.
+    pub fn qemu_cpu(&self) -> String {
+        self.accel.cpu(&self.cpu)
     }
 }
 
