@@ -70,6 +70,8 @@ impl From<ptcheck_shared::report::LayoutOutcome> for Class {
             L::Passed => Class::Passed,
             L::Failed => Class::BuilderFailed,
             L::NotChecked => Class::NotChecked,
+            // The kernel under test did not boot: its failure, as a failed check is.
+            L::Crash => Class::BuilderFailed,
         }
     }
 }

@@ -179,17 +179,22 @@ pub enum LayoutOutcome {
     Passed,
     /// A check failed: the kernel's tables are wrong.
     Failed,
-    /// It could not be checked (the boot failed, a checker limit): never a pass.
+    /// It could not be checked (QEMU would not start or died, a checker limit):
+    /// never a pass.
     NotChecked,
+    /// The kernel crashed (panic, oops, reboot, power-off, hang) before its init: the
+    /// kernel's failure, named with where it stopped.
+    Crash,
 }
 
 impl core::fmt::Display for LayoutOutcome {
-    /// As in the JSON: `passed`, `failed`, `not-checked`.
+    /// As in the JSON: `passed`, `failed`, `not-checked`, `crash`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
             LayoutOutcome::Passed => "passed",
             LayoutOutcome::Failed => "failed",
             LayoutOutcome::NotChecked => "not-checked",
+            LayoutOutcome::Crash => "crash",
         })
     }
 }
@@ -228,8 +233,11 @@ pub struct RegimeRow {
     pub passed: u64,
     /// A check failed.
     pub failed: u64,
-    /// Not checked (boot failed, ...): never a pass.
+    /// Not checked (QEMU failed, ...): never a pass.
     pub not_checked: u64,
+    /// The kernel crashed before its init.
+    #[serde(default)]
+    pub crashed: u64,
     /// Tables walked, summed.
     pub tables_walked: u64,
     /// Mean seconds per boot.

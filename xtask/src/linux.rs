@@ -228,15 +228,54 @@ pub fn stage() -> Result {
     if ptcheck(&truncated, &initrd, CPU, &[])? != Some(2) {
         return Err("a truncated kernel was not refused as bad input (exit 2)".into());
     }
+    crashes(&initrd)?;
     println!(
         "linux stage: every planted fault failed its own check (zeroing, translation, image, wx, table-bits, policy); \
-         a reproducer replayed to the same failure; a truncated kernel was refused"
+         a reproducer replayed to the same failure; a truncated kernel was refused; a hung and a panicking kernel \
+         ended crash, named"
     );
     if !skipped.is_empty() {
         println!(
             "linux stage: WARNING: {} NOT checked (no Debian archive?): not counted as passed",
             skipped.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// Kernels that do not boot end `crash` (exit 1), named: Debian's 6.12 Image with its
+/// first branch made `b .` hangs with the MMU off (found from the absence of progress,
+/// long before the timeout), and with an initramfs that is junk it panics (no root).
+fn crashes(initrd: &Path) -> Result {
+    let kernel = fetch(&DEBIAN[1])?;
+    let mut bytes = std::fs::read(&kernel).map_err(|e| format!("cannot read {}: {e}", kernel.display()))?;
+    if bytes.get(56..60) != Some(b"ARM\x64".as_slice()) {
+        return Err(format!("{} is not a raw arm64 Image: cannot make the hanging kernel", kernel.display()));
+    }
+    // code1 (offset 4) is the branch to the kernel's entry: `b .` instead.
+    bytes[4..8].copy_from_slice(&0x1400_0000u32.to_le_bytes());
+    let dir = target_dir().join("linux");
+    let spin = dir.join("spin-Image");
+    let junk = dir.join("junk.cpio");
+    std::fs::write(&spin, &bytes).map_err(|e| format!("cannot write {}: {e}", spin.display()))?;
+    std::fs::write(&junk, [0x5au8; 4096]).map_err(|e| format!("cannot write {}: {e}", junk.display()))?;
+    let report = dir.join("crash-report.json");
+    for (what, k, i, kind) in
+        [("a hanging kernel", &spin, initrd, "hang"), ("a kernel with no root", &kernel, junk.as_path(), "panic")]
+    {
+        let _ = std::fs::remove_file(&report);
+        let args = ["--seed", "11", "--count", "1", "--report", &report.to_string_lossy()].map(String::from);
+        let started = std::time::Instant::now();
+        if ptcheck(k, i, CPU, &args)? != Some(1) {
+            return Err(format!("{what} did not end crash (exit 1)"));
+        }
+        let json = read_report(&report)?;
+        let row = json.runs.first().and_then(|r| r.layouts.first()).ok_or("the crash report has no layout")?;
+        let why = row.why.first().cloned().unwrap_or_default();
+        if row.outcome != ptcheck_shared::report::LayoutOutcome::Crash || !why.starts_with(kind) {
+            return Err(format!("{what} ended {} ({why}), not a {kind} crash", row.outcome));
+        }
+        println!("linux stage: {what} ended crash in {:.0}s: {why}", started.elapsed().as_secs_f64());
     }
     Ok(())
 }
@@ -460,7 +499,7 @@ pub fn run(o: &Linux) -> Result {
     summarize(report.as_deref().map(Path::new), started.elapsed());
     match worst {
         0 => Ok(()),
-        1 => Err("a kernel's tables failed a check (the table above; reproducers named)".into()),
+        1 => Err("a kernel's tables failed a check or a kernel crashed (the table above; reproducers named)".into()),
         _ => Err("some layouts were not checked (see above): not a pass".into()),
     }
 }
@@ -517,16 +556,17 @@ fn summarize(report: Option<&Path>, took: std::time::Duration) {
         return;
     };
     let runs = json.runs;
-    let (mut layouts, mut passed, mut failed, mut unchecked) = (0u64, 0u64, 0u64, 0u64);
+    let (mut layouts, mut passed, mut failed, mut unchecked, mut crashed) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for r in runs.iter().flat_map(|run| run.regimes.values()) {
         layouts += r.layouts;
         passed += r.passed;
         failed += r.failed;
         unchecked += r.not_checked;
+        crashed += r.crashed;
     }
     let secs = took.as_secs_f64();
     println!(
-        "linux: {} kernel runs, {layouts} layouts: {passed} passed, {failed} failed, {unchecked} not checked, in {secs:.0}s \
+        "linux: {} kernel runs, {layouts} layouts: {passed} passed, {failed} failed, {crashed} crashed, {unchecked} not checked, in {secs:.0}s \
          ({:.2} layouts/s overall: boots, walks and checks; builds and fetches not counted)",
         runs.len(),
         layouts as f64 / secs.max(1e-9)

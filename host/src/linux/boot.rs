@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
+use super::crash::{kind_from_console, CpuState, Crash, CrashKind};
 use super::inspection::{Finding, Inspection, LinuxCheck, Severity};
 use super::layout::{self, Layout};
 use super::symbols::{self, KernelFacts};
@@ -117,8 +118,9 @@ fn boot_in(
         .spawn()
         .with_context(|| format!("cannot start {} (install qemu-system-arm)", run.qemu_binary().display()))?;
     let mut qemu = Qemu(child);
-    let console = console_lines(&mut qemu.0);
-    let result = wait_for_init(&console, start, run.timeout)
+    let mut console = Console::follow(&mut qemu.0);
+    let result = boot
+        .wait_for_init(&mut console, start, &mut qemu)
         .and_then(|facts| boot.stop_and_inspect(facts, start.elapsed().as_secs_f64(), &mut qemu));
     drop(qemu);
     let trace_file = boot.trace_file;
@@ -128,6 +130,7 @@ fn boot_in(
         (Err(e), Some(_)) => match crate::trace::read(&trace_file).ok().and_then(|mut v| v.pop()) {
             Some(seen) => Err(anyhow::Error::new(NotUp {
                 why: format!("{e:#}"),
+                crash: e.downcast_ref::<Crash>().cloned(),
                 seen,
                 system_map: symbols::SystemMap::find(&run.kernel),
                 load_pa: layout.kernel,
@@ -284,34 +287,139 @@ fn console_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Follow the console until the init marker, collecting what the kernel says about
-/// itself; the last lines are the error when QEMU exits or `timeout` passes first.
-fn wait_for_init(console: &mpsc::Receiver<String>, start: Instant, timeout: Duration) -> anyhow::Result<KernelFacts> {
-    let mut tail: Vec<String> = Vec::new();
-    let mut facts = KernelFacts::default();
-    loop {
-        match console.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains(UP_MARKER) => return Ok(facts),
-            Ok(line) if line.starts_with("ptcheck-tracer:") => {
-                bail!("the tracer plugin failed (not the kernel's fault): {line}; rebuild it or pass --no-trace")
-            }
-            Ok(line) => {
-                facts.feed(&line);
-                tail.push(line);
-                if tail.len() > 12 {
-                    tail.remove(0);
+/// Console silence after which the kernel's progress is sampled through the gdbstub:
+/// [`SAMPLES`] identical CPU states a second apart (PC, ELR, ESR, FAR, EL) and no line
+/// meanwhile is a hang, named then instead of after the whole timeout.
+const QUIET: Duration = Duration::from_secs(10);
+const SAMPLES: usize = 3;
+/// Console lines kept for a crash's report.
+const TAIL: usize = 60;
+
+/// The console being followed: what the kernel said about itself, its last lines and
+/// when it last said anything.
+struct Console {
+    rx: mpsc::Receiver<String>,
+    facts: KernelFacts,
+    tail: Vec<String>,
+    lines: u64,
+    last_line: Instant,
+}
+
+/// Why following the console stopped.
+enum Waited {
+    /// The init marker.
+    Up,
+    /// The tracer plugin reported a failure (its line).
+    TracerFailed(String),
+    /// QEMU's output ended: it exited.
+    Exited,
+    /// The console has been silent for [`QUIET`].
+    Quiet,
+    /// The boot's timeout passed.
+    TimedOut,
+}
+
+impl Console {
+    fn follow(child: &mut std::process::Child) -> Console {
+        Console {
+            rx: console_lines(child),
+            facts: KernelFacts::default(),
+            tail: Vec::new(),
+            lines: 0,
+            last_line: Instant::now(),
+        }
+    }
+
+    /// Lines until something ends the wait.
+    fn wait(&mut self, start: Instant, timeout: Duration) -> Waited {
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains(UP_MARKER) => return Waited::Up,
+                Ok(line) if line.starts_with("ptcheck-tracer:") => return Waited::TracerFailed(line),
+                Ok(line) => {
+                    self.facts.feed(&line);
+                    self.tail.push(line);
+                    if self.tail.len() > TAIL {
+                        self.tail.remove(0);
+                    }
+                    self.lines += 1;
+                    self.last_line = Instant::now();
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Exited,
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("QEMU exited before the kernel's init was up; the console's last lines:\n{}", tail.join("\n"))
+            if start.elapsed() > timeout {
+                return Waited::TimedOut;
+            }
+            if self.last_line.elapsed() > QUIET {
+                return Waited::Quiet;
             }
         }
-        if start.elapsed() > timeout {
-            bail!(
-                "the kernel's init was not up within {timeout:?}; the console's last lines:\n{}",
-                if tail.is_empty() { "(nothing: the kernel printed no line)".to_string() } else { tail.join("\n") }
-            );
+    }
+}
+
+impl Boot<'_> {
+    /// Follow the console until the init marker. A kernel that does not get there is a
+    /// [`Crash`] (it panicked, oopsed, reset, powered off, or stopped making progress:
+    /// named with where it stopped); QEMU exiting with an error, or the tracer failing,
+    /// is not the kernel's and says so.
+    fn wait_for_init(&self, c: &mut Console, start: Instant, qemu: &mut Qemu) -> anyhow::Result<KernelFacts> {
+        let map = symbols::SystemMap::find(&self.run.kernel);
+        let names = super::crash::Names { map: map.as_ref(), image_pa: (self.layout.kernel, self.image.image_size) };
+        let mut samples: Vec<(u64, CpuState)> = Vec::new();
+        loop {
+            match c.wait(start, self.run.timeout) {
+                Waited::Up => return Ok(std::mem::take(&mut c.facts)),
+                Waited::TracerFailed(line) => {
+                    bail!("the tracer plugin failed (not the kernel's fault): {line}; rebuild it or pass --no-trace")
+                }
+                Waited::Exited => {
+                    let status = if exited_within(&mut qemu.0, Duration::from_secs(5)) {
+                        qemu.0.try_wait().ok().flatten()
+                    } else {
+                        None
+                    };
+                    if !status.is_some_and(|s| s.success()) {
+                        bail!(
+                            "QEMU exited ({}) before the kernel's init was up: QEMU's failure, not the kernel's; the last lines:\n{}",
+                            status.map_or("status unknown".to_string(), |s| s.to_string()),
+                            c.tail.iter().rev().take(12).rev().cloned().collect::<Vec<_>>().join("\n")
+                        );
+                    }
+                    let kind = kind_from_console(&c.tail).unwrap_or(CrashKind::Reboot);
+                    let state = Err("QEMU has exited (the kernel reset or powered off): no CPU state".to_string());
+                    return Err(super::crash::name(kind, state, &c.tail, names, start.elapsed()).into());
+                }
+                Waited::TimedOut => {
+                    let state = super::crash::read_state(self.port, false).map_err(|e| format!("{e:#}"));
+                    let kind = kind_from_console(&c.tail).unwrap_or(CrashKind::Hang);
+                    let mut crash = super::crash::name(kind, state, &c.tail, names, start.elapsed());
+                    crash.details.insert(0, format!("init was not up within {:?} (--timeout)", self.run.timeout));
+                    return Err(crash.into());
+                }
+                Waited::Quiet => {
+                    // A line since the last sample is progress: start over.
+                    samples.retain(|(lines, _)| *lines == c.lines);
+                    if let Ok(s) = super::crash::read_state(self.port, true) {
+                        samples.push((c.lines, s));
+                    }
+                    if samples.len() >= SAMPLES && samples.iter().all(|(_, s)| *s == samples[0].1) {
+                        let kind = kind_from_console(&c.tail).unwrap_or(CrashKind::Hang);
+                        let state = Ok(samples[0].1);
+                        let mut crash = super::crash::name(kind, state, &c.tail, names, start.elapsed());
+                        crash.details.insert(
+                            0,
+                            format!(
+                                "no progress: the console silent for over {}s and the CPU in the same state {SAMPLES} times a second apart",
+                                QUIET.as_secs()
+                            ),
+                        );
+                        return Err(crash.into());
+                    }
+                    // The next sample in a second.
+                    c.last_line = Instant::now().checked_sub(QUIET - Duration::from_secs(1)).unwrap_or(c.last_line);
+                }
+            }
         }
     }
 }
@@ -329,6 +437,8 @@ pub struct NotUp {
     pub system_map: Option<symbols::SystemMap>,
     /// See `system_map`.
     pub load_pa: u64,
+    /// The crash, when the kernel crashed (rather than QEMU failing).
+    pub crash: Option<Crash>,
 }
 
 impl std::fmt::Display for NotUp {

@@ -144,7 +144,16 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
         Err(e) => {
             // Findings the tracer made before the kernel stopped fail the layout; the
             // boot's failure is said too.
-            let seen = e.downcast_ref::<super::NotUp>().map(super::NotUp::findings).unwrap_or_default();
+            let not_up_seen = e.downcast_ref::<super::NotUp>();
+            let seen = not_up_seen.map(super::NotUp::findings).unwrap_or_default();
+            let crash =
+                e.downcast_ref::<super::crash::Crash>().cloned().or_else(|| not_up_seen.and_then(|n| n.crash.clone()));
+            if let Some(c) = &crash {
+                let _ = writeln!(log, "    [crash] {}", c.summary);
+                for d in &c.details {
+                    let _ = writeln!(log, "    [crash]   {d}");
+                }
+            }
             let failed = failed_checks(&seen);
             log_findings(log, &seen);
             if !failed.is_empty() {
@@ -154,7 +163,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                     format!("{e:#}").lines().next().unwrap_or("")
                 );
             }
-            not_up(index, layout, failed, &e)
+            not_up(index, layout, failed, &e, crash.as_ref())
         }
     }
 }
@@ -181,9 +190,18 @@ fn log_findings(log: &mut String, findings: &[super::Finding]) {
 
 /// A layout whose kernel did not reach its init: failed when the tracer had already
 /// seen the builder break a rule (`failed`), else not checked.
-fn not_up(index: u64, layout: Layout, failed: Vec<String>, e: &anyhow::Error) -> Booted {
-    let outcome = if failed.is_empty() { LayoutOutcome::NotChecked } else { LayoutOutcome::Failed };
-    let why = if failed.is_empty() { vec![format!("{e:#}")] } else { failed };
+fn not_up(
+    index: u64,
+    layout: Layout,
+    failed: Vec<String>,
+    e: &anyhow::Error,
+    crash: Option<&super::crash::Crash>,
+) -> Booted {
+    let (outcome, why) = match crash {
+        _ if !failed.is_empty() => (LayoutOutcome::Failed, failed),
+        Some(c) => (LayoutOutcome::Crash, vec![c.summary.clone()]),
+        None => (LayoutOutcome::NotChecked, vec![format!("{e:#}")]),
+    };
     Booted {
         row: LayoutRow {
             index,
@@ -223,7 +241,8 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
     }
     let _ = writeln!(log, "layout {k}: {}", layout.describe());
     let mut b = boot_one(&cmd.run, image, layout, k, &mut log);
-    if b.row.outcome == LayoutOutcome::Failed {
+    // A failed check or a crash: a reproducer (replay boots the layout again).
+    if matches!(b.row.outcome, LayoutOutcome::Failed | LayoutOutcome::Crash) {
         let r = LinuxRepro {
             format: REPRO_FORMAT.into(),
             kernel: std::fs::canonicalize(&cmd.run.kernel).unwrap_or(cmd.run.kernel.clone()),
@@ -237,7 +256,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
             layout: b.row.layout.clone(),
             tested: Some(cmd.run.tested("linux", cmd.seed)),
         };
-        let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed);
+        let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed).replace('?', "unknown");
         let text = serde_json::to_string_pretty(&r).unwrap_or_default();
         match crate::repro::write_unique(&cmd.repro_dir, &stem, "linux.json", &text) {
             Ok(p) => b.row.reproducer = Some(p.display().to_string()),
@@ -255,6 +274,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
             LayoutOutcome::Passed => "PASSED".to_string(),
             LayoutOutcome::Failed => format!("FAILED ({})", r.why.join(", ")),
             LayoutOutcome::NotChecked => format!("NOT CHECKED: {}", r.why.join("; ")),
+            LayoutOutcome::Crash => format!("CRASH: {}", r.why.join("; ")),
         },
         if r.tables > 0 { format!(", {} tables, booted in {:.1}s", r.tables, r.boot_secs) } else { String::new() },
         r.reproducer.as_ref().map_or(String::new(), |p| format!("; reproducer {p}"))
@@ -380,6 +400,7 @@ fn regime_rows(rows: &[LayoutRow]) -> BTreeMap<String, RegimeRow> {
             LayoutOutcome::Passed => e.passed += 1,
             LayoutOutcome::Failed => e.failed += 1,
             LayoutOutcome::NotChecked => e.not_checked += 1,
+            LayoutOutcome::Crash => e.crashed += 1,
         }
         e.tables_walked += r.tables as u64;
         e.secs_per_boot += r.boot_secs;
@@ -414,8 +435,9 @@ fn add_to_report(file: Option<&ReportFile>, report: LinuxReport) -> anyhow::Resu
 fn verdict(report: &LinuxReport) -> Class {
     let (failed, not_checked, passed) =
         report.regimes.values().fold((0, 0, 0), |a, r| (a.0 + r.failed, a.1 + r.not_checked, a.2 + r.passed));
-    let (class, words) = if failed > 0 {
-        (Class::BuilderFailed, format!("{failed} layouts failed a check (exit 1)"))
+    let crashed: u64 = report.regimes.values().map(|r| r.crashed).sum();
+    let (class, words) = if failed > 0 || crashed > 0 {
+        (Class::BuilderFailed, format!("{failed} layouts failed a check, {crashed} crashed (exit 1)"))
     } else if not_checked > 0 || passed == 0 {
         (Class::NotChecked, format!("{not_checked} layouts not checked, {passed} passed (exit 2: not a pass)"))
     } else {
@@ -427,18 +449,19 @@ fn verdict(report: &LinuxReport) -> Class {
 
 /// The per-kernel, per-regime table.
 pub fn print_table(reports: &[LinuxReport]) {
-    println!("| kernel | -cpu | regime | layouts | passed | failed | not checked | tables walked | s/boot |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| kernel | -cpu | regime | layouts | passed | failed | crashed | not checked | tables walked | s/boot |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for rep in reports {
         for (regime, r) in &rep.regimes {
             println!(
-                "| {} ({}) | {} | {regime} | {} | {} | {} | {} | {} | {:.1} |",
+                "| {} ({}) | {} | {regime} | {} | {} | {} | {} | {} | {} | {:.1} |",
                 rep.backend,
                 rep.release,
                 rep.cpu,
                 r.layouts,
                 r.passed,
                 r.failed,
+                r.crashed,
                 r.not_checked,
                 r.tables_walked,
                 r.secs_per_boot
@@ -491,13 +514,16 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
     let mut log = String::new();
     let b = boot_one(&run, &image, r.layout.clone(), r.index, &mut log);
     print!("{log}");
-    let same = b.row.why == r.failed;
+    // A crash is the same when it is the same kind (a hang's PC may differ).
+    let kind = |why: &[String]| why.first().map(|w| w.split([' ', ';']).next().unwrap_or("").to_string());
+    let same = b.row.why == r.failed || (b.row.outcome == LayoutOutcome::Crash && kind(&b.row.why) == kind(&r.failed));
     println!(
         "outcome: {} ({})",
         match b.row.outcome {
             LayoutOutcome::Passed => "every check passed".to_string(),
             LayoutOutcome::Failed => format!("failed: {}", b.row.why.join(", ")),
             LayoutOutcome::NotChecked => format!("not checked: {}", b.row.why.join("; ")),
+            LayoutOutcome::Crash => format!("crashed: {}", b.row.why.join("; ")),
         },
         if same { "as recorded" } else { "DIFFERENT from the recording" }
     );

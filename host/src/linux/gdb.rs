@@ -122,6 +122,14 @@ impl Gdb {
         Ok(())
     }
 
+    /// `c`: the vCPU runs on (a connection stops it). No reply comes until it stops.
+    ///
+    /// # Errors
+    /// The socket is gone.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.send("c")
+    }
+
     /// `k`: QEMU exits (cleanly: its plugins' exit callbacks run). No reply comes.
     ///
     /// # Errors

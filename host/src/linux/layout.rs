@@ -186,7 +186,9 @@ impl Layout {
 
     /// The kernel parameters (console and init mode included).
     pub fn bootargs(&self) -> String {
-        let mut s = String::from("console=ttyAMA0 panic=-1 ptcheck_mode=marker");
+        // earlycon: the kernel's first lines (a crash before the console driver is up
+        // says where) on virt's PL011.
+        let mut s = String::from("earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 ptcheck_mode=marker");
         for extra in [self.cmdline.args(), if self.kaslr_seed.is_none() { "nokaslr" } else { "" }] {
             if !extra.is_empty() {
                 s.push(' ');

@@ -13,6 +13,7 @@ pub mod accel;
 mod boot;
 pub mod check;
 pub mod command;
+pub mod crash;
 pub mod dtb;
 pub mod gdb;
 pub mod inspection;

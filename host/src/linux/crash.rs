@@ -1,0 +1,250 @@
+//! A kernel that did not reach its init, named: how it ended (panic, oops, reboot,
+//! power-off, hang), where (the CPU's state through the gdbstub while QEMU still runs;
+//! the oops's own `pc :` line when it printed one), and the console's last lines. A
+//! crash is the kernel's: QEMU that would not start or died with an error is not one
+//! (`boot.rs` says so as infrastructure).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::gdb::Gdb;
+use super::symbols::SystemMap;
+
+/// How the kernel ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashKind {
+    /// `Kernel panic - not syncing` (the command line's `panic=-1` then resets, and
+    /// `-no-reboot` ends QEMU).
+    Panic,
+    /// An oops or an unhandled fault (`Unable to handle kernel …`, `Internal error`).
+    Oops,
+    /// The machine reset with no panic printed.
+    Reboot,
+    /// The kernel powered the machine off.
+    PowerOff,
+    /// The kernel stopped making progress: still running, the console silent, init
+    /// not up.
+    Hang,
+}
+
+impl CrashKind {
+    fn word(self) -> &'static str {
+        match self {
+            CrashKind::Panic => "panic",
+            CrashKind::Oops => "oops",
+            CrashKind::Reboot => "reboot",
+            CrashKind::PowerOff => "power-off",
+            CrashKind::Hang => "hang",
+        }
+    }
+}
+
+/// The vCPU's state where the kernel stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuState {
+    /// PC.
+    pub pc: u64,
+    /// ELR_EL1: where the last exception taken to EL1 came from.
+    pub elr: u64,
+    /// ESR_EL1: that exception's syndrome.
+    pub esr: u64,
+    /// FAR_EL1: the faulting address of that exception.
+    pub far: u64,
+    /// The exception level the vCPU was in (CPSR.M[3:2]).
+    pub el: u64,
+}
+
+/// A kernel that crashed before its init: the one-line summary first, the details
+/// after.
+#[derive(Clone, Debug)]
+pub struct Crash {
+    /// How it ended.
+    pub kind: CrashKind,
+    /// One line: how, where, why.
+    pub summary: String,
+    /// The CPU state, the oops's lines, the console's last lines.
+    pub details: Vec<String>,
+}
+
+impl std::fmt::Display for Crash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.summary)
+    }
+}
+
+impl std::error::Error for Crash {}
+
+/// What the console's `tail` says about how the kernel ended (`None`: nothing telling).
+pub fn kind_from_console(tail: &[String]) -> Option<CrashKind> {
+    let has = |s: &str| tail.iter().any(|l| l.contains(s));
+    if has("Unable to handle kernel") || has("Internal error:") || has("Oops") {
+        Some(CrashKind::Oops)
+    } else if has("Kernel panic - not syncing") {
+        Some(CrashKind::Panic)
+    } else if has("reboot: Power down") || has("reboot: System halted") {
+        Some(CrashKind::PowerOff)
+    } else if has("reboot: Restarting system") {
+        Some(CrashKind::Reboot)
+    } else {
+        None
+    }
+}
+
+/// The lines of `tail` that say most: the first fault or panic line, the oops's
+/// `pc :` and `lr :` lines.
+fn telling_lines(tail: &[String]) -> Vec<String> {
+    let keys = ["Unable to handle kernel", "Internal error:", "Kernel panic - not syncing", "pc : ", "lr : ", "FAR"];
+    let mut out: Vec<String> = Vec::new();
+    for k in keys {
+        if let Some(l) = tail.iter().find(|l| l.contains(k)) {
+            let l = strip_time(l);
+            if !out.contains(&l) {
+                out.push(l);
+            }
+        }
+    }
+    out
+}
+
+/// `[    1.234567] text` → `text`.
+fn strip_time(line: &str) -> String {
+    match line.trim_start().strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((_, rest)) => rest.to_string(),
+        None => line.to_string(),
+    }
+}
+
+/// Stop the vCPU through the gdbstub on `port` and read where it is; with `resume`,
+/// let it run on afterwards (a progress sample), else leave it stopped.
+///
+/// # Errors
+/// The gdbstub does not answer or lacks a register.
+pub fn read_state(port: u16, resume: bool) -> anyhow::Result<CpuState> {
+    let mut g = Gdb::connect(port, Duration::from_secs(5))?;
+    g.interrupt()?;
+    g.load_registers()?;
+    let state = CpuState {
+        pc: g.read_register("pc")?,
+        elr: g.read_register("ELR_EL1")?,
+        esr: g.read_register("ESR_EL1")?,
+        far: g.read_register("FAR_EL1")?,
+        el: (g.read_register("cpsr")? >> 2) & 0b11,
+    };
+    if resume {
+        g.resume()?;
+    }
+    Ok(state)
+}
+
+/// Where the kernel is, to name addresses: its System.map (`map`, when built here)
+/// and the physical range its Image was loaded at (before the MMU is on, PCs are
+/// there).
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    /// The System.map, if any.
+    pub map: Option<&'a SystemMap>,
+    /// Where the Image was loaded: start and size.
+    pub image_pa: (u64, u64),
+}
+
+impl Names<'_> {
+    fn named(&self, addr: u64) -> String {
+        let (pa, size) = self.image_pa;
+        match self.map.and_then(|m| m.name(addr)) {
+            Some(n) => format!("{addr:#x} ({n})"),
+            None if addr >= pa && addr - pa < size => format!("{addr:#x} (Image+{:#x}, MMU off)", addr - pa),
+            None => format!("{addr:#x}"),
+        }
+    }
+}
+
+/// The crash of a kernel that did not reach init: `kind`, the CPU `state` if it could
+/// be read (else why not), the console's `tail`, `map` for names.
+pub fn name(
+    kind: CrashKind,
+    state: Result<CpuState, String>,
+    tail: &[String],
+    names: Names<'_>,
+    after: Duration,
+) -> Crash {
+    let telling = telling_lines(tail);
+    let mut details = vec![format!("{} after {:.0}s", kind.word(), after.as_secs_f64())];
+    let mut summary = kind.word().to_string();
+    let named = |a: u64| names.named(a);
+    match &state {
+        Ok(s) => {
+            let _ = write!(summary, " at PC {} (EL{})", named(s.pc), s.el);
+            let esr = crate::esr::describe(s.esr);
+            if s.esr != 0 {
+                let _ = write!(summary, "; last exception: {esr} from {}, FAR {:#x}", named(s.elr), s.far);
+            }
+            details.push(format!(
+                "PC {}, EL{}, ELR_EL1 {}, ESR_EL1 {:#x} ({esr}), FAR_EL1 {:#x}",
+                named(s.pc),
+                s.el,
+                named(s.elr),
+                s.esr,
+                s.far
+            ));
+        }
+        Err(why) => details.push(format!("no CPU state: {why}")),
+    }
+    if let Some(first) = telling.first() {
+        let _ = write!(summary, "; the kernel said: {first}");
+    } else if tail.is_empty() {
+        summary.push_str("; the kernel printed nothing");
+    }
+    if names.map.is_none() {
+        details.push("no symbols: the kernel has no System.map next to it (kallsyms comes only with init)".into());
+    }
+    details.extend(telling.iter().skip(1).map(|l| format!("the kernel said: {l}")));
+    details.push(if tail.is_empty() {
+        "console: (nothing: the kernel printed no line)".into()
+    } else {
+        "console, last lines:".into()
+    });
+    details.extend(tail.iter().rev().take(12).rev().map(|l| format!("  | {l}")));
+    Crash { kind, summary, details }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_console_names_how_it_ended() {
+        let oops = lines(&[
+            "[    0.000000] Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000",
+            "[    0.000000] pc : alloc_init_pud+0x1f0/0x2c0",
+            "[    0.000000] Kernel panic - not syncing: Attempted to kill the idle task!",
+        ]);
+        assert_eq!(kind_from_console(&oops), Some(CrashKind::Oops));
+        assert_eq!(kind_from_console(&lines(&["Kernel panic - not syncing: VFS"])), Some(CrashKind::Panic));
+        assert_eq!(kind_from_console(&lines(&["[ 1.0] reboot: Power down"])), Some(CrashKind::PowerOff));
+        assert_eq!(kind_from_console(&lines(&["[ 1.0] reboot: Restarting system"])), Some(CrashKind::Reboot));
+        assert_eq!(kind_from_console(&lines(&["Booting Linux"])), None);
+        let none = Names { map: None, image_pa: (0x4000_0000, 0x100_0000) };
+        let c = name(CrashKind::Oops, Err("QEMU has exited".into()), &oops, none, Duration::from_secs(3));
+        assert!(c.summary.starts_with("oops; "), "{}", c.summary);
+        assert_eq!(c.details[0], "oops after 3s");
+        assert!(c.summary.contains("Unable to handle kernel NULL pointer"), "{}", c.summary);
+        assert!(c.details.iter().any(|d| d.contains("pc : alloc_init_pud+0x1f0")), "{:?}", c.details);
+    }
+
+    #[test]
+    fn a_hang_names_the_cpu_state() {
+        let s = CpuState { pc: 0xffff_8000_8000_1000, elr: 0xffff_8000_8000_2000, esr: 0x9600_0006, far: 0x10, el: 1 };
+        let c = name(CrashKind::Hang, Ok(s), &[], Names { map: None, image_pa: (0, 0) }, Duration::from_secs(12));
+        assert!(c.summary.starts_with("hang at PC 0xffff800080001000 (EL1)"), "{}", c.summary);
+        let mmu_off = CpuState { pc: 0x4020_0004, ..s };
+        let names = Names { map: None, image_pa: (0x4020_0000, 0x100_0000) };
+        let c = name(CrashKind::Hang, Ok(mmu_off), &[], names, Duration::from_secs(12));
+        assert!(c.summary.contains("PC 0x40200004 (Image+0x4, MMU off)"), "{}", c.summary);
+        assert!(c.summary.contains("FAR 0x10"), "{}", c.summary);
+        assert!(c.summary.contains("the kernel printed nothing"), "{}", c.summary);
+    }
+}
