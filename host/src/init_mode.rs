@@ -174,11 +174,15 @@ pub fn main() -> ! {
     match report {
         Ok(mut report) => {
             let cmd = FuzzCommand {
-                seed: 1,
-                configs,
-                count: Some(260),
-                time: None,
-                shard: (1, 1),
+                plans: ptcheck_host::fuzz::FuzzSpec {
+                    seed: 1,
+                    configs,
+                    count: Some(260),
+                    time: None,
+                    shard: 1,
+                    shards: 1,
+                    label: String::new(),
+                },
                 jobs: None,
                 progress: false,
                 differential: None,

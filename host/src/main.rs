@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use ptcheck_host::backend::open::{open, BackendChoice};
 use ptcheck_host::fuzz::command::{verdict_line, FuzzCommand};
+use ptcheck_host::fuzz::FuzzSpec;
 use ptcheck_host::matrix::{run_matrix, MatrixOptions};
 use ptcheck_host::outcome::Class;
 use ptcheck_shared::TranslationConfig;
@@ -47,11 +48,15 @@ fn run(args: &RunArgs) -> anyhow::Result<Class> {
 
 fn fuzz(args: &FuzzArgs) -> anyhow::Result<Class> {
     let cmd = FuzzCommand {
-        seed: args.seed,
-        configs: configs(&args.config)?,
-        count: args.count,
-        time: args.time,
-        shard: args.shard,
+        plans: FuzzSpec {
+            seed: args.seed,
+            configs: configs(&args.config)?,
+            count: args.count,
+            time: args.time,
+            shard: args.shard.0,
+            shards: args.shard.1,
+            label: String::new(),
+        },
         jobs: args.jobs.map(usize::from),
         progress: !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         differential: args.differential.clone(),

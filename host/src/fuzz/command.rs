@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use ptcheck_shared::TranslationConfig;
 
 use super::{gen, run_against, FuzzSpec, Reference, Summary};
 use crate::backend::open::{open, BackendChoice, BackendOptions};
@@ -17,16 +15,9 @@ use crate::outcome::Class;
 /// What a fuzz command asks for.
 #[derive(Clone, Debug)]
 pub struct FuzzCommand {
-    /// The run's seed.
-    pub seed: u64,
-    /// Regimes, in ordinal order.
-    pub configs: Vec<TranslationConfig>,
-    /// Plans in the run (`None`: until `time` ends, else 1000).
-    pub count: Option<u64>,
-    /// Stop after this long.
-    pub time: Option<Duration>,
-    /// (i, n): shard i of n.
-    pub shard: (u64, u64),
+    /// Which plans: seed, regimes, count (`None`: until `time` ends, else 1000), time,
+    /// shard. Its `label` is set from the backend when the run opens it.
+    pub plans: FuzzSpec,
     /// Native workers (`None`: one per core); VM backends use one guest.
     pub jobs: Option<usize>,
     /// Draw a progress bar (on a terminal).
@@ -51,27 +42,19 @@ pub fn verdict_line(class: Class) -> &'static str {
 /// # Errors
 /// Nothing to run (`--count 0`, an empty shard), or no backend could be made.
 pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summary> {
-    if cmd.count == Some(0) {
+    if cmd.plans.count == Some(0) {
         bail!("--count 0 checks nothing: give at least 1 plan");
     }
-    let count = cmd.count.or(if cmd.time.is_some() { None } else { Some(1000) });
+    let count = cmd.plans.count.or(if cmd.plans.time.is_some() { None } else { Some(1000) });
     let workers = if backend.choice == BackendChoice::Native {
         cmd.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     } else {
         1
     };
     let (first, why) = open(backend)?;
-    let tested = crate::tested::of_backend("fuzz", &*first, &[cmd.seed]);
+    let tested = crate::tested::of_backend("fuzz", &*first, &[cmd.plans.seed]);
     let backend_name = first.name().to_string();
-    let spec = FuzzSpec {
-        seed: cmd.seed,
-        configs: cmd.configs.clone(),
-        count,
-        time: cmd.time,
-        shard: cmd.shard.0,
-        shards: cmd.shard.1,
-        label: backend.label(first.name()),
-    };
+    let spec = FuzzSpec { count, label: backend.label(first.name()), ..cmd.plans.clone() };
     if spec.planned() == Some(0) {
         bail!(
             "shard {}/{} of {} plans holds no plan: use fewer shards or more plans",
