@@ -364,8 +364,6 @@ impl Boot<'_> {
     /// named with where it stopped); QEMU exiting with an error, or the tracer failing,
     /// is not the kernel's and says so.
     fn wait_for_init(&self, c: &mut Console, start: Instant, qemu: &mut Qemu) -> anyhow::Result<KernelFacts> {
-        let map = symbols::SystemMap::find(&self.run.kernel);
-        let names = super::crash::Names { map: map.as_ref(), image_pa: (self.layout.kernel, self.image.image_size) };
         let mut samples: Vec<(u64, CpuState)> = Vec::new();
         loop {
             match c.wait(start, self.run.timeout) {
@@ -386,16 +384,13 @@ impl Boot<'_> {
                             c.tail.iter().rev().take(12).rev().cloned().collect::<Vec<_>>().join("\n")
                         );
                     }
-                    let kind = kind_from_console(&c.tail).unwrap_or(CrashKind::Reboot);
                     let state = Err("QEMU has exited (the kernel reset or powered off): no CPU state".to_string());
-                    return Err(super::crash::name(kind, state, &c.tail, names, start.elapsed()).into());
+                    return Err(self.crash(c, CrashKind::Reboot, state, start, None));
                 }
                 Waited::TimedOut => {
                     let state = super::crash::read_state(self.port, false).map_err(|e| format!("{e:#}"));
-                    let kind = kind_from_console(&c.tail).unwrap_or(CrashKind::Hang);
-                    let mut crash = super::crash::name(kind, state, &c.tail, names, start.elapsed());
-                    crash.details.insert(0, format!("init was not up within {:?} (--timeout)", self.run.timeout));
-                    return Err(crash.into());
+                    let why = format!("init was not up within {:?} (--timeout)", self.run.timeout);
+                    return Err(self.crash(c, CrashKind::Hang, state, start, Some(why)));
                 }
                 Waited::Quiet => {
                     // A line since the last sample is progress: start over.
@@ -404,23 +399,36 @@ impl Boot<'_> {
                         samples.push((c.lines, s));
                     }
                     if samples.len() >= SAMPLES && samples.iter().all(|(_, s)| *s == samples[0].1) {
-                        let kind = kind_from_console(&c.tail).unwrap_or(CrashKind::Hang);
-                        let state = Ok(samples[0].1);
-                        let mut crash = super::crash::name(kind, state, &c.tail, names, start.elapsed());
-                        crash.details.insert(
-                            0,
-                            format!(
-                                "no progress: the console silent for over {}s and the CPU in the same state {SAMPLES} times a second apart",
-                                QUIET.as_secs()
-                            ),
+                        let why = format!(
+                            "no progress: the console silent for over {}s and the CPU in the same state {SAMPLES} times a second apart",
+                            QUIET.as_secs()
                         );
-                        return Err(crash.into());
+                        return Err(self.crash(c, CrashKind::Hang, Ok(samples[0].1), start, Some(why)));
                     }
                     // The next sample in a second.
                     c.last_line = Instant::now().checked_sub(QUIET - Duration::from_secs(1)).unwrap_or(c.last_line);
                 }
             }
         }
+    }
+
+    /// The crash of this boot: the kind the console names, else `otherwise`; the CPU
+    /// `state`; why it was called (`why`, first among the details). The kernel's
+    /// System.map is looked for only now, when there is a crash to name.
+    fn crash(
+        &self,
+        c: &Console,
+        otherwise: CrashKind,
+        state: Result<CpuState, String>,
+        start: Instant,
+        why: Option<String>,
+    ) -> anyhow::Error {
+        let map = symbols::SystemMap::find(&self.run.kernel);
+        let names = super::crash::Names { map: map.as_ref(), image_pa: (self.layout.kernel, self.image.image_size) };
+        let kind = kind_from_console(&c.tail).unwrap_or(otherwise);
+        let mut crash = super::crash::name(kind, state, &c.tail, names, start.elapsed());
+        crash.details.splice(0..0, why);
+        crash.into()
     }
 }
 

@@ -376,7 +376,9 @@ fn boot_layouts(
             if b.row.tables > 0 {
                 out.backend = b.backend.clone();
             }
-            consecutive_infra = if b.row.tables == 0 { consecutive_infra + 1 } else { 0 };
+            // Only a boot that failed for the setup counts: a crash is the kernel's verdict.
+            let infra = b.row.tables == 0 && b.row.outcome == LayoutOutcome::NotChecked;
+            consecutive_infra = if infra { consecutive_infra + 1 } else { 0 };
             out.rows.push(b.row);
             if consecutive_infra >= 3 && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 println!(

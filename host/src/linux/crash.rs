@@ -58,9 +58,7 @@ pub struct CpuState {
 /// after.
 #[derive(Clone, Debug)]
 pub struct Crash {
-    /// How it ended.
-    pub kind: CrashKind,
-    /// One line: how, where, why.
+    /// One line: how it ended (its first word, [`kind_word`]), where, why.
     pub summary: String,
     /// The CPU state, the oops's lines, the console's last lines.
     pub details: Vec<String>,
@@ -73,6 +71,12 @@ impl std::fmt::Display for Crash {
 }
 
 impl std::error::Error for Crash {}
+
+/// The kind a crash's summary starts with (`hang`, `panic`, …): two crashes of one
+/// kind are the same crash for a replay, wherever a hang's PC was.
+pub fn kind_word(summary: &str) -> &str {
+    summary.split([' ', ';']).next().unwrap_or("")
+}
 
 /// What the console's `tail` says about how the kernel ended (`None`: nothing telling).
 pub fn kind_from_console(tail: &[String]) -> Option<CrashKind> {
@@ -204,7 +208,7 @@ pub fn name(
         "console, last lines:".into()
     });
     details.extend(tail.iter().rev().take(12).rev().map(|l| format!("  | {l}")));
-    Crash { kind, summary, details }
+    Crash { summary, details }
 }
 
 #[cfg(test)]
@@ -230,6 +234,7 @@ mod tests {
         let none = Names { map: None, image_pa: (0x4000_0000, 0x100_0000) };
         let c = name(CrashKind::Oops, Err("QEMU has exited".into()), &oops, none, Duration::from_secs(3));
         assert!(c.summary.starts_with("oops; "), "{}", c.summary);
+        assert_eq!(kind_word(&c.summary), "oops");
         assert_eq!(c.details[0], "oops after 3s");
         assert!(c.summary.contains("Unable to handle kernel NULL pointer"), "{}", c.summary);
         assert!(c.details.iter().any(|d| d.contains("pc : alloc_init_pud+0x1f0")), "{:?}", c.details);
