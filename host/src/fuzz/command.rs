@@ -53,7 +53,6 @@ pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summa
     };
     let (first, why) = open(backend)?;
     let tested = crate::tested::of_backend("fuzz", &*first, &[cmd.plans.seed]);
-    let backend_name = first.name().to_string();
     let spec = FuzzSpec { count, label: backend.label(first.name()), ..cmd.plans.clone() };
     if spec.planned() == Some(0) {
         bail!(
@@ -105,8 +104,8 @@ pub fn fuzz(cmd: &FuzzCommand, backend: &BackendOptions) -> anyhow::Result<Summa
     let summary = run_against(&spec, workers, &make, reference.as_ref(), cmd.progress)?;
     if let Some(path) = &cmd.report {
         let report = crate::report::RunReport {
+            backend: tested.backend.clone(),
             tested,
-            backend: backend_name,
             configs: Vec::new(),
             fuzz: Some(crate::report::fuzz_line(&summary)),
             vm_checks: Vec::new(),
