@@ -74,6 +74,15 @@ pub struct Bench {
     /// QEMU, QEMU 10 untraced and QEMU 10 traced.
     #[arg(long)]
     pub trace: bool,
+    /// The kernel developer's loop on Debian's 6.12 source built for all ten regimes:
+    /// touch arch/arm64/mm/mmu.c, rebuild every regime and boot two layouts each,
+    /// every build then every boot vs each boot while the next regime builds; then a
+    /// second copy of the tree built cold vs from the cache.
+    #[arg(long, conflicts_with_all = ["scale", "costs", "trace"])]
+    pub patch_loop: bool,
+    /// With --patch-loop: the regimes (default all).
+    #[arg(long, requires = "patch_loop")]
+    pub regimes: Option<String>,
     /// Minimum seconds per figure.
     #[arg(long)]
     pub seconds: Option<u64>,

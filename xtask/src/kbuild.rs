@@ -64,6 +64,45 @@ pub struct Source {
     pub id: String,
 }
 
+/// Where every build lives: target/linux/build/<source id>/{src,<regime>-<hash>}.
+/// (Canonical: kbuild resolves the tree's path, and ccache's base_dir must match it.)
+fn build_root() -> PathBuf {
+    let root = target_dir().join("linux").join("build");
+    let _ = std::fs::create_dir_all(&root);
+    std::fs::canonicalize(&root).unwrap_or(root)
+}
+
+/// A source ready to build: its mirror, synced now (`mirror.rs`: the same relative
+/// paths for every copy of a tree, so ccache hits across copies).
+pub struct Mirrored {
+    /// The tree as the user named it (for messages).
+    pub tree: PathBuf,
+    /// Its mirror, what make reads: build_root()/<id>/src.
+    pub dir: PathBuf,
+    /// As `Source::id`.
+    pub id: String,
+}
+
+/// Sync `source`'s mirror.
+///
+/// # Errors
+/// The mirror could not be made (one line naming the file).
+pub fn mirror(source: &Source) -> Result<Mirrored, String> {
+    let started = std::time::Instant::now();
+    let dir = build_root().join(&source.id).join("src");
+    let s = crate::mirror::sync(&source.dir, &dir)?;
+    println!(
+        "mirrored {} ({} files; {} linked, {} removed) in {:.1}s: {}",
+        source.dir.display(),
+        s.files,
+        s.linked,
+        s.removed,
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(Mirrored { tree: source.dir.clone(), dir, id: source.id.clone() })
+}
+
 /// The tools a kernel build needs, installed where we can.
 pub fn ensure_toolchain() -> Result<(), String> {
     ensure(&[
@@ -93,8 +132,31 @@ pub fn debian_source(version: &str) -> Result<Source, String> {
 /// The user's tree at `dir`.
 pub fn user_source(dir: &Path) -> Result<Source, String> {
     let dir = std::fs::canonicalize(dir).map_err(|e| format!("--source {}: {e}", dir.display()))?;
-    if !dir.join("arch/arm64/mm/mmu.c").is_file() || !dir.join("Makefile").is_file() {
-        return Err(format!("--source {}: not a Linux source tree (no arch/arm64/mm/mmu.c)", dir.display()));
+    if !dir.is_dir() {
+        return Err(format!("--source {}: not a directory; give the top of a Linux source tree", dir.display()));
+    }
+    if !["Makefile", "Kconfig", "scripts/kconfig/merge_config.sh"].iter().all(|f| dir.join(f).is_file()) {
+        return Err(format!(
+            "--source {}: not a Linux source tree (no top-level Makefile, Kconfig and scripts/kconfig): give the top \
+             of a kernel tree",
+            dir.display()
+        ));
+    }
+    if !dir.join("arch/arm64/mm/mmu.c").is_file() {
+        let arches: Vec<String> = std::fs::read_dir(dir.join("arch"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(format!(
+            "--source {}: a Linux tree without arm64 (no arch/arm64/mm/mmu.c; it has {}): ptcheck builds arm64 \
+             kernels; give a full tree",
+            dir.display(),
+            if arches.is_empty() { "no arch/ at all".to_string() } else { format!("arch/{{{}}}", arches.join(",")) }
+        ));
     }
     // Out-of-tree builds need a clean tree; say so before make does, in one line.
     if dir.join(".config").exists() || dir.join("include/config").exists() {
@@ -151,12 +213,39 @@ fn fragment(regime: &str) -> Vec<(String, bool)> {
     out
 }
 
+/// Whether compiles go through ccache.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cache {
+    /// Through ccache (target/linux/ccache), paths relative to the build root.
+    On,
+    /// ccache disabled: what a cold build costs (`bench --patch-loop` compares).
+    Off,
+}
+
 /// What a build left: the Image, or why there is none.
 pub enum Built {
     /// arch/arm64/boot/Image of the build directory.
     Image(PathBuf),
     /// Kconfig would not take the regime (this version does not offer it).
     NotOffered(String),
+    /// The compile or link failed: the first error, as `file:line: error: …` with the
+    /// file relative to the tree, and where the whole log is.
+    Failed(String),
+}
+
+/// The first error in a build's log, the file relative to the tree (`prefixes` are
+/// the paths the compiler was given the tree by: the mirror, relative or absolute).
+fn first_error(log: &str, prefixes: &[String]) -> Option<String> {
+    let strip = |l: &str| {
+        let l = l.trim();
+        prefixes.iter().find_map(|p| l.strip_prefix(p.as_str())).unwrap_or(l).to_string()
+    };
+    // The compiler's `file:line:col: error: what`, else the linker's or make's own.
+    log.lines()
+        .find(|l| l.contains(": error: ") || l.contains(": fatal error: "))
+        .or_else(|| log.lines().find(|l| l.contains("undefined reference to") || l.contains("multiple definition of")))
+        .or_else(|| log.lines().find(|l| l.starts_with("make") && l.contains("Error")))
+        .map(strip)
 }
 
 /// Build `source` for `regime`, reusing the build directory (make is incremental;
@@ -164,7 +253,7 @@ pub enum Built {
 ///
 /// # Errors
 /// A tool or make failed.
-pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
+pub fn build(source: &Mirrored, regime: &str, cache: Cache) -> Result<Built, String> {
     let frag = fragment(regime);
     let text: String = frag
         .iter()
@@ -172,8 +261,7 @@ pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
         .collect();
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
-    let out =
-        target_dir().join("linux").join("build").join(&source.id).join(format!("{regime}-{:08x}", h.finish() as u32));
+    let out = build_root().join(&source.id).join(format!("{regime}-{:08x}", h.finish() as u32));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let image = out.join("arch/arm64/boot/Image");
     let frag_path = out.join("ptcheck.config");
@@ -188,9 +276,18 @@ pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
             .arg(format!("-j{}", std::thread::available_parallelism().map_or(2, |n| n.get())))
             .args(targets)
             .env("CCACHE_DIR", &ccache)
+            // Paths below the build root become relative to the build directory
+            // (`../src/…`, the same for every tree: mirror.rs); the working directory
+            // is not hashed (there is no debug info to point at it).
+            .env("CCACHE_BASEDIR", build_root())
+            .env("CCACHE_NOHASHDIR", "1")
             .env("KBUILD_BUILD_TIMESTAMP", "2026-01-01 00:00:00 UTC")
             .env("KBUILD_BUILD_USER", "ptcheck")
             .env("KBUILD_BUILD_HOST", "ptcheck");
+        match cache {
+            Cache::Off => c.env("CCACHE_DISABLE", "1"),
+            Cache::On => c.env_remove("CCACHE_DISABLE"),
+        };
         c
     };
     if !out.join(".config").is_file() {
@@ -234,7 +331,18 @@ pub fn build(source: &Source, regime: &str) -> Result<Built, String> {
         }
         return Err(format!("{regime}: Kconfig refused {what} (see {})", out.join(".config").display()));
     }
-    sh(&mut make(&["Image"]))?;
+    let log_path = out.join("build.log");
+    println!("building {regime} from {} (make Image; log: {})", source.id, log_path.display());
+    let log = std::fs::File::create(&log_path).map_err(|e| format!("cannot write {}: {e}", log_path.display()))?;
+    let mut cmd = make(&["Image"]);
+    cmd.stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
+    let status = cmd.status().map_err(|e| format!("cannot run make: {e}"))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let prefixes = ["../src/".to_string(), format!("{}/", source.dir.display())];
+        let first = first_error(&text, &prefixes).unwrap_or_else(|| format!("make failed ({status}), no error line"));
+        return Ok(Built::Failed(format!("{first} (log: {})", log_path.display())));
+    }
     if !image.is_file() {
         return Err(format!("{regime}: make left no {}", image.display()));
     }
@@ -258,6 +366,22 @@ pub const TREE_PLANTS: &[(&str, &str, &str, &str, &str)] = &[
         "arch/arm64/mm/mmu.c",
         "\t\tinit_clear_pgtable(ptep);\n\t\tptep += pte_index(addr);\n\t\t__pmd_populate(pmdp, pte_phys, pmdval);\n",
         "\t\t__pmd_populate(pmdp, pte_phys, pmdval);\n\t\tinit_clear_pgtable(ptep);\n\t\tptep += pte_index(addr);\n",
+    ),
+    (
+        "seed-v1",
+        "the seed's first version: alloc_init_pud()'s map branch takes pud_set_fixmap(p4d_page_paddr(p4d)), NULL \
+         where the PUD is folded at run time (16k-52 without LPA2) and a BUILD_BUG where it is folded at build time",
+        "arch/arm64/mm/mmu.c",
+        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap_offset(p4dp, addr);\n\t}\n",
+        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap(p4d_page_paddr(p4d));\n\t\tpudp += pud_index(addr);\n\t}\n",
+    ),
+    (
+        "seed-v1-compiles",
+        "the seed's first version as the mail reports it (\"all compiles, but doesn't boot\"): the map branch \
+         takes pud_set_fixmap() of the next table's address, which is NULL wherever the PUD is folded",
+        "arch/arm64/mm/mmu.c",
+        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap_offset(p4dp, addr);\n\t}\n",
+        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap(__pa(pud_offset(p4dp, 0UL)));\n\t\tpudp += pud_index(addr);\n\t}\n",
     ),
     (
         "fixmap-no-flush",
@@ -301,4 +425,20 @@ pub fn planted_source(base: &Source, name: &str) -> Result<Source, String> {
     }
     println!("planted tree {}: {breaks}", dir.display());
     Ok(Source { dir, id })
+}
+
+/// Remove every build directory of `source` (its mirror stays): the next build is as
+/// a first one, cold unless ccache has it.
+///
+/// # Errors
+/// A directory could not be removed.
+pub fn forget_builds(source: &Mirrored) -> Result<(), String> {
+    let dir = build_root().join(&source.id);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        if e.file_name() != "src" {
+            std::fs::remove_dir_all(e.path()).map_err(|err| format!("cannot remove {}: {err}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }

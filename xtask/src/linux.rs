@@ -28,8 +28,8 @@ struct Debian {
     cpus: &'static [&'static str],
 }
 
-const CPU: &str = "max,pauth-impdef=on";
-const CPU_NO_LPA2: &str = "max,pauth-impdef=on,lpa2=off";
+pub(crate) const CPU: &str = "max,pauth-impdef=on";
+pub(crate) const CPU_NO_LPA2: &str = "max,pauth-impdef=on,lpa2=off";
 
 const DEBIAN: &[Debian] = &[
     // Before the seed's change (6.10): 4K pages, 48-bit VA.
@@ -94,7 +94,7 @@ pub(crate) fn tracing_skipped() -> Option<String> {
 }
 
 /// The initramfs (the runner as /init), rebuilt so it matches this tree.
-fn initramfs() -> std::result::Result<PathBuf, String> {
+pub(crate) fn initramfs() -> std::result::Result<PathBuf, String> {
     ensure_qemu()?;
     ensure_tracing()?;
     build_guest()?;
@@ -125,7 +125,12 @@ pub(crate) fn bench_trace(args: &[String]) -> Result {
 }
 
 /// `ptcheck linux --kernel K --initrd I --cpu C <extra>`; its exit code.
-fn ptcheck(kernel: &Path, initrd: &Path, cpu: &str, extra: &[String]) -> std::result::Result<Option<i32>, String> {
+pub(crate) fn ptcheck(
+    kernel: &Path,
+    initrd: &Path,
+    cpu: &str,
+    extra: &[String],
+) -> std::result::Result<Option<i32>, String> {
     let mut cmd = crate::tools::ptcheck_command(false);
     cmd.arg("linux")
         .arg("--kernel")
@@ -280,41 +285,53 @@ fn crashes(initrd: &Path) -> Result {
     Ok(())
 }
 
-/// Small kernels built from source for `sel` ("all" or regimes), from `--source DIR`
-/// or Debian's `--debian` version (6.12 unless named): (kernel, CPUs) per regime
-/// Kconfig offers; the ones it does not are said, not counted.
-fn built_kernels(
-    sel: &str,
+/// The tree `--build` builds: `--source DIR` or Debian's `--debian` version (6.12
+/// unless named), planted with `--plant-tree` when asked, mirrored (kbuild.rs).
+pub(crate) fn build_source(
     source: Option<&str>,
     debian: Option<&str>,
     plant: Option<&str>,
-) -> std::result::Result<Vec<(PathBuf, Vec<String>)>, String> {
-    use crate::kbuild::{build, debian_source, ensure_toolchain, planted_source, regimes, user_source, Built};
-    let regimes = regimes(sel)?;
-    ensure_toolchain()?;
+) -> std::result::Result<crate::kbuild::Mirrored, String> {
+    use crate::kbuild::{debian_source, ensure_toolchain, mirror, planted_source, user_source};
     let mut src = match (source, debian) {
         (Some(dir), None) => user_source(Path::new(dir))?,
-        (None, v) => debian_source(v.unwrap_or("6.12"))?,
+        (None, v) => {
+            ensure_toolchain()?;
+            debian_source(v.unwrap_or("6.12"))?
+        }
         (Some(_), Some(_)) => return Err("--source and --debian name two trees: give one".into()),
     };
+    ensure_toolchain()?;
     if let Some(p) = plant {
         src = planted_source(&src, p)?;
     }
-    let mut out = Vec::new();
-    for r in regimes {
-        let started = std::time::Instant::now();
-        match build(&src, r)? {
-            Built::Image(image) => {
-                println!("built {r} from {} in {:.0}s: {}", src.id, started.elapsed().as_secs_f64(), image.display());
-                out.push((image, vec![CPU.to_string()]));
-            }
-            Built::NotOffered(why) => println!("{r}: NOT BUILT, {} does not offer it: {why}", src.id),
-        }
-    }
-    if out.is_empty() {
-        return Err(format!("no regime asked for could be built from {}", src.id));
-    }
-    Ok(out)
+    mirror(&src)
+}
+
+/// `--build SEL`: the tree built for every regime of `sel`, each kernel booted with
+/// `extra` as soon as it is built (builds.rs), then one row per regime; the exit class.
+fn build_and_check(
+    o: &Linux,
+    sel: &str,
+    initrd: &Path,
+    extra: &[String],
+    report: &str,
+) -> std::result::Result<u8, String> {
+    let regimes = crate::kbuild::regimes(sel)?;
+    let source = o.source.as_ref().map(|p| p.to_string_lossy().into_owned());
+    let src = build_source(source.as_deref(), o.debian.map(|d| d.as_str()), o.plant_tree.as_deref())?;
+    let mut boot = |image: &Path, cpu: &str| ptcheck(image, initrd, cpu, extra);
+    let l = crate::builds::Loop {
+        src: &src,
+        regimes: &regimes,
+        cache: crate::kbuild::Cache::On,
+        order: crate::builds::Order::Pipelined,
+        cpu: o.cpu.as_deref(),
+    };
+    let results = crate::builds::build_and_boot(&l, &mut boot)?;
+    let json = if Path::new(report).is_file() { read_report(Path::new(report))? } else { Reports { runs: vec![] } };
+    println!("{} ({}), {} regimes:", src.id, src.tree.display(), results.len());
+    Ok(crate::builds::table(&results, &json))
 }
 
 /// The stage's small kernel: Debian's 6.12 source built for 64k-48 (a regime Debian
@@ -332,7 +349,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         }
     };
     let started = std::time::Instant::now();
-    let (code, json) = boot_built(&src, initrd, 2)?;
+    let (code, json) = boot_built(&crate::kbuild::mirror(&src)?, initrd, 2)?;
     println!("linux stage: built and booted 64k-48 from {} in {:.0}s", src.id, started.elapsed().as_secs_f64());
     if code != Some(0) {
         return Err("the small 64k-48 kernel's tables failed a check (see above)".into());
@@ -350,7 +367,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     // A kernel plant, traced: the same source without init_clear_pgtable's barrier
     // must fail ordered_link, which only the observed instruction stream can see.
     let planted = crate::kbuild::planted_source(&src, "no-clear-barrier")?;
-    let (code, json) = boot_built(&planted, initrd, 1)?;
+    let (code, json) = boot_built(&crate::kbuild::mirror(&planted)?, initrd, 1)?;
     if code != Some(1) {
         return Err("the no-clear-barrier kernel plant did not fail (exit 1)".into());
     }
@@ -365,14 +382,14 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
 /// `src` built for 64k-48 and booted on `count` layouts of seed 11: `ptcheck linux`'s
 /// exit code and its JSON report.
 fn boot_built(
-    src: &crate::kbuild::Source,
+    src: &crate::kbuild::Mirrored,
     initrd: &Path,
     count: u32,
 ) -> std::result::Result<(Option<i32>, Reports), String> {
-    use crate::kbuild::{build, Built};
-    let image = match build(src, "64k-48")? {
+    use crate::kbuild::{build, Built, Cache};
+    let image = match build(src, "64k-48", Cache::On)? {
         Built::Image(i) => i,
-        Built::NotOffered(why) => return Err(format!("{} would not build 64k-48: {why}", src.id)),
+        Built::NotOffered(why) | Built::Failed(why) => return Err(format!("{} would not build 64k-48: {why}", src.id)),
     };
     let report = target_dir().join("linux").join("small-report.json");
     let _ = std::fs::remove_file(&report);
@@ -389,10 +406,10 @@ fn boot_built(
 }
 
 /// `ptcheck linux`'s JSON report, as the types it is written from (layouts skipped).
-type Reports = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
+pub(crate) type Reports = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
 
 /// Read `path` as a `ptcheck linux` report.
-fn read_report(path: &Path) -> std::result::Result<Reports, String> {
+pub(crate) fn read_report(path: &Path) -> std::result::Result<Reports, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: no report: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{} is not a ptcheck linux report: {e}", path.display()))
 }
@@ -457,20 +474,28 @@ pub fn run(o: &Linux) -> Result {
     if let Some([a, b]) = o.compare.as_deref() {
         return compare(&a.to_string_lossy(), &b.to_string_lossy());
     }
-    let kernels = kernels(o)?;
+    // `--build SEL` (or `--fuzz [--regime R]`: all regimes by default): small kernels
+    // built from a tree, each booted as it is built.
+    let build_sel = o.build.clone().or_else(|| o.regime.clone()).or_else(|| o.fuzz.then(|| "all".to_string()));
+    let kernels = match &build_sel {
+        Some(_) => Vec::new(),
+        None => kernels(o)?,
+    };
+    let n_kernels = match &build_sel {
+        Some(sel) => crate::kbuild::regimes(sel)?.len(),
+        None => kernels.len(),
+    };
     let initrd = initramfs()?;
     // --fuzz: --count is the whole stream, spread over the kernels (each gets its share
     // of the layouts, the same seed).
     let count = if o.fuzz {
         let total = o.count.unwrap_or(200);
-        let per = total.div_ceil(kernels.len() as u64).max(1);
-        println!("linux --fuzz: {total} layouts over {} kernels: {per} each", kernels.len());
+        let per = total.div_ceil(n_kernels as u64).max(1);
+        println!("linux --fuzz: {total} layouts over {n_kernels} kernels: {per} each");
         Some(per)
     } else {
         o.count
     };
-    let rest = o.forwarded(count);
-    let cpus_given = o.cpu.clone();
     // Always a report (the one asked for, else target/linux/last-report.json): the
     // closing summary reads it.
     let report = o.report.as_ref().map_or_else(
@@ -478,28 +503,35 @@ pub fn run(o: &Linux) -> Result {
         |r| r.display().to_string(),
     );
     let _ = std::fs::remove_file(&report);
-    let report = Some(report);
+    let mut extra = o.forwarded(count);
+    extra.extend(["--report".into(), report.clone(), "--report-append".into()]);
     let started = std::time::Instant::now();
-    let mut worst = 0;
-    for (kernel, cpus) in &kernels {
-        for cpu in cpus_given.iter().chain(cpus.iter()).take(if cpus_given.is_some() { 1 } else { usize::MAX }) {
-            let mut extra = rest.clone();
-            if let Some(r) = &report {
-                extra.extend(["--report".into(), r.clone(), "--report-append".into()]);
+    let worst = if let Some(sel) = &build_sel {
+        let class = build_and_check(o, sel, &initrd, &extra, &report)?;
+        summarize(Some(Path::new(&report)), started.elapsed());
+        class
+    } else {
+        let mut worst = 0;
+        for (kernel, cpus) in &kernels {
+            let given = o.cpu.iter();
+            for cpu in given.chain(cpus.iter()).take(if o.cpu.is_some() { 1 } else { usize::MAX }) {
+                let code = ptcheck(kernel, &initrd, cpu, &extra)?.unwrap_or(2);
+                worst = crate::builds::worse(
+                    worst,
+                    match code {
+                        0 => 0,
+                        1 => 1,
+                        _ => 2,
+                    },
+                );
             }
-            let code = ptcheck(kernel, &initrd, cpu, &extra)?.unwrap_or(2);
-            // 1 (a check failed) outranks 2 (not checked) outranks 0.
-            worst = match (worst, code) {
-                (1, _) | (_, 1) => 1,
-                (2, _) | (_, 2) => 2,
-                _ => 0,
-            };
         }
-    }
-    summarize(report.as_deref().map(Path::new), started.elapsed());
+        summarize(Some(Path::new(&report)), started.elapsed());
+        worst
+    };
     match worst {
         0 => Ok(()),
-        1 => Err("a kernel's tables failed a check or a kernel crashed (the table above; reproducers named)".into()),
+        1 => Err("a kernel's tables failed a check, a kernel crashed or a regime did not build (the table above; reproducers named)".into()),
         _ => Err("some layouts were not checked (see above): not a pass".into()),
     }
 }
@@ -507,13 +539,6 @@ pub fn run(o: &Linux) -> Result {
 /// The kernels a `linux` command line asks for, with the CPUs to boot each on: small
 /// kernels built for `--build`/`--fuzz` regimes, `--kernel`, or Debian's.
 fn kernels(o: &Linux) -> std::result::Result<Vec<(PathBuf, Vec<String>)>, String> {
-    // `--fuzz [--regime R]`: small kernels for the regimes (all by default), built
-    // once, then the layout stream (--seed, --count, --shard) on each.
-    let build_sel = o.build.clone().or_else(|| o.regime.clone()).or_else(|| o.fuzz.then(|| "all".to_string()));
-    if let Some(sel) = build_sel {
-        let source = o.source.as_ref().map(|p| p.to_string_lossy().into_owned());
-        return built_kernels(&sel, source.as_deref(), o.debian.map(|d| d.as_str()), o.plant_tree.as_deref());
-    }
     if o.source.is_some() {
         return Err("--source builds a tree: say which regimes with --build <regimes|all>".into());
     }

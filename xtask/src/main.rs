@@ -5,10 +5,12 @@
 //! `cargo` or tool invocation printed before it runs, so a failure names the exact
 //! command to re-run. `main` parses and dispatches; the steps are in their modules.
 
+mod builds;
 mod debian;
 mod flags;
 mod kbuild;
 mod linux;
+mod mirror;
 mod nested_kvm;
 mod steps;
 mod tools;

@@ -73,6 +73,9 @@ pub fn bench(b: &Bench) -> Result {
     if b.costs {
         return ptcheck_build(&["bench", "--costs"], false);
     }
+    if b.patch_loop {
+        return crate::builds::bench_patch_loop(b.regimes.as_deref().unwrap_or("all"));
+    }
     if b.trace {
         return crate::linux::bench_trace(&b.forwarded());
     }

@@ -1,0 +1,317 @@
+//! The patch loop: a tree built for many regimes and every kernel booted as soon as it
+//! is built, then one row per regime — built, booted, checked, crashed or not built,
+//! with the reason.
+//!
+//! A build (make -j on every core) and a boot (QEMU's TCG thread) overlap: while
+//! regime n boots, regime n+1 builds, so the serial parts of each (the vmlinux links
+//! and kallsyms passes, one QEMU thread) share the two cores instead of taking turns.
+//! `Order::Sequential` (every build, then every boot) is what `bench --patch-loop`
+//! compares it with.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::kbuild::{build, Built, Cache, Mirrored};
+
+/// When the boots run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Order {
+    /// Each kernel boots while the next one builds.
+    Pipelined,
+    /// Every build first, then every boot.
+    Sequential,
+}
+
+/// How one regime went.
+pub struct RegimeResult {
+    /// The regime built for.
+    pub regime: &'static str,
+    /// How its build ended.
+    pub build: BuildEnd,
+    /// Seconds its build took.
+    pub build_secs: f64,
+    /// Per CPU it was booted on: the `-cpu` and `ptcheck linux`'s exit code.
+    pub booted: Vec<(String, i32)>,
+}
+
+/// How one regime's build ended.
+pub enum BuildEnd {
+    /// The Image.
+    Image(PathBuf),
+    /// Kconfig does not offer the regime in this tree.
+    NotOffered(String),
+    /// The compile or link failed: the first error.
+    Failed(String),
+}
+
+/// The `-cpu` models a kernel built for `regime` boots on: the 52-bit ones also
+/// without LPA2, where they fold to 48 or 47 bits at run time (the folded regimes).
+pub fn cpus(regime: &str, given: Option<&str>) -> Vec<String> {
+    use crate::linux::{CPU, CPU_NO_LPA2};
+    match given {
+        Some(c) => vec![c.to_string()],
+        None if regime.ends_with("-52") && !regime.starts_with("64k") => vec![CPU.into(), CPU_NO_LPA2.into()],
+        None => vec![CPU.into()],
+    }
+}
+
+/// What one pass of the loop builds and boots.
+pub struct Loop<'a> {
+    /// The tree.
+    pub src: &'a Mirrored,
+    /// The regimes, built in this order.
+    pub regimes: &'a [&'static str],
+    /// Whether compiles go through ccache.
+    pub cache: Cache,
+    /// When the boots run.
+    pub order: Order,
+    /// The `-cpu` to boot on (default: `cpus()`).
+    pub cpu: Option<&'a str>,
+}
+
+/// Boots one kernel on one `-cpu`: `ptcheck linux`'s exit code.
+pub type Boot<'a> = &'a mut dyn FnMut(&Path, &str) -> Result<Option<i32>, String>;
+
+/// Build the tree for each regime and `boot` each Image on each of its CPUs, in the
+/// loop's order.
+///
+/// # Errors
+/// A tool failed (not the tree's fault: make missing, a disk full) or `boot` failed to
+/// run at all; a regime that does not compile is a row, not an error.
+pub fn build_and_boot(l: &Loop, boot: Boot) -> Result<Vec<RegimeResult>, String> {
+    let Loop { src, regimes, cache, order, cpu } = *l;
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let builder = s.spawn(move || -> Result<(), String> {
+            for &r in regimes {
+                let started = Instant::now();
+                let end = match build(src, r, cache)? {
+                    Built::Image(i) => BuildEnd::Image(i),
+                    Built::NotOffered(why) => BuildEnd::NotOffered(why),
+                    Built::Failed(why) => BuildEnd::Failed(why),
+                };
+                let secs = started.elapsed().as_secs_f64();
+                match &end {
+                    BuildEnd::Image(i) => println!("built {r} from {} in {secs:.0}s: {}", src.id, i.display()),
+                    BuildEnd::NotOffered(why) => println!("{r}: NOT BUILT, {} does not offer it: {why}", src.id),
+                    BuildEnd::Failed(why) => println!("{r}: NOT BUILT, the build failed: {why}"),
+                }
+                if tx.send(RegimeResult { regime: r, build: end, build_secs: secs, booted: Vec::new() }).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let mut results = Vec::new();
+        let mut boot_one = |mut r: RegimeResult| -> Result<RegimeResult, String> {
+            if let BuildEnd::Image(image) = &r.build {
+                for c in cpus(r.regime, cpu) {
+                    let code = boot(image, &c)?.unwrap_or(2);
+                    r.booted.push((c, code));
+                }
+            }
+            Ok(r)
+        };
+        let mut failed = None;
+        for r in rx.iter() {
+            if order == Order::Sequential {
+                results.push(r);
+                continue;
+            }
+            match boot_one(r) {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let built = builder.join().map_err(|_| "the build thread panicked".to_string())?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        built?;
+        if order == Order::Sequential {
+            results = results.into_iter().map(&mut boot_one).collect::<Result<_, _>>()?;
+        }
+        Ok(results)
+    })
+}
+
+/// `ptcheck linux`'s report, layouts as written.
+type Report = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
+
+/// The patch loop's table, one row per regime, from `results` and the run's `report`;
+/// the exit class: 0 every regime passed (or is not offered), 1 a regime failed a
+/// check, crashed or did not build, 2 one could not be checked.
+pub fn table(results: &[RegimeResult], report: &Report) -> u8 {
+    println!("\n{:<10} {:<14} {:>6} {:>8} {:>7}  verdict", "regime", "build", "booted", "checked", "crashed");
+    let mut worst = 0u8;
+    for r in results {
+        let (build, verdict, class) = match &r.build {
+            BuildEnd::NotOffered(why) => ("not offered".to_string(), format!("not offered: {why}"), 0),
+            BuildEnd::Failed(why) => ("NOT BUILT".to_string(), format!("NOT BUILT: {why}"), 1),
+            BuildEnd::Image(image) => {
+                for (cpu, code) in &r.booted {
+                    let run =
+                        report.runs.iter().find(|run| same_file(Path::new(&run.kernel), image) && run.cpu == *cpu);
+                    let (label, verdict, counts, class) = verdict(r.regime, cpu, *code, run);
+                    println!(
+                        "{label:<10} {:<14} {:>6} {:>8} {:>7}  {verdict}",
+                        format!("built {:.0}s", r.build_secs),
+                        counts.0,
+                        counts.1,
+                        counts.2
+                    );
+                    worst = worse(worst, class);
+                }
+                continue;
+            }
+        };
+        println!("{:<10} {build:<14} {:>6} {:>8} {:>7}  {verdict}", r.regime, "-", "-", "-");
+        worst = worse(worst, class);
+    }
+    worst
+}
+
+/// One boot's row: its label (the regime, `@48`/`@47` where it folded at run time),
+/// verdict, (booted, checked, crashed) and class.
+fn verdict(
+    regime: &str,
+    cpu: &str,
+    code: i32,
+    run: Option<&ptcheck_shared::report::LinuxReport<ptcheck_shared::report::IgnoredAny>>,
+) -> (String, String, (String, String, String), u8) {
+    use ptcheck_shared::report::LayoutOutcome::*;
+    let folded = cpu.contains("lpa2=off");
+    let mut label = regime.to_string();
+    let rows: Vec<_> = run.map(|r| r.layouts.iter().collect()).unwrap_or_default();
+    if folded {
+        // The regime it ran in, from its TCR, when a layout got that far.
+        match rows.iter().map(|l| l.regime.as_str()).find(|g| g.contains('@')) {
+            Some(g) => label = g.to_string(),
+            None => label.push_str("@nolpa2"),
+        }
+    }
+    let count = |o| rows.iter().filter(|l| l.outcome == o).count();
+    let (passed, failed, crashed, unchecked) = (count(Passed), count(Failed), count(Crash), count(NotChecked));
+    let first_why = |o| rows.iter().find(|l| l.outcome == o).map(|l| l.why.join(", ")).unwrap_or_default();
+    let (verdict, class) = if rows.is_empty() {
+        (format!("NOT CHECKED: ptcheck linux exited {code} with no layout reported (see above)"), 2)
+    } else if crashed > 0 {
+        (format!("CRASHED: {}", first_why(Crash)), 1)
+    } else if failed > 0 {
+        (format!("FAILED: {}", first_why(Failed)), 1)
+    } else if unchecked > 0 {
+        (format!("NOT CHECKED: {}", first_why(NotChecked)), 2)
+    } else {
+        (format!("passed ({passed} layouts)"), 0)
+    };
+    let counts = ((rows.len() - unchecked).to_string(), format!("{passed}/{}", passed + failed), crashed.to_string());
+    (label, verdict, counts, class)
+}
+
+/// 1 (a finding) outranks 2 (not checked) outranks 0.
+pub fn worse(a: u8, b: u8) -> u8 {
+    match (a, b) {
+        (1, _) | (_, 1) => 1,
+        (2, _) | (_, 2) => 2,
+        _ => 0,
+    }
+}
+
+/// Whether two paths name one file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The loop's figures for one order: seconds, and the exit class of its table.
+fn one_loop(src: &Mirrored, regimes: &[&'static str], order: Order, initrd: &Path) -> Result<(f64, u8), String> {
+    let report = crate::tools::target_dir().join("linux").join(format!("patch-loop-{order:?}.json"));
+    let _ = std::fs::remove_file(&report);
+    let touched = src.tree.join("arch/arm64/mm/mmu.c");
+    // The edit a developer makes: the file is newer than every object built from it.
+    std::fs::File::options()
+        .append(true)
+        .open(&touched)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+        .map_err(|e| format!("cannot touch {}: {e}", touched.display()))?;
+    println!("\n== {order:?}: touched {}; rebuilding {} regimes, 2 layouts each", touched.display(), regimes.len());
+    let started = Instant::now();
+    // The mirror is synced as every run syncs it (part of the loop's cost).
+    let src = crate::kbuild::mirror(&crate::kbuild::Source { dir: src.tree.clone(), id: src.id.clone() })?;
+    let extra: Vec<String> = ["--seed", "11", "--count", "2", "--report"]
+        .into_iter()
+        .map(String::from)
+        .chain([report.display().to_string(), "--report-append".into()])
+        .collect();
+    let mut boot = |image: &Path, cpu: &str| crate::linux::ptcheck(image, initrd, cpu, &extra);
+    let l = Loop { src: &src, regimes, cache: Cache::On, order, cpu: None };
+    let results = build_and_boot(&l, &mut boot)?;
+    let secs = started.elapsed().as_secs_f64();
+    let json = if report.is_file() { crate::linux::read_report(&report)? } else { Report::default() };
+    let class = table(&results, &json);
+    println!("{order:?}: {secs:.0}s for {} regimes", regimes.len());
+    Ok((secs, class))
+}
+
+/// `cargo xtask bench --patch-loop [--regimes R]`: the patch loop on Debian's 6.12
+/// source (see `Bench::patch_loop`), each figure measured in this one run.
+///
+/// # Errors
+/// A step could not run, or a regime of the clean tree did not pass.
+pub fn bench_patch_loop(sel: &str) -> Result<(), String> {
+    let regimes = crate::kbuild::regimes(sel)?;
+    let initrd = crate::linux::initramfs()?;
+    let src = crate::linux::build_source(None, Some("6.12"), None)?;
+    // Warm: every regime built once (not counted; cold the first time on a machine).
+    let started = Instant::now();
+    for &r in &regimes {
+        if let Built::Failed(why) = build(&src, r, Cache::On)? {
+            return Err(format!("the clean 6.12 tree does not build {r}: {why}"));
+        }
+    }
+    println!(
+        "bench patch-loop: {} regimes built (warming, not counted) in {:.0}s",
+        regimes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (before, c1) = one_loop(&src, &regimes, Order::Sequential, &initrd)?;
+    let (after, c2) = one_loop(&src, &regimes, Order::Pipelined, &initrd)?;
+    // A second copy of the same tree (a `cp -a`: new inodes, a new path), one regime,
+    // built cold (ccache off) and then from the cache.
+    let copy_dir = crate::tools::target_dir().join("linux").join("src").join("patch-loop-copy");
+    let _ = std::fs::remove_dir_all(&copy_dir);
+    crate::tools::sh(std::process::Command::new("cp").arg("-a").arg(&src.tree).arg(&copy_dir))?;
+    let copy = crate::kbuild::mirror(&crate::kbuild::user_source(&copy_dir)?)?;
+    let regime = regimes[0];
+    let mut copy_secs = Vec::new();
+    for cache in [Cache::Off, Cache::On] {
+        crate::kbuild::forget_builds(&copy)?;
+        let t = Instant::now();
+        if let Built::Failed(why) = build(&copy, regime, cache)? {
+            return Err(format!("the copy does not build {regime}: {why}"));
+        }
+        copy_secs.push(t.elapsed().as_secs_f64());
+    }
+    crate::kbuild::forget_builds(&copy)?;
+    let _ = std::fs::remove_dir_all(&copy_dir);
+    println!("\nbench patch-loop (Debian 6.12 source; touch arch/arm64/mm/mmu.c, rebuild, boot 2 layouts per regime, {} regimes):", regimes.len());
+    println!("  every build, then every boot (before):  {before:>6.0} s");
+    println!("  boot while the next regime builds (after): {after:>4.0} s   ({:.2}x)", before / after.max(1e-9));
+    println!(
+        "  a second copy of the tree, {regime}: cold {:.0} s, from the cache {:.0} s ({:.1}x)",
+        copy_secs[0],
+        copy_secs[1],
+        copy_secs[0] / copy_secs[1].max(1e-9)
+    );
+    if c1 != 0 || c2 != 0 {
+        return Err("a regime of the clean 6.12 tree did not pass (the tables above)".into());
+    }
+    Ok(())
+}
