@@ -146,6 +146,19 @@ pub fn main() -> ! {
     use ptcheck_shared::TranslationConfig;
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("proc", "/proc", "proc");
+    // Test fixtures for the crash naming: a kernel that resets or powers off before
+    // its init is up (what a reboot loop or a stray power-off looks like from outside).
+    match std::env::var("ptcheck_mode").as_deref() {
+        Ok("reboot") => {
+            // SAFETY: reboot(2) with a valid command; it does not return on success.
+            unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_RESTART) };
+        }
+        Ok("poweroff") => {
+            // SAFETY: as above.
+            unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF) };
+        }
+        _ => {}
+    }
     if std::env::var("ptcheck_mode").is_ok_and(|m| m == "marker") {
         // A real kernel under test: name the kernel and where its image sections are
         // (the host checks their mappings), say userspace runs, then wait to be stopped.

@@ -285,7 +285,30 @@ pub enum Message {
     Link(Link),
     /// A `bbm` or `tlbi` finding (the first 16384 of a bracket; all are counted).
     Finding(Finding),
+    /// One of the last stores into a known table before QEMU exited (up to
+    /// [`RECENT_WRITES`], oldest first, sent just before the exit's summary): what a
+    /// crashed kernel last did to its tables.
+    TableWrite(TableWrite),
     /// A build bracket ended, or the trace did (QEMU exiting): the counts since the
     /// last `Begin` (or since the start).
     Summary(Counts),
+}
+
+/// How many of the last table writes the tracer keeps.
+pub const RECENT_WRITES: usize = 8;
+
+/// A store of one descriptor word into a page the tracer knows as a table.
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TableWrite {
+    /// The storing instruction's PC and word.
+    pub pc: u64,
+    /// See `pc`.
+    pub insn: u32,
+    /// Physical address of the entry written (its table is the page it lies in).
+    pub entry_pa: u64,
+    /// The word stored.
+    pub value: u64,
+    /// Whether the table was live (reachable from TTBR0/1 with the MMU on).
+    pub live: bool,
 }

@@ -131,7 +131,8 @@ pub fn debian_source(version: &str) -> Result<Source, String> {
 
 /// The user's tree at `dir`.
 pub fn user_source(dir: &Path) -> Result<Source, String> {
-    let dir = std::fs::canonicalize(dir).map_err(|e| format!("--source {}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| format!("--source {}: {e}: give the top of a Linux source tree", dir.display()))?;
     if !dir.is_dir() {
         return Err(format!("--source {}: not a directory; give the top of a Linux source tree", dir.display()));
     }
@@ -143,7 +144,7 @@ pub fn user_source(dir: &Path) -> Result<Source, String> {
         ));
     }
     if !dir.join("arch/arm64/mm/mmu.c").is_file() {
-        let arches: Vec<String> = std::fs::read_dir(dir.join("arch"))
+        let mut arches: Vec<String> = std::fs::read_dir(dir.join("arch"))
             .map(|d| {
                 d.flatten()
                     .filter(|e| e.path().is_dir())
@@ -151,11 +152,17 @@ pub fn user_source(dir: &Path) -> Result<Source, String> {
                     .collect()
             })
             .unwrap_or_default();
+        arches.sort();
+        if arches.len() > 4 {
+            let more = arches.len() - 3;
+            arches.truncate(3);
+            arches.push(format!("{more} more"));
+        }
         return Err(format!(
             "--source {}: a Linux tree without arm64 (no arch/arm64/mm/mmu.c; it has {}): ptcheck builds arm64 \
              kernels; give a full tree",
             dir.display(),
-            if arches.is_empty() { "no arch/ at all".to_string() } else { format!("arch/{{{}}}", arches.join(",")) }
+            if arches.is_empty() { "no arch/ at all".to_string() } else { format!("arch/ {}", arches.join(", ")) }
         ));
     }
     // Out-of-tree builds need a clean tree; say so before make does, in one line.
@@ -369,19 +376,12 @@ pub const TREE_PLANTS: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "seed-v1",
-        "the seed's first version: alloc_init_pud()'s map branch takes pud_set_fixmap(p4d_page_paddr(p4d)), NULL \
-         where the PUD is folded at run time (16k-52 without LPA2) and a BUILD_BUG where it is folded at build time",
+        "the seed's first version (\"all compiles, but doesn't boot\"): alloc_init_pud()'s map branch takes \
+         pud_set_fixmap(p4d_page_paddr(p4d)), which is NULL wherever the PUD is folded (at build time: 4k-39, 16k-36, \
+         16k-47, 64k-*; at run time: 16k-52 without LPA2)",
         "arch/arm64/mm/mmu.c",
         "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap_offset(p4dp, addr);\n\t}\n",
         "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap(p4d_page_paddr(p4d));\n\t\tpudp += pud_index(addr);\n\t}\n",
-    ),
-    (
-        "seed-v1-compiles",
-        "the seed's first version as the mail reports it (\"all compiles, but doesn't boot\"): the map branch \
-         takes pud_set_fixmap() of the next table's address, which is NULL wherever the PUD is folded",
-        "arch/arm64/mm/mmu.c",
-        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap_offset(p4dp, addr);\n\t}\n",
-        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap(__pa(pud_offset(p4dp, 0UL)));\n\t\tpudp += pud_index(addr);\n\t}\n",
     ),
     (
         "fixmap-no-flush",
@@ -441,4 +441,34 @@ pub fn forget_builds(source: &Mirrored) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_error_is_named_relative_to_the_tree() {
+        let prefixes = ["../src/".to_string(), "/work/t/".to_string()];
+        let log = "../src/arch/arm64/mm/mmu.c:12:5: warning: unused variable 'x'\n\
+                   In file included from ../src/include/linux/build_bug.h:5,\n\
+                   ../src/arch/arm64/mm/mmu.c:349:17: error: call to '__compiletime_assert_1' declared with attribute error: BUILD_BUG failed\n\
+                   ../src/arch/arm64/mm/mmu.c:400:1: error: a second one\n\
+                   make[4]: *** [../src/scripts/Makefile.build:229: arch/arm64/mm/mmu.o] Error 1\n";
+        assert_eq!(
+            first_error(log, &prefixes).as_deref(),
+            Some(
+                "arch/arm64/mm/mmu.c:349:17: error: call to '__compiletime_assert_1' declared with attribute error: \
+                 BUILD_BUG failed"
+            )
+        );
+        let link = "aarch64-linux-gnu-ld: arch/arm64/mm/mmu.o: in function `f':\n\
+                    /work/t/arch/arm64/mm/mmu.c:10: undefined reference to `g'\n";
+        assert_eq!(first_error(link, &prefixes).as_deref(), Some("arch/arm64/mm/mmu.c:10: undefined reference to `g'"));
+        assert_eq!(
+            first_error("make: *** [Makefile:224: __sub-make] Error 2\n", &prefixes).as_deref(),
+            Some("make: *** [Makefile:224: __sub-make] Error 2")
+        );
+        assert_eq!(first_error("all fine\n", &prefixes), None);
+    }
 }

@@ -257,19 +257,30 @@ fn crashes(initrd: &Path) -> Result {
     if bytes.get(56..60) != Some(b"ARM\x64".as_slice()) {
         return Err(format!("{} is not a raw arm64 Image: cannot make the hanging kernel", kernel.display()));
     }
+    let exception_loop = exception_loop_image(&bytes);
     // code1 (offset 4) is the branch to the kernel's entry: `b .` instead.
     bytes[4..8].copy_from_slice(&0x1400_0000u32.to_le_bytes());
     let dir = target_dir().join("linux");
     let spin = dir.join("spin-Image");
+    let looping = dir.join("exception-loop-Image");
+    std::fs::write(&looping, &exception_loop).map_err(|e| format!("cannot write {}: {e}", looping.display()))?;
     let junk = dir.join("junk.cpio");
     std::fs::write(&spin, &bytes).map_err(|e| format!("cannot write {}: {e}", spin.display()))?;
     std::fs::write(&junk, [0x5au8; 4096]).map_err(|e| format!("cannot write {}: {e}", junk.display()))?;
     let report = dir.join("crash-report.json");
-    for (what, k, i, kind) in
-        [("a hanging kernel", &spin, initrd, "hang"), ("a kernel with no root", &kernel, junk.as_path(), "panic")]
-    {
+    for (what, k, i, kind, cmdline) in [
+        ("a hanging kernel", &spin, initrd, "hang", None),
+        ("a kernel in an exception loop", &looping, initrd, "exception-loop", None),
+        ("a kernel with no root", &kernel, junk.as_path(), "panic", None),
+        ("a kernel that resets", &kernel, initrd, "reboot", Some("runner-reboots")),
+        ("a kernel that powers off", &kernel, initrd, "power-off", Some("runner-powers-off")),
+    ] {
         let _ = std::fs::remove_file(&report);
-        let args = ["--seed", "11", "--count", "1", "--report", &report.to_string_lossy()].map(String::from);
+        let mut args: Vec<String> =
+            ["--seed", "11", "--count", "1", "--report", &report.to_string_lossy()].map(String::from).into();
+        if let Some(c) = cmdline {
+            args.extend(["--cmdline".into(), c.into()]);
+        }
         let started = std::time::Instant::now();
         if ptcheck(k, i, CPU, &args)? != Some(1) {
             return Err(format!("{what} did not end crash (exit 1)"));
@@ -283,6 +294,29 @@ fn crashes(initrd: &Path) -> Result {
         println!("linux stage: {what} ended crash in {:.0}s: {why}", started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// `image` (a raw arm64 Image) made to loop through an exception handler with the MMU
+/// off: code1 branches to Image+0x1000, which points VBAR_EL1 at a vector table at
+/// Image+0x1800 and executes UDF; every vector runs 31 NOPs and ERETs back to the UDF.
+/// The PC moves through the handler; the kernel makes no progress.
+fn exception_loop_image(image: &[u8]) -> Vec<u8> {
+    const NOP: u32 = 0xd503_201f;
+    let mut out = image.to_vec();
+    let mut put = |off: usize, insn: u32| out[off..off + 4].copy_from_slice(&insn.to_le_bytes());
+    put(4, 0x1400_0000 | ((0x1000 - 4) / 4)); // b Image+0x1000
+    put(0x1000, 0x1000_4000); // adr x0, .+0x800 (Image+0x1800)
+    put(0x1004, 0xd518_c000); // msr vbar_el1, x0
+    put(0x1008, 0xd503_3fdf); // isb
+    put(0x100c, 0x0000_0000); // udf #0: an exception (EC 0, unknown) every time
+    put(0x1010, 0x17ff_ffff); // b .-4 (never reached)
+    for entry in (0x1800..0x2000).step_by(0x80) {
+        for i in 0..31 {
+            put(entry + 4 * i, NOP);
+        }
+        put(entry + 0x7c, 0xd69f_03e0); // eret: back to the UDF
+    }
+    out
 }
 
 /// The tree `--build` builds: `--source DIR` or Debian's `--debian` version (6.12
@@ -312,17 +346,16 @@ pub(crate) fn build_source(
 /// `extra` as soon as it is built (builds.rs), then one row per regime; the exit class.
 fn build_and_check(
     o: &Linux,
+    src: &crate::kbuild::Mirrored,
     sel: &str,
     initrd: &Path,
     extra: &[String],
     report: &str,
 ) -> std::result::Result<u8, String> {
     let regimes = crate::kbuild::regimes(sel)?;
-    let source = o.source.as_ref().map(|p| p.to_string_lossy().into_owned());
-    let src = build_source(source.as_deref(), o.debian.map(|d| d.as_str()), o.plant_tree.as_deref())?;
     let mut boot = |image: &Path, cpu: &str| ptcheck(image, initrd, cpu, extra);
     let l = crate::builds::Loop {
-        src: &src,
+        src,
         regimes: &regimes,
         cache: crate::kbuild::Cache::On,
         order: crate::builds::Order::Pipelined,
@@ -359,6 +392,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         return Err(format!("the kernel built for 64k-48 ran in {regimes:?}"));
     }
     println!("linux stage: the small 64k-48 kernel (6.12 source) passed on 2 layouts");
+    seed_v1(&src, initrd)?;
     if let Some(why) = tracing_skipped() {
         println!("linux stage: SKIPPED the traced kernel plant (no-clear-barrier), NOT checked: {why}");
         skipped.push("the traced kernel plant".into());
@@ -376,6 +410,24 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         return Err(format!("the no-clear-barrier kernel plant failed {why:?}, not ordered_link"));
     }
     println!("linux stage: the no-clear-barrier kernel plant (64k-48) failed ordered_link, traced");
+    Ok(())
+}
+
+/// The seed's first version of the patch on 64k-48, where the PUD is folded: it
+/// compiles ("all compiles, but doesn't boot") and must end `crash`, the faulting
+/// function named from the System.map. Only mmu.c is compiled (the mirror's cache).
+fn seed_v1(src: &crate::kbuild::Source, initrd: &Path) -> Result {
+    let planted = crate::kbuild::mirror(&crate::kbuild::planted_source(src, "seed-v1")?)?;
+    let (code, json) = boot_built(&planted, initrd, 1)?;
+    let row = json.runs.first().and_then(|r| r.layouts.first()).ok_or("the seed-v1 boot reported no layout")?;
+    let why = row.why.join("; ");
+    if code != Some(1) || row.outcome != ptcheck_shared::report::LayoutOutcome::Crash {
+        return Err(format!("the seed's first version on 64k-48 ended {} ({why}), not crash", row.outcome));
+    }
+    if !why.contains("create_pgd_mapping") {
+        return Err(format!("the seed's first version crashed, but the crash does not name the builder: {why}"));
+    }
+    println!("linux stage: the seed's first version on 64k-48 crashed, named: {why}");
     Ok(())
 }
 
@@ -485,6 +537,14 @@ pub fn run(o: &Linux) -> Result {
         Some(sel) => crate::kbuild::regimes(sel)?.len(),
         None => kernels.len(),
     };
+    // The tree first: a bad --source is one line before anything is built.
+    let tree = match &build_sel {
+        Some(_) => {
+            let source = o.source.as_ref().map(|p| p.to_string_lossy().into_owned());
+            Some(build_source(source.as_deref(), o.debian.map(|d| d.as_str()), o.plant_tree.as_deref())?)
+        }
+        None => None,
+    };
     let initrd = initramfs()?;
     // --fuzz: --count is the whole stream, spread over the kernels (each gets its share
     // of the layouts, the same seed).
@@ -506,8 +566,8 @@ pub fn run(o: &Linux) -> Result {
     let mut extra = o.forwarded(count);
     extra.extend(["--report".into(), report.clone(), "--report-append".into()]);
     let started = std::time::Instant::now();
-    let worst = if let Some(sel) = &build_sel {
-        let class = build_and_check(o, sel, &initrd, &extra, &report)?;
+    let worst = if let (Some(sel), Some(src)) = (&build_sel, &tree) {
+        let class = build_and_check(o, src, sel, &initrd, &extra, &report)?;
         summarize(Some(Path::new(&report)), started.elapsed());
         class
     } else {

@@ -122,19 +122,35 @@ fn boot_in(
     let result = boot
         .wait_for_init(&mut console, start, &mut qemu)
         .and_then(|facts| boot.stop_and_inspect(facts, start.elapsed().as_secs_f64(), &mut qemu));
+    // A traced boot that stopped short (a hang still runs): end QEMU through the
+    // gdbstub rather than by a signal, so the tracer writes what it saw last.
+    if result.is_err() && run.trace.is_some() && qemu.0.try_wait().ok().flatten().is_none() {
+        if let Ok(mut g) = gdb::Gdb::connect(boot.port, Duration::from_secs(2)) {
+            let _ = g.interrupt();
+            let _ = g.kill();
+            let _ = exited_within(&mut qemu.0, Duration::from_secs(10));
+        }
+    }
     drop(qemu);
     let trace_file = boot.trace_file;
     // A boot that never reached the check point: what the tracer had already seen is
     // still evidence (its findings are written as they happen).
     let result = match (result, &run.trace) {
         (Err(e), Some(_)) => match crate::trace::read(&trace_file).ok().and_then(|mut v| v.pop()) {
-            Some(seen) => Err(anyhow::Error::new(NotUp {
-                why: format!("{e:#}"),
-                crash: e.downcast_ref::<Crash>().cloned(),
-                seen,
-                system_map: symbols::SystemMap::find(&run.kernel),
-                load_pa: layout.kernel,
-            })),
+            Some(seen) => {
+                let mut up = NotUp {
+                    why: format!("{e:#}"),
+                    crash: e.downcast_ref::<Crash>().cloned(),
+                    seen,
+                    system_map: symbols::SystemMap::find(&run.kernel),
+                    load_pa: layout.kernel,
+                };
+                let writes = up.recent_writes();
+                if let Some(c) = &mut up.crash {
+                    c.details.extend(writes);
+                }
+                Err(anyhow::Error::new(up))
+            }
             None => Err(e),
         },
         (r, _) => r,
@@ -398,6 +414,38 @@ impl Boot<'_> {
                     if let Ok(s) = super::crash::read_state(self.port, true) {
                         samples.push((c.lines, s));
                     }
+                    // The last exception stays the same (the PC may move): catch the
+                    // vCPU taking it again (an exception loop through a handler).
+                    let same_exception = |s: &CpuState| {
+                        let f = &samples[0].1;
+                        (s.elr, s.esr, s.far, s.el) == (f.elr, f.esr, f.far, f.el) && s.esr != 0
+                    };
+                    if samples.len() >= SAMPLES && samples.iter().all(|(_, s)| same_exception(s)) {
+                        if let Ok(Some(steps)) = super::crash::exception_loop(self.port, &samples[0].1) {
+                            let why = format!(
+                                "no progress: the console silent for over {}s and the same exception taken again and \
+                                 again (its vector entered 3 times in {steps} single-stepped instructions, the same \
+                                 ELR, ESR and FAR each time)",
+                                QUIET.as_secs()
+                            );
+                            return Err(self.crash(c, CrashKind::ExceptionLoop, Ok(samples[0].1), start, Some(why)));
+                        }
+                    }
+                    // A NULL dereference in the kernel, and nothing since: it is stuck
+                    // where the fault left it (panic's loop, before any console).
+                    let last = samples.last().map(|(_, s)| *s);
+                    if let Some(s) = last.filter(|s| samples.len() >= SAMPLES && super::crash::null_abort(s)) {
+                        if samples.iter().all(|(_, x)| same_exception(x)) {
+                            let why = format!(
+                                "a NULL dereference in the kernel (an EL1 abort at FAR {:#x}), then no progress: the \
+                                 console silent for over {}s and no other exception taken in {SAMPLES} samples a second \
+                                 apart (stuck in a panic loop or the handler, printing nothing)",
+                                s.far,
+                                QUIET.as_secs()
+                            );
+                            return Err(self.crash(c, CrashKind::Oops, Ok(s), start, Some(why)));
+                        }
+                    }
                     if samples.len() >= SAMPLES && samples.iter().all(|(_, s)| *s == samples[0].1) {
                         let why = format!(
                             "no progress: the console silent for over {}s and the CPU in the same state {SAMPLES} times a second apart",
@@ -462,15 +510,38 @@ impl NotUp {
     /// before its invalidation completed) and zeroed_at_link (stale entries at a link).
     /// bbm and ordered_link wait for the kernel's symbols (their kernel findings are
     /// named by function), so they are listed, not failed.
+    /// `pc` (and its instruction) named with the kernel's symbols where it has them.
+    fn name(&self, pc: u64, insn: u32) -> String {
+        let sym = self.system_map.as_ref().and_then(|m| {
+            let link = if pc >> 63 == 1 { pc } else { pc.wrapping_sub(self.load_pa).wrapping_add(m.text_start()) };
+            m.name(link)
+        });
+        symbols::describe_pc(pc, insn, sym)
+    }
+
+    /// The tracer's last table writes before the kernel stopped, one line each (none
+    /// when the trace has none: QEMU was killed, or no table was written).
+    pub fn recent_writes(&self) -> Vec<String> {
+        if self.seen.recent.is_empty() {
+            return vec!["last table writes: none seen by the tracer".into()];
+        }
+        let mut out =
+            vec![format!("last {} table writes before it stopped (tracer, oldest first):", self.seen.recent.len())];
+        for w in &self.seen.recent {
+            out.push(format!(
+                "  entry {:#x} = {:#018x}{} by {}",
+                w.entry_pa,
+                w.value,
+                if w.live { " (live)" } else { "" },
+                self.name(w.pc, w.insn)
+            ));
+        }
+        out
+    }
+
     pub fn findings(&self) -> Vec<Finding> {
         use ptcheck_shared::trace::{OrderedBy, Violation};
-        let name = |pc: u64, insn: u32| {
-            let sym = self.system_map.as_ref().and_then(|m| {
-                let link = if pc >> 63 == 1 { pc } else { pc.wrapping_sub(self.load_pa).wrapping_add(m.text_start()) };
-                m.name(link)
-            });
-            symbols::describe_pc(pc, insn, sym)
-        };
+        let name = |pc: u64, insn: u32| self.name(pc, insn);
         let mut out = Vec::new();
         for f in self.seen.findings.iter().take(8) {
             let tlbi = f.violation == Violation::UsedBeforeInvalidated;

@@ -25,6 +25,10 @@ pub enum CrashKind {
     /// The kernel stopped making progress: still running, the console silent, init
     /// not up.
     Hang,
+    /// The same exception taken again and again from the same instruction: the
+    /// handler returns to it (or faults the same way) and the PC, though it moves
+    /// through the handler, makes no progress.
+    ExceptionLoop,
 }
 
 impl CrashKind {
@@ -35,6 +39,7 @@ impl CrashKind {
             CrashKind::Reboot => "reboot",
             CrashKind::PowerOff => "power-off",
             CrashKind::Hang => "hang",
+            CrashKind::ExceptionLoop => "exception-loop",
         }
     }
 }
@@ -97,7 +102,15 @@ pub fn kind_from_console(tail: &[String]) -> Option<CrashKind> {
 /// The lines of `tail` that say most: the first fault or panic line, the oops's
 /// `pc :` and `lr :` lines.
 fn telling_lines(tail: &[String]) -> Vec<String> {
-    let keys = ["Unable to handle kernel", "Internal error:", "Kernel panic - not syncing", "pc : ", "lr : ", "FAR"];
+    let keys = [
+        "Unable to handle kernel",
+        "Internal error:",
+        "Kernel panic - not syncing",
+        "reboot: ",
+        "pc : ",
+        "lr : ",
+        "FAR",
+    ];
     let mut out: Vec<String> = Vec::new();
     for k in keys {
         if let Some(l) = tail.iter().find(|l| l.contains(k)) {
@@ -138,6 +151,53 @@ pub fn read_state(port: u16, resume: bool) -> anyhow::Result<CpuState> {
         g.resume()?;
     }
     Ok(state)
+}
+
+/// Whether `s`'s last exception is a NULL dereference by the kernel: a data or
+/// instruction abort taken from EL1 to EL1 (EC 0x25, 0x21) at an address in the first
+/// 64 KiB, which no kernel code does on purpose.
+pub fn null_abort(s: &CpuState) -> bool {
+    let ec = s.esr >> 26;
+    s.el == 1 && (ec == 0x25 || ec == 0x21) && s.far < 0x1_0000
+}
+
+/// Instructions single-stepped at most to catch an exception loop in the act.
+const LOOP_STEPS: u32 = 2000;
+
+/// The exception vectors' entries taken, with the same ELR, ESR and FAR each time, that
+/// make an exception loop.
+const LOOP_ENTRIES: u32 = 3;
+
+/// Whether the vCPU is in an exception loop: stopped through the gdbstub on `port`,
+/// single-stepped up to [`LOOP_STEPS`] instructions, it enters VBAR_EL1's vectors
+/// [`LOOP_ENTRIES`] times with the exception (ELR, ESR, FAR) of `state` each time. A
+/// kernel that merely has an old exception in those registers enters no vector;
+/// one that takes different exceptions is not in a loop. The vCPU runs on after.
+///
+/// # Errors
+/// The gdbstub does not answer or lacks a register.
+pub fn exception_loop(port: u16, state: &CpuState) -> anyhow::Result<Option<u32>> {
+    let mut g = Gdb::connect(port, Duration::from_secs(5))?;
+    g.interrupt()?;
+    g.load_registers()?;
+    // QEMU's description names it after its AArch32 alias where the two share one
+    // definition.
+    let vbar = g.read_register("VBAR_EL1").or_else(|_| g.read_register("VBAR"))?;
+    let (mut entries, mut steps) = (0, 0);
+    while steps < LOOP_STEPS && entries < LOOP_ENTRIES {
+        g.step()?;
+        steps += 1;
+        let pc = g.read_register("pc")?;
+        if pc.wrapping_sub(vbar) < 0x800 && pc.is_multiple_of(0x80) {
+            let again = (g.read_register("ELR_EL1")?, g.read_register("ESR_EL1")?, g.read_register("FAR_EL1")?);
+            if again != (state.elr, state.esr, state.far) {
+                break;
+            }
+            entries += 1;
+        }
+    }
+    g.resume()?;
+    Ok((entries >= LOOP_ENTRIES).then_some(steps))
 }
 
 /// Where the kernel is, to name addresses: its System.map (`map`, when built here)

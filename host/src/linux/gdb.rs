@@ -130,6 +130,19 @@ impl Gdb {
         self.send("c")
     }
 
+    /// `s`: execute one instruction (into an exception's vector if it takes one) and
+    /// stop again.
+    ///
+    /// # Errors
+    /// No stop reply.
+    pub fn step(&mut self) -> anyhow::Result<()> {
+        let reply = self.request("s")?;
+        if !matches!(reply.first(), Some(b'T' | b'S')) {
+            bail!("unexpected reply to a step: {}", String::from_utf8_lossy(&reply));
+        }
+        Ok(())
+    }
+
     /// `k`: QEMU exits (cleanly: its plugins' exit callbacks run). No reply comes.
     ///
     /// # Errors

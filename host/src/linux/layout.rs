@@ -107,6 +107,13 @@ pub enum Cmdline {
     KfenceOn,
     /// `rodata=on kfence.sample_interval=0`: no pool, so (6.4+) a page-granular map.
     RodataOnKfenceOff,
+    /// A test fixture, never generated: the runner (as /init) resets the machine
+    /// before its init is up, as a kernel in a reboot loop does (QEMU's `-no-reboot`
+    /// ends the boot at the first reset).
+    RunnerReboots,
+    /// A test fixture, never generated: the runner powers the machine off before its
+    /// init is up.
+    RunnerPowersOff,
 }
 
 impl Cmdline {
@@ -120,6 +127,17 @@ impl Cmdline {
             Cmdline::RodataOn => "rodata=on kfence.sample_interval=100",
             Cmdline::KfenceOn => "kfence.sample_interval=100",
             Cmdline::RodataOnKfenceOff => "rodata=on kfence.sample_interval=0",
+            Cmdline::RunnerReboots | Cmdline::RunnerPowersOff => "",
+        }
+    }
+
+    /// What the runner does as /init (`ptcheck_mode=`): print the marker and wait, or
+    /// (the fixtures) reset or power off first.
+    pub const fn runner_mode(self) -> &'static str {
+        match self {
+            Cmdline::RunnerReboots => "reboot",
+            Cmdline::RunnerPowersOff => "poweroff",
+            _ => "marker",
         }
     }
 
@@ -188,7 +206,8 @@ impl Layout {
     pub fn bootargs(&self) -> String {
         // earlycon: the kernel's first lines (a crash before the console driver is up
         // says where) on virt's PL011.
-        let mut s = String::from("earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 ptcheck_mode=marker");
+        let mut s =
+            format!("earlycon=pl011,0x9000000 console=ttyAMA0 panic=-1 ptcheck_mode={}", self.cmdline.runner_mode());
         for extra in [self.cmdline.args(), if self.kaslr_seed.is_none() { "nokaslr" } else { "" }] {
             if !extra.is_empty() {
                 s.push(' ');

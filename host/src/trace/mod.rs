@@ -177,6 +177,9 @@ pub struct Observed {
     pub links: Vec<Link>,
     /// Its bbm and tlbi findings (the first of each bracket; all are counted).
     pub findings: Vec<Finding>,
+    /// The last table writes before QEMU exited, oldest first (empty when it was
+    /// killed rather than ended).
+    pub recent: Vec<ptcheck_shared::trace::TableWrite>,
     /// Its counts; `None` when it sent none (QEMU did not exit cleanly, or the
     /// plugin failed): the trace is not whole.
     pub counts: Option<Counts>,
@@ -216,6 +219,7 @@ pub fn parse(text: &str) -> anyhow::Result<(Vec<Observed>, bool)> {
             }
             Message::Link(l) => cur.links.push(l),
             Message::Finding(f) => cur.findings.push(f),
+            Message::TableWrite(w) => cur.recent.push(w),
             Message::Summary(c) => {
                 cur.counts = Some(c);
                 out.push(Observed::default());

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 
-use ptcheck_shared::trace::{Counts, Finding, Link, Message, OrderedBy, Violation};
+use ptcheck_shared::trace::{Counts, Finding, Link, Message, OrderedBy, TableWrite, Violation, RECENT_WRITES};
 
 use crate::args::Options;
 use crate::decode::{table_target, tlbi_va, Barrier, Hint, SysReg, Tlbi};
@@ -100,6 +100,9 @@ pub struct State {
     /// TTBR/TCR/SCTLR, a TLBI, a store into a table (the table and live bitmaps
     /// mark every table reached, whatever the shadows' limit).
     zva_page: Option<(u64, u64)>,
+    /// The last table writes, a ring (`recent_n` written so far): sent as QEMU exits.
+    recent: [TableWrite; RECENT_WRITES],
+    recent_n: usize,
 }
 
 impl State {
@@ -133,6 +136,8 @@ impl State {
             failed: None,
             isb_base: 0,
             zva_page: None,
+            recent: [TableWrite::default(); RECENT_WRITES],
+            recent_n: 0,
         };
         let built_for = qemu_plugin::sys::QEMU_PLUGIN_VERSION;
         s.send(&Message::Hello { built_for, qemu_min, qemu_cur }, true);
@@ -162,6 +167,11 @@ impl State {
 
     /// QEMU is exiting: the counts since the last bracket began.
     pub fn finish(&mut self) {
+        let n = self.recent_n.min(RECENT_WRITES);
+        for i in self.recent_n - n..self.recent_n {
+            let w = self.recent[i % RECENT_WRITES];
+            self.send(&Message::TableWrite(w), false);
+        }
         self.confirm();
         self.counts.unconfirmed += self.pending.len() as u64;
         self.pending.clear();
@@ -375,6 +385,11 @@ impl State {
         let release = release && size == 8;
         for w in (pa..pa + size).step_by(8) {
             let v = self.ram.read_u64(w).unwrap_or(0);
+            if self.is_table(w) {
+                let live = self.may_translate(w);
+                self.recent[self.recent_n % RECENT_WRITES] = TableWrite { pc, insn, entry_pa: w, value: v, live };
+                self.recent_n += 1;
+            }
             self.live_store(w, v, pc, insn);
             self.maybe_link(w, v, pc, insn, release);
         }
@@ -739,5 +754,31 @@ mod tests {
         r.st.finish();
         let text = std::fs::read_to_string(&r.out).unwrap();
         assert!(text.contains(&format!("\"entry_pa\":{}", PARENT + 8)), "{text}");
+    }
+
+    #[test]
+    fn the_last_table_writes_are_sent_at_exit_oldest_first() {
+        let mut r = Rig::new("recent");
+        r.clear_child();
+        r.st.barrier(DSB_ISHST, 0x8100, 0xd503_3a9f);
+        r.store(PARENT, CHILD | 3, STR);
+        // The child is a table now: ten more writes into it, the last eight kept.
+        for i in 0..10u64 {
+            r.store(CHILD + 8 * i, 0x4000_0000 + i, Site { pc: 0x9000 + 4 * i, ..STR });
+        }
+        r.st.finish();
+        let text = std::fs::read_to_string(&r.out).unwrap();
+        let writes: Vec<TableWrite> = text
+            .lines()
+            .filter_map(|l| match serde_json::from_str(l).unwrap() {
+                Message::TableWrite(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(writes.len(), RECENT_WRITES, "{text}");
+        assert_eq!((writes[0].entry_pa, writes[0].value, writes[0].pc), (CHILD + 16, 0x4000_0002, 0x9008));
+        assert_eq!(writes.last().map(|w| w.entry_pa), Some(CHILD + 72));
+        // Sent before the summary, which ends the trace.
+        assert!(text.lines().last().is_some_and(|l| l.contains("summary")), "{text}");
     }
 }
