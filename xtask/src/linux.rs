@@ -342,6 +342,33 @@ pub(crate) fn build_source(
     mirror(&src)
 }
 
+/// The `-cpu` models a kernel built for `regime` boots on: the 52-bit ones also
+/// without LPA2, where they fold to 48 or 47 bits at run time (the folded regimes).
+pub fn cpus(regime: &str, given: Option<&str>) -> Vec<String> {
+    match given {
+        Some(c) => vec![c.to_string()],
+        None if regime.ends_with("-52") && !regime.starts_with("64k") => vec![CPU.into(), CPU_NO_LPA2.into()],
+        None => vec![CPU.into()],
+    }
+}
+
+/// Boot `image` (built for `regime`) on each of its CPUs (`cpus`): each `-cpu` and
+/// `ptcheck linux`'s exit code (2 when it gave none).
+pub(crate) fn boot_on_cpus(
+    image: &Path,
+    regime: &str,
+    given: Option<&str>,
+    initrd: &Path,
+    extra: &[String],
+) -> std::result::Result<Vec<(String, i32)>, String> {
+    let mut out = Vec::new();
+    for cpu in cpus(regime, given) {
+        let code = ptcheck(image, initrd, &cpu, extra)?.unwrap_or(2);
+        out.push((cpu, code));
+    }
+    Ok(out)
+}
+
 /// `--build SEL`: the tree built for every regime of `sel`, each kernel booted with
 /// `extra` as soon as it is built (builds.rs), then one row per regime; the exit class.
 fn build_and_check(
@@ -353,13 +380,12 @@ fn build_and_check(
     report: &str,
 ) -> std::result::Result<u8, String> {
     let regimes = crate::kbuild::regimes(sel)?;
-    let mut boot = |image: &Path, cpu: &str| ptcheck(image, initrd, cpu, extra);
+    let mut boot = |image: &Path, regime: &str| boot_on_cpus(image, regime, o.cpu.as_deref(), initrd, extra);
     let l = crate::builds::Loop {
         src,
         regimes: &regimes,
         cache: crate::kbuild::Cache::On,
         order: crate::builds::Order::Pipelined,
-        cpu: o.cpu.as_deref(),
     };
     let results = crate::builds::build_and_boot(&l, &mut boot)?;
     let json = if Path::new(report).is_file() { read_report(Path::new(report))? } else { Reports { runs: vec![] } };

@@ -12,6 +12,7 @@ mod kbuild;
 mod linux;
 mod mirror;
 mod nested_kvm;
+mod patch_loop;
 mod steps;
 mod tools;
 

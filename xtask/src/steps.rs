@@ -74,7 +74,7 @@ pub fn bench(b: &Bench) -> Result {
         return ptcheck_build(&["bench", "--costs"], false);
     }
     if b.patch_loop {
-        return crate::builds::bench_patch_loop(b.regimes.as_deref().unwrap_or("all"));
+        return crate::patch_loop::bench_patch_loop(b.regimes.as_deref().unwrap_or("all"));
     }
     if b.trace {
         return crate::linux::bench_trace(&b.forwarded());
