@@ -176,7 +176,8 @@ fn verdict(
         // The regime it ran in, from its TCR, when a layout got that far.
         match rows.iter().map(|l| l.regime.as_str()).find(|g| g.contains('@')) {
             Some(g) => label = g.to_string(),
-            None => label.push_str("@nolpa2"),
+            // (What the kernel folds to without LPA2: 4K to 48 bits, 16K to 47.)
+            None => label.push_str(if regime.starts_with("16k") { "@47" } else { "@48" }),
         }
     }
     let count = |o| rows.iter().filter(|l| l.outcome == o).count();

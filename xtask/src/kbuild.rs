@@ -384,6 +384,15 @@ pub const TREE_PLANTS: &[(&str, &str, &str, &str, &str)] = &[
         "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap(p4d_page_paddr(p4d));\n\t\tpudp += pud_index(addr);\n\t}\n",
     ),
     (
+        "open-coded-fixmap-offset",
+        "alloc_init_pud()'s map branch open-codes pud_set_fixmap_offset() (right where it builds), but with \
+         p4d_to_folded_pud(), which only 4- and 5-level configurations define: NOT BUILT where the PUD is folded at \
+         build time",
+        "arch/arm64/mm/mmu.c",
+        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pud_set_fixmap_offset(p4dp, addr);\n\t}\n",
+        "\t} else {\n\t\tBUG_ON(p4d_bad(p4d));\n\t\tpudp = pgtable_l4_enabled() ? pud_set_fixmap(pud_offset_phys(p4dp, addr))\n\t\t\t\t\t    : p4d_to_folded_pud(p4dp, addr);\n\t}\n",
+    ),
+    (
         "fixmap-no-flush",
         "__set_fixmap() clears a fixmap slot without flush_tlb_kernel_range(): tlbi (and bbm) must fail",
         "arch/arm64/mm/fixmap.c",

@@ -93,6 +93,14 @@ pub fn sync(tree: &Path, mirror: &Path) -> Result<Synced, String> {
         out.files += 1;
         match to.symlink_metadata() {
             Ok(m) if same(&meta, &m) => continue,
+            // A symlink is remade, so never the same inode: the same target is enough.
+            Ok(m)
+                if m.file_type().is_symlink()
+                    && meta.file_type().is_symlink()
+                    && std::fs::read_link(&to).ok() == std::fs::read_link(entry.path()).ok() =>
+            {
+                continue
+            }
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(&to),
             Ok(_) => std::fs::remove_file(&to),
             Err(_) => Ok(()),
@@ -135,8 +143,10 @@ mod tests {
         std::fs::write(tree.join("arch/arm64/mm/mmu.c"), "one").unwrap();
         std::fs::write(tree.join("Makefile"), "all:").unwrap();
         std::fs::write(tree.join(".git/HEAD"), "ref").unwrap();
+        std::os::unix::fs::symlink("mm/mmu.c", tree.join("arch/arm64/link")).unwrap();
         let first = sync(&tree, &mirror).unwrap();
-        assert_eq!((first.files, first.linked, first.removed), (2, 2, 0));
+        assert_eq!((first.files, first.linked, first.removed), (3, 3, 0));
+        assert_eq!(std::fs::read_link(mirror.join("arch/arm64/link")).unwrap(), Path::new("mm/mmu.c"));
         assert!(!mirror.join(".git").exists(), "version control stays out");
         // An edit in place is seen through the link; nothing to relink.
         std::fs::write(tree.join("arch/arm64/mm/mmu.c"), "two").unwrap();
@@ -148,7 +158,7 @@ mod tests {
         std::fs::write(tree.join("arch/arm64/mm/new.c"), "new").unwrap();
         std::fs::remove_file(tree.join("Makefile")).unwrap();
         let s = sync(&tree, &mirror).unwrap();
-        assert_eq!((s.files, s.linked, s.removed), (2, 2, 1));
+        assert_eq!((s.files, s.linked, s.removed), (3, 2, 1));
         assert_eq!(std::fs::read_to_string(mirror.join("arch/arm64/mm/mmu.c")).unwrap(), "three");
         assert!(mirror.join("arch/arm64/mm/new.c").is_file() && !mirror.join("Makefile").exists());
         std::fs::remove_dir_all(&base).unwrap();
