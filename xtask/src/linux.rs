@@ -236,8 +236,8 @@ pub fn stage() -> Result {
     crashes(&initrd)?;
     println!(
         "linux stage: every planted fault failed its own check (zeroing, translation, image, wx, table-bits, policy); \
-         a reproducer replayed to the same failure; a truncated kernel was refused; a hung and a panicking kernel \
-         ended crash, named"
+         a reproducer replayed to the same failure; a truncated kernel was refused; a hung, an exception-looping, a \
+         panicking, a resetting and a powering-off kernel ended crash, named; the seed's first version crashed, named"
     );
     if !skipped.is_empty() {
         println!(
