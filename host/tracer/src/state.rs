@@ -671,17 +671,20 @@ mod tests {
             }
         }
 
+        /// What the tracer wrote, and the messages `pick` takes from it.
+        fn sent<T>(&self, pick: fn(Message) -> Option<T>) -> (String, Vec<T>) {
+            let text = std::fs::read_to_string(&self.out).unwrap();
+            let picked = text.lines().filter_map(|l| pick(serde_json::from_str(l).unwrap())).collect();
+            (text, picked)
+        }
+
         fn link(&mut self, site: Site) -> Link {
             self.store(PARENT, CHILD | 3, site);
             self.st.finish();
-            let text = std::fs::read_to_string(&self.out).unwrap();
-            let links: Vec<Link> = text
-                .lines()
-                .filter_map(|l| match serde_json::from_str(l).unwrap() {
-                    Message::Link(k) => Some(k),
-                    _ => None,
-                })
-                .collect();
+            let (text, links) = self.sent(|m| match m {
+                Message::Link(k) => Some(k),
+                _ => None,
+            });
             assert_eq!(links.len(), 1, "{text}");
             links[0]
         }
@@ -767,14 +770,10 @@ mod tests {
             r.store(CHILD + 8 * i, 0x4000_0000 + i, Site { pc: 0x9000 + 4 * i, ..STR });
         }
         r.st.finish();
-        let text = std::fs::read_to_string(&r.out).unwrap();
-        let writes: Vec<TableWrite> = text
-            .lines()
-            .filter_map(|l| match serde_json::from_str(l).unwrap() {
-                Message::TableWrite(w) => Some(w),
-                _ => None,
-            })
-            .collect();
+        let (text, writes) = r.sent(|m| match m {
+            Message::TableWrite(w) => Some(w),
+            _ => None,
+        });
         assert_eq!(writes.len(), RECENT_WRITES, "{text}");
         assert_eq!((writes[0].entry_pa, writes[0].value, writes[0].pc), (CHILD + 16, 0x4000_0002, 0x9008));
         assert_eq!(writes.last().map(|w| w.entry_pa), Some(CHILD + 72));
