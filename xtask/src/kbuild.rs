@@ -181,17 +181,26 @@ pub fn user_source(dir: &Path) -> Result<Source, String> {
 
 /// The regimes `sel` names ("all", or a comma-separated list).
 pub fn regimes(sel: &str) -> Result<Vec<&'static str>, String> {
+    let names: Vec<&str> = REGIMES.iter().map(|r| r.0).collect();
     if sel == "all" {
-        return Ok(REGIMES.iter().map(|r| r.0).collect());
+        return Ok(names);
     }
-    sel.split(',')
-        .map(|s| {
-            REGIMES.iter().find(|r| r.0 == s.trim()).map(|r| r.0).ok_or_else(|| {
-                let names: Vec<&str> = REGIMES.iter().map(|r| r.0).collect();
-                format!("--build {s}: not a regime; use all or some of {}", names.join(","))
-            })
-        })
-        .collect()
+    let mut out: Vec<&'static str> = Vec::new();
+    for s in sel.split(',').map(str::trim) {
+        if s.is_empty() {
+            return Err(format!("--build '{sel}': an empty regime; use all or some of {}", names.join(",")));
+        }
+        let r = REGIMES
+            .iter()
+            .find(|r| r.0 == s)
+            .map(|r| r.0)
+            .ok_or_else(|| format!("--build {s}: not a regime; use all or some of {}", names.join(",")))?;
+        // Each regime once, in the order first named.
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// The fragment for `regime`: every option and the value it must end with.
@@ -455,6 +464,15 @@ pub fn forget_builds(source: &Mirrored) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regimes_are_named_once_and_bad_names_said() {
+        assert_eq!(regimes("4k-48, 64k-52,4k-48").unwrap(), ["4k-48", "64k-52"]);
+        assert_eq!(regimes("all").unwrap().len(), 10);
+        assert!(regimes("").unwrap_err().contains("an empty regime"));
+        assert!(regimes("4k-48,").unwrap_err().contains("an empty regime"));
+        assert!(regimes("5k-48").unwrap_err().starts_with("--build 5k-48: not a regime"));
+    }
 
     #[test]
     fn the_first_error_is_named_relative_to_the_tree() {
