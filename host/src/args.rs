@@ -297,6 +297,12 @@ pub(crate) struct LinuxArgs {
     /// barrier and TLBI from reset: zeroed_at_link, ordered_link); runs the system QEMU.
     #[arg(long)]
     pub(crate) no_trace: bool,
+    /// Count what one kernel function executes from its entry to its return, traced:
+    /// instructions, TLBIs, DSBs, DMBs, ISBs, stores, links (`map_mem`; where it is
+    /// inlined, its caller `paging_init` is counted, and said). Needs the kernel's
+    /// System.map next to it (a kernel built here).
+    #[arg(long, value_name = "FUNCTION", conflicts_with = "no_trace")]
+    pub(crate) count_calls: Option<String>,
 }
 
 #[derive(clap::Args)]

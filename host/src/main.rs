@@ -81,7 +81,12 @@ fn mutants(args: &MutantsArgs) -> anyhow::Result<bool> {
 fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
     use ptcheck_host::linux::command::{run, LinuxCommand};
     use ptcheck_host::linux::KernelRun;
-    let trace = if args.no_trace { None } else { Some(ptcheck_host::trace::setup()?) };
+    let mut trace = if args.no_trace { None } else { Some(ptcheck_host::trace::setup()?) };
+    if let (Some(t), Some(name)) = (&mut trace, &args.count_calls) {
+        let (used, entry, why) = ptcheck_host::linux::symbols::bracket(&args.kernel, name)?;
+        println!("counting calls of {used} at {entry:#x}{why}");
+        t.bracket = Some((used, entry));
+    }
     match &trace {
         Some(t) => println!("tracing with {} ({}), plugin {}", t.qemu.display(), t.version, t.plugin.display()),
         None => println!("not tracing (--no-trace): the observed checks (zeroed_at_link, ordered_link) do not run"),

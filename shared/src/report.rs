@@ -220,6 +220,10 @@ pub struct LayoutRow<L> {
     /// contiguous pages, ...), to compare kernels on the same layout.
     #[serde(default)]
     pub linear_shape: BTreeMap<String, u64>,
+    /// With `--count-calls`: each call of the function, counted from its entry to its
+    /// return by the tracer.
+    #[serde(default)]
+    pub calls: Vec<crate::trace::Counts>,
     /// The layout.
     pub layout: L,
 }

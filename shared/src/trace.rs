@@ -184,6 +184,9 @@ pub struct Counts {
     pub tlbi_findings: u64,
     /// Live tables not shadowed (past the tracer's limit): bbm and tlbi not judged.
     pub live_over_capacity: u64,
+    /// Instructions executed (counted only inside a function bracket, `bracket=`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub insns: u64,
 }
 
 impl Counts {
@@ -205,7 +208,19 @@ impl Counts {
 
     /// Add `o` to these counts.
     pub fn add(&mut self, o: &Counts) {
-        let pairs: [(&mut u64, u64); 23] = [
+        self.combine(o, |a, b| a + b);
+    }
+
+    /// What was counted since `start` (these counts later in the same trace).
+    pub fn since(&self, start: &Counts) -> Counts {
+        let mut out = *self;
+        out.combine(start, u64::saturating_sub);
+        out
+    }
+
+    /// Every field `a` of these counts becomes `f(a, b)`, `b` the same field of `o`.
+    fn combine(&mut self, o: &Counts, f: fn(u64, u64) -> u64) {
+        let pairs: [(&mut u64, u64); 24] = [
             (&mut self.ram_stores, o.ram_stores),
             (&mut self.dc_zva, o.dc_zva),
             (&mut self.dc_zva_ram, o.dc_zva_ram),
@@ -229,12 +244,13 @@ impl Counts {
             (&mut self.bbm, o.bbm),
             (&mut self.tlbi_findings, o.tlbi_findings),
             (&mut self.live_over_capacity, o.live_over_capacity),
+            (&mut self.insns, o.insns),
         ];
         for (a, b) in pairs {
-            *a += b;
+            *a = f(*a, b);
         }
         for (a, b) in self.links.iter_mut().zip(o.links) {
-            *a += b;
+            *a = f(*a, b);
         }
     }
 
@@ -285,6 +301,9 @@ pub enum Message {
     Link(Link),
     /// A `bbm` or `tlbi` finding (the first 16384 of a bracket; all are counted).
     Finding(Finding),
+    /// The counts of one call of the bracketed function (`bracket=VA`: from its entry
+    /// to its return), sent at the return; the trace's own brackets are not split.
+    Function(Counts),
     /// One of the last stores into a known table before QEMU exited (up to
     /// [`RECENT_WRITES`], oldest first, sent just before the exit's summary): what a
     /// crashed kernel last did to its tables.

@@ -418,6 +418,9 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         return Err(format!("the kernel built for 64k-48 ran in {regimes:?}"));
     }
     println!("linux stage: the small 64k-48 kernel (6.12 source) passed on 2 layouts");
+    if tracing_skipped().is_none() {
+        count_calls(&crate::kbuild::mirror(&src)?, initrd)?;
+    }
     seed_v1(&src, initrd)?;
     if let Some(why) = tracing_skipped() {
         println!("linux stage: SKIPPED the traced kernel plant (no-clear-barrier), NOT checked: {why}");
@@ -437,6 +440,40 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     }
     println!("linux stage: the no-clear-barrier kernel plant (64k-48) failed ordered_link, traced");
     Ok(())
+}
+
+/// `--count-calls map_mem` on the small 64k-48 kernel: map_mem is inlined, so its
+/// caller paging_init is counted; the call must return before the check point and
+/// have executed instructions, cleared tables (DC ZVA) and linked them.
+fn count_calls(src: &crate::kbuild::Mirrored, initrd: &Path) -> Result {
+    use crate::kbuild::{build, Built, Cache};
+    let Built::Image(image) = build(src, "64k-48", Cache::On)? else {
+        return Err("64k-48 did not build for --count-calls".into());
+    };
+    let report = target_dir().join("linux").join("calls-report.json");
+    let _ = std::fs::remove_file(&report);
+    let args = ["--seed", "11", "--count", "1", "--count-calls", "map_mem", "--report", &report.to_string_lossy()]
+        .map(String::from);
+    if ptcheck(&image, initrd, CPU, &args)? != Some(0) {
+        return Err("the --count-calls boot did not pass".into());
+    }
+    let json = read_report(&report)?;
+    let calls = json.runs.first().and_then(|r| r.layouts.first()).map(|l| l.calls.clone()).unwrap_or_default();
+    match calls.as_slice() {
+        [c] if c.insns > 0 && c.dc_zva > 0 && c.total_links() > 0 => {
+            println!(
+                "linux stage: --count-calls map_mem counted paging_init on 64k-48: {} instructions, {} TLBI, {} DSB, \
+                 {} DC ZVA, {} links",
+                c.insns,
+                c.tlbi,
+                c.dsb,
+                c.dc_zva,
+                c.total_links()
+            );
+            Ok(())
+        }
+        other => Err(format!("--count-calls map_mem on 64k-48 counted {other:?}: one call with work in it expected")),
+    }
 }
 
 /// The seed's first version of the patch on 64k-48, where the PUD is folded: it

@@ -95,6 +95,30 @@ struct Booted {
     backend: String,
 }
 
+/// `--count-calls`' line: each call of `name`, what it executed.
+fn describe_calls(name: &str, calls: &[ptcheck_shared::trace::Counts]) -> String {
+    if calls.is_empty() {
+        return format!("{name}: no call returned before the check point (not counted)");
+    }
+    let each: Vec<String> = calls
+        .iter()
+        .map(|c| {
+            format!(
+                "{} instructions, {} TLBI, {} DSB, {} DMB, {} ISB, {} stores, {} DC ZVA, {} links",
+                c.insns,
+                c.tlbi,
+                c.dsb,
+                c.dmb,
+                c.isb,
+                c.ram_stores,
+                c.dc_zva,
+                c.total_links()
+            )
+        })
+        .collect();
+    format!("{name}: {} call(s): {}", calls.len(), each.join("; "))
+}
+
 fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: u64, log: &mut String) -> Booted {
     use std::fmt::Write as _;
     match boot_and_inspect(run, image, &layout) {
@@ -117,6 +141,10 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 i.ttbr1
             );
             log_findings(log, &findings);
+            let calls = i.observed.as_ref().and_then(|o| o.as_ref().ok()).map(|o| o.calls.clone()).unwrap_or_default();
+            if let Some((name, _)) = run.trace.as_ref().and_then(|t| t.bracket.as_ref()) {
+                let _ = writeln!(log, "    [calls] {}", describe_calls(name, &calls));
+            }
             let unchecked: Vec<String> =
                 findings.iter().filter(|f| f.not_checked()).map(|f| format!("{}: {}", f.check, f.what)).collect();
             Booted {
@@ -135,6 +163,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                     boot_secs: i.boot_secs,
                     reproducer: None,
                     linear_shape: linear_shape(&i),
+                    calls,
                     layout,
                 },
                 release: i.facts.release.clone(),
@@ -212,6 +241,7 @@ fn not_up(
             boot_secs: 0.0,
             reproducer: None,
             linear_shape: BTreeMap::new(),
+            calls: Vec::new(),
             layout,
         },
         release: None,

@@ -219,6 +219,11 @@ impl SystemMap {
         Some(SystemMap { text: of(&["t", "T", "W", "w"]), all, text_start, end })
     }
 
+    /// The address of the text symbol `name`.
+    pub fn address(&self, name: &str) -> Option<u64> {
+        self.text.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
+    }
+
     /// `name+0xoff` for `offset` bytes into the image, by every symbol (a table in the
     /// image's data or bss: `init_pg_dir+0x4000`); `None` past `_end`.
     pub fn image_name(&self, offset: u64) -> Option<String> {
@@ -246,5 +251,33 @@ pub fn describe_pc(pc: u64, insn: u32, name: Option<String>) -> String {
     match name {
         Some(s) => format!("PC {pc:#x} <{s}> ({insn:#010x})"),
         None => format!("PC {pc:#x} ({insn:#010x})"),
+    }
+}
+
+/// What `--count-calls NAME` counts in `kernel`: the function's name, entry VA, and
+/// why it is not the one asked for (empty when it is). `map_mem` is static and often
+/// inlined into `paging_init`, which is then counted.
+///
+/// # Errors
+/// No System.map next to the kernel (a kernel not built here: its names are known only
+/// once it runs), or neither the function nor a stand-in is in it.
+pub fn bracket(kernel: &std::path::Path, name: &str) -> anyhow::Result<(String, u64, String)> {
+    let map = SystemMap::find(kernel).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--count-calls {name}: {} has no System.map next to it, so where {name} is is not known before it \
+             boots (a Debian kernel: build one here with `cargo xtask linux --build`): cannot count",
+            kernel.display()
+        )
+    })?;
+    if let Some(a) = map.address(name) {
+        return Ok((name.to_string(), a, String::new()));
+    }
+    let stand_in = match name {
+        "map_mem" => Some("paging_init"),
+        _ => None,
+    };
+    match stand_in.and_then(|s| map.address(s).map(|a| (s, a))) {
+        Some((s, a)) => Ok((s.to_string(), a, format!(" ({name} is not in the System.map: inlined into {s})"))),
+        None => anyhow::bail!("--count-calls {name}: not in the kernel's System.map (inlined or static): cannot count"),
     }
 }

@@ -23,6 +23,9 @@ pub struct TraceSetup {
     pub version: String,
     /// The plugin (`libptcheck_tracer.so`).
     pub plugin: PathBuf,
+    /// A function to count from entry to return (`--count-calls`): its name and
+    /// entry VA.
+    pub bracket: Option<(String, u64)>,
 }
 
 /// The oldest QEMU whose plugin API (v4) the tracer is built for.
@@ -93,7 +96,7 @@ pub fn setup() -> anyhow::Result<TraceSetup> {
             qemu.display()
         ),
     }
-    Ok(TraceSetup { qemu, version, plugin })
+    Ok(TraceSetup { qemu, version, plugin, bracket: None })
 }
 
 /// A bbm or tlbi finding in words (PCs as the plugin gives them; `name` may add a
@@ -166,6 +169,9 @@ impl TraceSetup {
         if a.links_all {
             s += ",links=all";
         }
+        if let Some((_, entry)) = &self.bracket {
+            s += &format!(",bracket={entry:#x}");
+        }
         Ok(s)
     }
 }
@@ -177,6 +183,9 @@ pub struct Observed {
     pub links: Vec<Link>,
     /// Its bbm and tlbi findings (the first of each bracket; all are counted).
     pub findings: Vec<Finding>,
+    /// The bracketed function's calls (`bracket=`), each one's counts from its entry
+    /// to its return.
+    pub calls: Vec<ptcheck_shared::trace::Counts>,
     /// The last table writes before QEMU exited, oldest first (empty when it was
     /// killed rather than ended).
     pub recent: Vec<ptcheck_shared::trace::TableWrite>,
@@ -220,6 +229,7 @@ pub fn parse(text: &str) -> anyhow::Result<(Vec<Observed>, bool)> {
             Message::Link(l) => cur.links.push(l),
             Message::Finding(f) => cur.findings.push(f),
             Message::TableWrite(w) => cur.recent.push(w),
+            Message::Function(c) => cur.calls.push(c),
             Message::Summary(c) => {
                 cur.counts = Some(c);
                 out.push(Observed::default());

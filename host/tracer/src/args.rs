@@ -18,6 +18,9 @@ pub struct Options {
     pub tables: Vec<(u64, u64)>,
     /// Send every link, not only the doubtful ones.
     pub links_all: bool,
+    /// A function's entry VA (a real kernel's `map_mem`): count from each call to its
+    /// return, instructions included (`Message::Function`).
+    pub bracket: Option<u64>,
 }
 
 fn number(key: &str, v: &str) -> Result<u64, String> {
@@ -41,6 +44,7 @@ pub fn parse(raw: &[String]) -> Result<Options, String> {
         page_shift: 12,
         tables: Vec::new(),
         links_all: false,
+        bracket: None,
     };
     for a in raw {
         let (k, v) = a.split_once('=').ok_or(format!("argument {a} is not key=value"))?;
@@ -64,6 +68,7 @@ pub fn parse(raw: &[String]) -> Result<Options, String> {
                 o.tables.push((lo, hi));
             }
             "links" => o.links_all = v == "all",
+            "bracket" => o.bracket = Some(number(k, v)?),
             _ => return Err(format!("unknown argument {k}")),
         }
     }

@@ -56,6 +56,20 @@ impl Drop for Guard {
 /// `spin_loop` on AArch64) and would call back tens of millions of times a second.
 static ISBS: OnceLock<usize> = OnceLock::new();
 
+/// QEMU's inline counter of instructions executed (as [`ISBS`]), added to every
+/// instruction only when a function is bracketed (`bracket=`).
+static INSNS: OnceLock<usize> = OnceLock::new();
+
+fn insn_counter() -> qemu_plugin::PluginU64 {
+    let score = *INSNS.get().expect("made at install") as *mut qemu_plugin::sys::qemu_plugin_scoreboard;
+    qemu_plugin::PluginU64 { score, offset: 0 }
+}
+
+/// Instructions executed so far (0 when no function is bracketed), every vCPU.
+fn insns() -> u64 {
+    qemu_plugin::qemu_plugin_scoreboard_sum(insn_counter())
+}
+
 fn isb_counter() -> qemu_plugin::PluginU64 {
     let score = *ISBS.get().expect("made at install") as *mut qemu_plugin::sys::qemu_plugin_scoreboard;
     qemu_plugin::PluginU64 { score, offset: 0 }
@@ -132,6 +146,9 @@ impl Register for Tracer {
         // lives as long as the plugin (never freed).
         let board = unsafe { qemu_plugin::sys::qemu_plugin_scoreboard_new(8) };
         let _ = ISBS.set(board as usize);
+        // SAFETY: as above.
+        let insns = unsafe { qemu_plugin::sys::qemu_plugin_scoreboard_new(8) };
+        let _ = INSNS.set(insns as usize);
         qemu_plugin::qemu_plugin_register_atexit_cb(id, |_| {
             let mut st = state();
             st.isbs(isbs());
@@ -185,12 +202,39 @@ impl HasCallbacks for Tracer {
     }
 
     fn on_translation_block_translate(&mut self, _id: PluginId, tb: TranslationBlock) -> qemu_plugin::Result<()> {
+        // A bracketed function: its entry, and (translated only once it is known, on
+        // the return) the instruction it returns to; every instruction counted.
+        let (bracket, returns_to) = {
+            let st = state();
+            (st.bracket(), st.returns_to())
+        };
         for insn in tb.instructions() {
             let mut word = [0u8; 4];
             if insn.read_data(&mut word) != 4 {
                 continue;
             }
             let (pc, w) = (insn.vaddr(), u32::from_le_bytes(word));
+            if bracket.is_some() {
+                qemu_plugin::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
+                    insn.clone(),
+                    qemu_plugin::PluginOp::QEMU_PLUGIN_INLINE_ADD_U64,
+                    insn_counter(),
+                    1,
+                );
+                if Some(pc) == bracket {
+                    insn.register_execute_callback_flags(
+                        move |_| {
+                            let mut st = state();
+                            let lr = xreg(&st, 30);
+                            st.enter(lr, insns(), isbs());
+                        },
+                        CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
+                    );
+                }
+                if Some(pc) == returns_to {
+                    insn.register_execute_callback(move |_| state().returned(pc, insns(), isbs()));
+                }
+            }
             match Insn::decode(w) {
                 Insn::Other | Insn::ViaSp | Insn::Narrow => {}
                 // The value stored is read back from RAM (the callback runs after the

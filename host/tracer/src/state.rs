@@ -103,6 +103,9 @@ pub struct State {
     /// The last table writes, a ring (`recent_n` written so far): sent as QEMU exits.
     recent: [TableWrite; RECENT_WRITES],
     recent_n: usize,
+    /// Inside a call of the bracketed function: where it returns to, and the counts
+    /// (instructions included) at its entry.
+    call: Option<(u64, Counts)>,
 }
 
 impl State {
@@ -138,6 +141,7 @@ impl State {
             zva_page: None,
             recent: [TableWrite::default(); RECENT_WRITES],
             recent_n: 0,
+            call: None,
         };
         let built_for = qemu_plugin::sys::QEMU_PLUGIN_VERSION;
         s.send(&Message::Hello { built_for, qemu_min, qemu_cur }, true);
@@ -204,6 +208,42 @@ impl State {
                 self.send(&Message::Summary(c), true);
             }
         }
+    }
+
+    /// The bracketed function's entry VA, if any (`bracket=`).
+    pub fn bracket(&self) -> Option<u64> {
+        self.opts.bracket
+    }
+
+    /// Where the current call of the bracketed function returns to.
+    pub fn returns_to(&self) -> Option<u64> {
+        self.call.map(|(lr, _)| lr)
+    }
+
+    /// The bracketed function was entered (`lr`: x30, its return address), with
+    /// `insns` instructions and `isbs` ISBs executed so far. A call inside a call
+    /// (recursion) is part of the outer one.
+    pub fn enter(&mut self, lr: u64, insns: u64, isbs: u64) {
+        if self.call.is_none() {
+            self.isbs(isbs);
+            let mut at = self.counts;
+            at.insns = insns;
+            self.call = Some((lr, at));
+        }
+    }
+
+    /// The instruction at `pc` ran, with `insns` instructions and `isbs` ISBs executed
+    /// so far: if it is where the call returns to, send the call's counts.
+    pub fn returned(&mut self, pc: u64, insns: u64, isbs: u64) {
+        let Some((lr, at)) = self.call else { return };
+        if pc != lr {
+            return;
+        }
+        self.isbs(isbs);
+        let mut now = self.counts;
+        now.insns = insns;
+        self.call = None;
+        self.send(&Message::Function(now.since(&at)), true);
     }
 
     /// A barrier or TLBI.
@@ -649,6 +689,7 @@ mod tests {
                 page_shift: 12,
                 tables: vec![(BASE, BASE + SIZE)],
                 links_all: true,
+                bracket: None,
             };
             let mut st = State::new(opts, 4, 4).unwrap();
             st.hint(Hint::Begin, 12, 0);
@@ -779,5 +820,26 @@ mod tests {
         assert_eq!(writes.last().map(|w| w.entry_pa), Some(CHILD + 72));
         // Sent before the summary, which ends the trace.
         assert!(text.lines().last().is_some_and(|l| l.contains("summary")), "{text}");
+    }
+
+    #[test]
+    fn a_bracketed_call_counts_from_its_entry_to_its_return() {
+        let mut r = Rig::new("bracket");
+        r.st.barrier(DSB_ISHST, 0x8100, 0xd503_3a9f);
+        r.st.enter(0x7000, 1000, 3);
+        r.st.barrier(DSB_ISHST, 0x8104, 0xd503_3a9f);
+        r.st.tlbi(Tlbi::All { leaf_only: false }, 0);
+        r.store(CHILD, 1, STR);
+        // Another call's return address, then the real one.
+        r.st.returned(0x7004, 1500, 4);
+        r.st.returned(0x7000, 1900, 5);
+        r.st.finish();
+        let (text, calls) = r.sent(|m| match m {
+            Message::Function(c) => Some(c),
+            _ => None,
+        });
+        assert_eq!(calls.len(), 1, "{text}");
+        let c = calls[0];
+        assert_eq!((c.insns, c.isb, c.dsb, c.tlbi, c.ram_stores), (900, 2, 1, 1, 1), "{text}");
     }
 }
