@@ -303,6 +303,24 @@ pub(crate) struct LinuxArgs {
     /// System.map next to it (a kernel built here).
     #[arg(long, value_name = "FUNCTION", conflicts_with = "no_trace")]
     pub(crate) count_calls: Option<String>,
+    /// Every layout one bank of this much RAM (`16G`, `64G`, `256G`; a sparse memfd:
+    /// only what the kernel touches costs) at the bottom of RAM, nothing reserved, no
+    /// KASLR, the default command line: the sizes the seed's cover letter measured.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) ram: Option<u64>,
+}
+
+/// `16G`, `512M`, `1T` or bytes, as a byte count.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, shift) = match s.trim().to_ascii_uppercase().strip_suffix(['K', 'M', 'G', 'T']) {
+        Some(n) => (
+            n.to_string(),
+            ["K", "M", "G", "T"].iter().position(|u| s.to_ascii_uppercase().ends_with(u)).map_or(0, |i| 10 * (i + 1)),
+        ),
+        None => (s.trim().to_string(), 0),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size (16G, 512M, or bytes)"))?;
+    n.checked_shl(shift as u32).filter(|v| v >> shift == n && n > 0).ok_or_else(|| format!("'{s}': zero or too big"))
 }
 
 #[derive(clap::Args)]

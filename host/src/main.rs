@@ -108,6 +108,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
         count: args.count,
         shard: args.shard,
         cmdline: args.cmdline,
+        ram: args.ram,
         report: args
             .report
             .clone()

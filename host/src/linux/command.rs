@@ -33,6 +33,9 @@ pub struct LinuxCommand {
     pub repro_dir: PathBuf,
     /// Boots at a time.
     pub jobs: usize,
+    /// Every layout one bank of this many bytes (`layout::one_bank`) instead of the
+    /// generated ones.
+    pub ram: Option<u64>,
 }
 
 /// Where the JSON report goes.
@@ -265,7 +268,11 @@ fn linear_shape(i: &super::Inspection) -> BTreeMap<String, u64> {
 fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u64) -> (Booted, String) {
     use std::fmt::Write as _;
     let mut log = String::new();
-    let mut layout = generate(cmd.seed, k, needs);
+    let mut layout = match cmd.ram {
+        // Checked before any boot (`run`): it fits.
+        Some(size) => super::layout::one_bank(size, needs).unwrap_or_else(|_| generate(cmd.seed, k, needs)),
+        None => generate(cmd.seed, k, needs),
+    };
     if let Some(c) = cmd.cmdline {
         layout.cmdline = c;
     }
@@ -316,6 +323,31 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
 ///
 /// # Errors
 /// Bad input (kernel, initramfs, shard), named in one line.
+/// Whether a guest of `size` bytes of RAM can boot to its init here: RAM is a sparse
+/// memfd, so only what the kernel touches costs — its page tables (a page-granular
+/// linear map: size / 512) and its memmap (64 bytes per 4 KiB page: size / 64).
+///
+/// # Errors
+/// MemAvailable is smaller than that and a GiB: one line, before any boot.
+fn fits_here(size: u64) -> anyhow::Result<()> {
+    let need = size / 64 + size / 512 + (1 << 30);
+    let avail = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemAvailable:").map(str::to_string)))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib << 10);
+    match avail {
+        Some(a) if a < need => anyhow::bail!(
+            "--ram {} GiB: a kernel touches about {} MiB of it (tables and memmap) and this machine has {} MiB \
+             available: use a smaller --ram",
+            size >> 30,
+            need >> 20,
+            a >> 20
+        ),
+        _ => Ok(()),
+    }
+}
+
 pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     let image = load_kernel(&cmd.run.kernel)?;
     let initrd_size = cmd.run.initrd_size()?;
@@ -323,6 +355,10 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     // that size (6.1 and 6.12, Debian's and small ones) boots the very same layouts
     // for a seed: a difference between them is the kernels', not the layouts'.
     let needs = Needs { image_size: image.image_size.next_multiple_of(64 << 20), initrd_size };
+    if let Some(size) = cmd.ram {
+        super::layout::one_bank(size, needs).map_err(anyhow::Error::msg)?;
+        fits_here(size)?;
+    }
     let (i, n) = cmd.shard;
     let indices: Vec<u64> = (0..cmd.count).filter(|k| k % n == i - 1).collect();
     println!(

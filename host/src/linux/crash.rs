@@ -57,6 +57,11 @@ pub struct CpuState {
     pub far: u64,
     /// The exception level the vCPU was in (CPSR.M[3:2]).
     pub el: u64,
+    /// A digest of every register the gdbstub's `g` packet gives (x0–x30, SP, PC,
+    /// CPSR): a busy loop that TCG always interrupts at the same PC (one translation
+    /// block: `memmap_init_range` on 256 GiB) still changes its counters and pointers;
+    /// a kernel that makes no progress changes none.
+    pub regs: u64,
 }
 
 /// A kernel that crashed before its init: the one-line summary first, the details
@@ -140,7 +145,14 @@ pub fn read_state(port: u16, resume: bool) -> anyhow::Result<CpuState> {
     let mut g = Gdb::connect(port, Duration::from_secs(5))?;
     g.interrupt()?;
     g.load_registers()?;
+    let regs = {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        g.all_registers()?.hash(&mut h);
+        h.finish()
+    };
     let state = CpuState {
+        regs,
         pc: g.read_register("pc")?,
         elr: g.read_register("ELR_EL1")?,
         esr: g.read_register("ESR_EL1")?,
@@ -302,7 +314,14 @@ mod tests {
 
     #[test]
     fn a_hang_names_the_cpu_state() {
-        let s = CpuState { pc: 0xffff_8000_8000_1000, elr: 0xffff_8000_8000_2000, esr: 0x9600_0006, far: 0x10, el: 1 };
+        let s = CpuState {
+            pc: 0xffff_8000_8000_1000,
+            elr: 0xffff_8000_8000_2000,
+            esr: 0x9600_0006,
+            far: 0x10,
+            el: 1,
+            regs: 0,
+        };
         let c = name(CrashKind::Hang, Ok(s), &[], Names { map: None, image_pa: (0, 0) }, Duration::from_secs(12));
         assert!(c.summary.starts_with("hang at PC 0xffff800080001000 (EL1)"), "{}", c.summary);
         let mmu_off = CpuState { pc: 0x4020_0004, ..s };

@@ -25,7 +25,17 @@ pub fn dump_qemu_dtb(
     let mut cmd = Command::new(qemu);
     crate::trace::use_own_files(&mut cmd, qemu);
     let out = cmd
-        .args(["-M", &format!("virt,dumpdtb={}", path.display()), "-cpu", cpu, "-m", &format!("{}M", ram >> 20)])
+        // RAM it never touches, reserved nowhere (`reserve=off`: a 256 GiB guest on a
+        // smaller host is not refused by the kernel's overcommit check).
+        .args(["-object", &format!("memory-backend-ram,id=dtbmem,size={ram},reserve=off")])
+        .args([
+            "-M",
+            &format!("virt,dumpdtb={},memory-backend=dtbmem", path.display()),
+            "-cpu",
+            cpu,
+            "-m",
+            &format!("{}M", ram >> 20),
+        ])
         .args(accel.qemu_args())
         .args(["-smp", "1", "-nodefaults", "-display", "none", "-nic", "none"])
         .output()

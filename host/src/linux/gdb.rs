@@ -130,6 +130,19 @@ impl Gdb {
         self.send("c")
     }
 
+    /// `g`: every register of the target description's core set, as the stub sends
+    /// them (hex).
+    ///
+    /// # Errors
+    /// An error reply.
+    pub fn all_registers(&mut self) -> anyhow::Result<Vec<u8>> {
+        let reply = self.request("g")?;
+        if reply.first() == Some(&b'E') {
+            bail!("cannot read the registers: {}", String::from_utf8_lossy(&reply));
+        }
+        Ok(reply)
+    }
+
     /// `s`: execute one instruction (into an exception's vector if it takes one) and
     /// stop again.
     ///

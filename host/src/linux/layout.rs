@@ -107,6 +107,10 @@ pub enum Cmdline {
     KfenceOn,
     /// `rodata=on kfence.sample_interval=0`: no pool, so (6.4+) a page-granular map.
     RodataOnKfenceOff,
+    /// `rodata=full`: a page-granular linear map whatever the kernel's default (the
+    /// seed's cover letter measured this case). Not generated: Debian's kernels
+    /// default to it already (`Default`).
+    RodataFull,
     /// A test fixture, never generated: the runner (as /init) resets the machine
     /// before its init is up, as a kernel in a reboot loop does (QEMU's `-no-reboot`
     /// ends the boot at the first reset).
@@ -127,6 +131,7 @@ impl Cmdline {
             Cmdline::RodataOn => "rodata=on kfence.sample_interval=100",
             Cmdline::KfenceOn => "kfence.sample_interval=100",
             Cmdline::RodataOnKfenceOff => "rodata=on kfence.sample_interval=0",
+            Cmdline::RodataFull => "rodata=full",
             Cmdline::RunnerReboots | Cmdline::RunnerPowersOff => "",
         }
     }
@@ -250,8 +255,10 @@ impl Layout {
             return Err(format!("banks must be non-empty, page-aligned and at or above {RAM_BASE:#x}"));
         }
         let span = self.ram_span();
-        if !(RAM_MIN / 2..=RAM_MAX * 2).contains(&span) {
-            return Err(format!("RAM spans {} MiB: out of 256 MiB..16 GiB", span >> 20));
+        // Up to the cover letter's largest machine (512 GiB; `--ram`); the generated
+        // layouts stay below 16 GiB.
+        if !(RAM_MIN / 2..=512 * GIB).contains(&span) {
+            return Err(format!("RAM spans {} MiB: out of 256 MiB..512 GiB", span >> 20));
         }
         let in_bank = |r: &Range| self.banks.iter().any(|b| b.contains(r));
         let kernel = Range { start: self.kernel, end: self.kernel + image_size };
@@ -385,6 +392,41 @@ pub fn generate(seed: u64, index: u64, needs: Needs) -> Layout {
     let cmdline = r.pick(&Cmdline::ALL);
     let kaslr_seed = (r.below(2) == 0).then(|| r.0.next_u64() | 1);
     Layout { banks, no_map, kernel, initrd, dtb, stub: dtb + STUB_OFFSET, cmdline, kaslr_seed }
+}
+
+/// One bank of `size` bytes at the bottom of RAM, nothing reserved, the kernel at the
+/// first 2 MiB-aligned place, no KASLR, the default command line (`bench` sizes: the
+/// seed's cover letter measured map_mem on 16 to 512 GiB).
+///
+/// # Errors
+/// `size` does not hold the kernel, initramfs and DTB, or is not 2 MiB aligned.
+pub fn one_bank(size: u64, needs: Needs) -> Result<Layout, String> {
+    let kernel = LOAD_FLOOR.next_multiple_of(2 * MIB);
+    let initrd_start = (kernel + needs.image_size).next_multiple_of(2 * MIB);
+    let initrd = Range { start: initrd_start, end: initrd_start + needs.initrd_size };
+    let dtb = initrd.end.next_multiple_of(2 * MIB);
+    let bank = Range { start: RAM_BASE, end: RAM_BASE.saturating_add(size) };
+    if size > 512 * GIB {
+        return Err(format!("--ram {} GiB: at most 512 GiB (the cover letter's largest machine)", size >> 30));
+    }
+    if !size.is_multiple_of(2 * MIB) || bank.end < dtb + DTB_SLOT + 64 * MIB {
+        return Err(format!(
+            "--ram {} MiB: one bank must be 2 MiB aligned and hold the kernel, initramfs and DTB with room \
+             ({} MiB at least)",
+            size >> 20,
+            (dtb + DTB_SLOT + 64 * MIB - RAM_BASE).div_ceil(MIB)
+        ));
+    }
+    Ok(Layout {
+        banks: vec![bank],
+        no_map: Vec::new(),
+        kernel,
+        initrd,
+        dtb,
+        stub: dtb + STUB_OFFSET,
+        cmdline: Cmdline::Default,
+        kaslr_seed: None,
+    })
 }
 
 /// The entry stub: the arm64 boot protocol's registers (x0 = DTB, x1..x3 = 0), then a
