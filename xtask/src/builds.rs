@@ -8,7 +8,7 @@
 //! `Order::Sequential` (every build, then every boot) is what `bench --patch-loop`
 //! compares it with.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -28,21 +28,11 @@ pub struct RegimeResult {
     /// The regime built for.
     pub regime: &'static str,
     /// How its build ended.
-    pub build: BuildEnd,
+    pub build: Built,
     /// Seconds its build took.
     pub build_secs: f64,
     /// Per CPU it was booted on: the `-cpu` and `ptcheck linux`'s exit code.
     pub booted: Vec<(String, i32)>,
-}
-
-/// How one regime's build ended.
-pub enum BuildEnd {
-    /// The Image.
-    Image(PathBuf),
-    /// Kconfig does not offer the regime in this tree.
-    NotOffered(String),
-    /// The compile or link failed: the first error.
-    Failed(String),
 }
 
 /// What one pass of the loop builds and boots.
@@ -73,16 +63,12 @@ pub fn build_and_boot(l: &Loop, boot: Boot) -> Result<Vec<RegimeResult>, String>
         let builder = s.spawn(move || -> Result<(), String> {
             for &r in regimes {
                 let started = Instant::now();
-                let end = match build(src, r, cache)? {
-                    Built::Image(i) => BuildEnd::Image(i),
-                    Built::NotOffered(why) => BuildEnd::NotOffered(why),
-                    Built::Failed(why) => BuildEnd::Failed(why),
-                };
+                let end = build(src, r, cache)?;
                 let secs = started.elapsed().as_secs_f64();
                 match &end {
-                    BuildEnd::Image(i) => println!("built {r} from {} in {secs:.0}s: {}", src.id, i.display()),
-                    BuildEnd::NotOffered(why) => println!("{r}: NOT BUILT, {} does not offer it: {why}", src.id),
-                    BuildEnd::Failed(why) => println!("{r}: NOT BUILT, the build failed: {why}"),
+                    Built::Image(i) => println!("built {r} from {} in {secs:.0}s: {}", src.id, i.display()),
+                    Built::NotOffered(why) => println!("{r}: NOT BUILT, {} does not offer it: {why}", src.id),
+                    Built::Failed(why) => println!("{r}: NOT BUILT, the build failed: {why}"),
                 }
                 if tx.send(RegimeResult { regime: r, build: end, build_secs: secs, booted: Vec::new() }).is_err() {
                     break;
@@ -92,7 +78,7 @@ pub fn build_and_boot(l: &Loop, boot: Boot) -> Result<Vec<RegimeResult>, String>
         });
         let mut results = Vec::new();
         let mut boot_one = |mut r: RegimeResult| -> Result<RegimeResult, String> {
-            if let BuildEnd::Image(image) = &r.build {
+            if let Built::Image(image) = &r.build {
                 r.booted = boot(image, r.regime)?;
             }
             Ok(r)
@@ -124,8 +110,9 @@ pub fn build_and_boot(l: &Loop, boot: Boot) -> Result<Vec<RegimeResult>, String>
     })
 }
 
-/// `ptcheck linux`'s report, layouts as written.
-type Report = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
+/// `ptcheck linux`'s JSON report, as the types it is written from (layouts skipped):
+/// what xtask reads back (`linux::read_report`).
+pub type Report = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
 
 /// The patch loop's table, one row per regime, from `results` and the run's `report`;
 /// the exit class: 0 every regime passed (or is not offered), 1 a regime failed a
@@ -135,9 +122,9 @@ pub fn table(results: &[RegimeResult], report: &Report) -> u8 {
     let mut worst = 0u8;
     for r in results {
         let (build, verdict, class) = match &r.build {
-            BuildEnd::NotOffered(why) => ("not offered".to_string(), format!("not offered: {why}"), 0),
-            BuildEnd::Failed(why) => ("NOT BUILT".to_string(), format!("NOT BUILT: {why}"), 1),
-            BuildEnd::Image(image) => {
+            Built::NotOffered(why) => ("not offered".to_string(), format!("not offered: {why}"), 0),
+            Built::Failed(why) => ("NOT BUILT".to_string(), format!("NOT BUILT: {why}"), 1),
+            Built::Image(image) => {
                 for (cpu, code) in &r.booted {
                     let run =
                         report.runs.iter().find(|run| same_file(Path::new(&run.kernel), image) && run.cpu == *cpu);

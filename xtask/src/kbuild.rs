@@ -277,7 +277,8 @@ pub fn build(source: &Mirrored, regime: &str, cache: Cache) -> Result<Built, Str
         .collect();
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
-    let out = build_root().join(&source.id).join(format!("{regime}-{:08x}", h.finish() as u32));
+    let root = build_root();
+    let out = root.join(&source.id).join(format!("{regime}-{:08x}", h.finish() as u32));
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let image = out.join("arch/arm64/boot/Image");
     let frag_path = out.join("ptcheck.config");
@@ -295,7 +296,7 @@ pub fn build(source: &Mirrored, regime: &str, cache: Cache) -> Result<Built, Str
             // Paths below the build root become relative to the build directory
             // (`../src/…`, the same for every tree: mirror.rs); the working directory
             // is not hashed (there is no debug info to point at it).
-            .env("CCACHE_BASEDIR", build_root())
+            .env("CCACHE_BASEDIR", &root)
             .env("CCACHE_NOHASHDIR", "1")
             .env("KBUILD_BUILD_TIMESTAMP", "2026-01-01 00:00:00 UTC")
             .env("KBUILD_BUILD_USER", "ptcheck")

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::builds::Report;
 use crate::flags::Linux;
 use crate::nested_kvm::{cross_build_runner, write_initramfs, MUSL};
 use crate::tools::{build_guest, cargo, ensure_qemu, guest_image, target_dir, Result};
@@ -388,7 +389,7 @@ fn build_and_check(
         order: crate::builds::Order::Pipelined,
     };
     let results = crate::builds::build_and_boot(&l, &mut boot)?;
-    let json = if Path::new(report).is_file() { read_report(Path::new(report))? } else { Reports { runs: vec![] } };
+    let json = if Path::new(report).is_file() { read_report(Path::new(report))? } else { Report::default() };
     println!("{} ({}), {} regimes:", src.id, src.tree.display(), results.len());
     Ok(crate::builds::table(&results, &json))
 }
@@ -408,7 +409,8 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
         }
     };
     let started = std::time::Instant::now();
-    let (code, json) = boot_built(&crate::kbuild::mirror(&src)?, initrd, 2)?;
+    let mirrored = crate::kbuild::mirror(&src)?;
+    let (code, json) = boot_built(&mirrored, initrd, 2, &[])?;
     println!("linux stage: built and booted 64k-48 from {} in {:.0}s", src.id, started.elapsed().as_secs_f64());
     if code != Some(0) {
         return Err("the small 64k-48 kernel's tables failed a check (see above)".into());
@@ -419,7 +421,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     }
     println!("linux stage: the small 64k-48 kernel (6.12 source) passed on 2 layouts");
     if tracing_skipped().is_none() {
-        count_calls(&crate::kbuild::mirror(&src)?, initrd)?;
+        count_calls(&mirrored, initrd)?;
     }
     seed_v1(&src, initrd)?;
     if let Some(why) = tracing_skipped() {
@@ -430,7 +432,7 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
     // A kernel plant, traced: the same source without init_clear_pgtable's barrier
     // must fail ordered_link, which only the observed instruction stream can see.
     let planted = crate::kbuild::planted_source(&src, "no-clear-barrier")?;
-    let (code, json) = boot_built(&crate::kbuild::mirror(&planted)?, initrd, 1)?;
+    let (code, json) = boot_built(&crate::kbuild::mirror(&planted)?, initrd, 1, &[])?;
     if code != Some(1) {
         return Err("the no-clear-barrier kernel plant did not fail (exit 1)".into());
     }
@@ -446,18 +448,10 @@ fn small_kernel(initrd: &Path, skipped: &mut Vec<String>) -> Result {
 /// caller paging_init is counted; the call must return before the check point and
 /// have executed instructions, cleared tables (DC ZVA) and linked them.
 fn count_calls(src: &crate::kbuild::Mirrored, initrd: &Path) -> Result {
-    use crate::kbuild::{build, Built, Cache};
-    let Built::Image(image) = build(src, "64k-48", Cache::On)? else {
-        return Err("64k-48 did not build for --count-calls".into());
-    };
-    let report = target_dir().join("linux").join("calls-report.json");
-    let _ = std::fs::remove_file(&report);
-    let args = ["--seed", "11", "--count", "1", "--count-calls", "map_mem", "--report", &report.to_string_lossy()]
-        .map(String::from);
-    if ptcheck(&image, initrd, CPU, &args)? != Some(0) {
+    let (code, json) = boot_built(src, initrd, 1, &["--count-calls", "map_mem"])?;
+    if code != Some(0) {
         return Err("the --count-calls boot did not pass".into());
     }
-    let json = read_report(&report)?;
     let calls = json.runs.first().and_then(|r| r.layouts.first()).map(|l| l.calls.clone()).unwrap_or_default();
     match calls.as_slice() {
         [c] if c.insns > 0 && c.dc_zva > 0 && c.total_links() > 0 => {
@@ -481,7 +475,7 @@ fn count_calls(src: &crate::kbuild::Mirrored, initrd: &Path) -> Result {
 /// function named from the System.map. Only mmu.c is compiled (the mirror's cache).
 fn seed_v1(src: &crate::kbuild::Source, initrd: &Path) -> Result {
     let planted = crate::kbuild::mirror(&crate::kbuild::planted_source(src, "seed-v1")?)?;
-    let (code, json) = boot_built(&planted, initrd, 1)?;
+    let (code, json) = boot_built(&planted, initrd, 1, &[])?;
     let row = json.runs.first().and_then(|r| r.layouts.first()).ok_or("the seed-v1 boot reported no layout")?;
     let why = row.why.join("; ");
     if code != Some(1) || row.outcome != ptcheck_shared::report::LayoutOutcome::Crash {
@@ -494,13 +488,14 @@ fn seed_v1(src: &crate::kbuild::Source, initrd: &Path) -> Result {
     Ok(())
 }
 
-/// `src` built for 64k-48 and booted on `count` layouts of seed 11: `ptcheck linux`'s
-/// exit code and its JSON report.
+/// `src` built for 64k-48 and booted on `count` layouts of seed 11, with `extra`
+/// `ptcheck linux` flags: its exit code and its JSON report.
 fn boot_built(
     src: &crate::kbuild::Mirrored,
     initrd: &Path,
     count: u32,
-) -> std::result::Result<(Option<i32>, Reports), String> {
+    extra: &[&str],
+) -> std::result::Result<(Option<i32>, Report), String> {
     use crate::kbuild::{build, Built, Cache};
     let image = match build(src, "64k-48", Cache::On)? {
         Built::Image(i) => i,
@@ -508,23 +503,17 @@ fn boot_built(
     };
     let report = target_dir().join("linux").join("small-report.json");
     let _ = std::fs::remove_file(&report);
-    let args = [
-        "--seed".into(),
-        "11".into(),
-        "--count".into(),
-        count.to_string(),
-        "--report".into(),
-        report.display().to_string(),
-    ];
+    let args: Vec<String> = ["--seed".into(), "11".into(), "--count".into(), count.to_string(), "--report".into()]
+        .into_iter()
+        .chain([report.display().to_string()])
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect();
     let code = ptcheck(&image, initrd, CPU, &args)?;
     Ok((code, read_report(&report)?))
 }
 
-/// `ptcheck linux`'s JSON report, as the types it is written from (layouts skipped).
-pub(crate) type Reports = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
-
 /// Read `path` as a `ptcheck linux` report.
-pub(crate) fn read_report(path: &Path) -> std::result::Result<Reports, String> {
+pub(crate) fn read_report(path: &Path) -> std::result::Result<Report, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: no report: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{} is not a ptcheck linux report: {e}", path.display()))
 }
@@ -535,7 +524,7 @@ pub(crate) fn read_report(path: &Path) -> std::result::Result<Reports, String> {
 fn compare(a: &str, b: &str) -> Result {
     let (ja, jb) = (read_report(Path::new(a))?, read_report(Path::new(b))?);
     // (regime, layout index) -> (backend, outcome, shape)
-    let rows = |j: &Reports| {
+    let rows = |j: &Report| {
         let mut m = std::collections::BTreeMap::new();
         for run in &j.runs {
             for l in &run.layouts {

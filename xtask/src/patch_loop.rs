@@ -8,11 +8,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::builds::{build_and_boot, table, Loop, Order};
+use crate::builds::{build_and_boot, table, Loop, Order, Report};
 use crate::kbuild::{build, Built, Cache, Mirrored};
-
-/// `ptcheck linux`'s report, layouts as written.
-type Report = ptcheck_shared::report::LinuxReports<ptcheck_shared::report::IgnoredAny>;
 
 /// The loop's figures for one order: seconds, and the exit class of its table.
 fn one_loop(src: &Mirrored, regimes: &[&'static str], order: Order, initrd: &Path) -> Result<(f64, u8), String> {
