@@ -312,15 +312,16 @@ pub(crate) struct LinuxArgs {
 
 /// `16G`, `512M`, `1T` or bytes, as a byte count.
 fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, shift) = match s.trim().to_ascii_uppercase().strip_suffix(['K', 'M', 'G', 'T']) {
-        Some(n) => (
-            n.to_string(),
-            ["K", "M", "G", "T"].iter().position(|u| s.to_ascii_uppercase().ends_with(u)).map_or(0, |i| 10 * (i + 1)),
-        ),
-        None => (s.trim().to_string(), 0),
+    let t = s.trim().to_ascii_uppercase();
+    let (num, shift) = match t.as_bytes().last() {
+        Some(b'K') => (&t[..t.len() - 1], 10),
+        Some(b'M') => (&t[..t.len() - 1], 20),
+        Some(b'G') => (&t[..t.len() - 1], 30),
+        Some(b'T') => (&t[..t.len() - 1], 40),
+        _ => (t.as_str(), 0),
     };
     let n: u64 = num.parse().map_err(|_| format!("'{s}' is not a size (16G, 512M, or bytes)"))?;
-    n.checked_shl(shift as u32).filter(|v| v >> shift == n && n > 0).ok_or_else(|| format!("'{s}': zero or too big"))
+    n.checked_shl(shift).filter(|v| v >> shift == n && n > 0).ok_or_else(|| format!("'{s}': zero or too big"))
 }
 
 #[derive(clap::Args)]

@@ -73,7 +73,12 @@ pub fn peak_rss_mib() -> u64 {
 /// One KiB figure (`VmHWM:`, `RssAnon:`) of `/proc/<pid>/status` (`pid` "self": this
 /// process).
 pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    proc_kib(&format!("/proc/{pid}/status"), field)
+}
+
+/// A `field:  N kB` line of a /proc file (`/proc/meminfo`, `/proc/PID/status`), in KiB.
+pub fn proc_kib(file: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(file).ok()?;
     s.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()
 }
 

@@ -91,6 +91,15 @@ fn tempdir() -> anyhow::Result<TempDir> {
 /// QEMU for one boot, killed (and reaped) when dropped: every way out of a boot ends it.
 struct Qemu(std::process::Child);
 
+impl Qemu {
+    /// End QEMU through the gdbstub `g` (its `k`) rather than by a signal, so its exit
+    /// callbacks run and the tracer writes what it holds: whether it exited within 10 s.
+    fn end_through(&mut self, g: &mut gdb::Gdb) -> bool {
+        let _ = g.kill();
+        exited_within(&mut self.0, Duration::from_secs(10))
+    }
+}
+
 impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -127,8 +136,7 @@ fn boot_in(
     if result.is_err() && run.trace.is_some() && qemu.0.try_wait().ok().flatten().is_none() {
         if let Ok(mut g) = gdb::Gdb::connect(boot.port, Duration::from_secs(2)) {
             let _ = g.interrupt();
-            let _ = g.kill();
-            let _ = exited_within(&mut qemu.0, Duration::from_secs(10));
+            qemu.end_through(&mut g);
         }
     }
     drop(qemu);
@@ -268,8 +276,7 @@ impl Boot<'_> {
         i.qemu_anon_kib = crate::report::status_kib(&pid, "RssAnon:");
         // The tracer writes its counts as QEMU exits: end QEMU through the gdbstub.
         i.observed = run.trace.as_ref().map(|_| {
-            let _ = g.kill();
-            if exited_within(&mut qemu.0, Duration::from_secs(10)) {
+            if qemu.end_through(&mut g) {
                 crate::trace::read(trace_file).map(|mut v| v.remove(0)).map_err(|e| format!("{e:#}"))
             } else {
                 Err("QEMU did not exit within 10 s of the gdbstub's kill: the trace has no summary".into())
@@ -304,8 +311,8 @@ fn console_lines(child: &mut std::process::Child) -> mpsc::Receiver<String> {
 }
 
 /// Console silence after which the kernel's progress is sampled through the gdbstub:
-/// [`SAMPLES`] identical CPU states a second apart (PC, ELR, ESR, FAR, EL) and no line
-/// meanwhile is a hang, named then instead of after the whole timeout.
+/// [`SAMPLES`] samples a second apart with no line meanwhile that show no progress
+/// (`Boot::no_progress`) are a crash, named then instead of after the whole timeout.
 const QUIET: Duration = Duration::from_secs(10);
 const SAMPLES: usize = 3;
 /// Console lines kept for a crash's report.
@@ -414,50 +421,58 @@ impl Boot<'_> {
                     if let Ok(s) = super::crash::read_state(self.port, true) {
                         samples.push((c.lines, s));
                     }
-                    // The last exception stays the same (the PC may move): catch the
-                    // vCPU taking it again (an exception loop through a handler).
-                    let same_exception = |s: &CpuState| {
-                        let f = &samples[0].1;
-                        (s.elr, s.esr, s.far, s.el) == (f.elr, f.esr, f.far, f.el) && s.esr != 0
-                    };
-                    if samples.len() >= SAMPLES && samples.iter().all(|(_, s)| same_exception(s)) {
-                        if let Ok(Some(steps)) = super::crash::exception_loop(self.port, &samples[0].1) {
-                            let why = format!(
-                                "no progress: the console silent for over {}s and the same exception taken again and \
-                                 again (its vector entered 3 times in {steps} single-stepped instructions, the same \
-                                 ELR, ESR and FAR each time)",
-                                QUIET.as_secs()
-                            );
-                            return Err(self.crash(c, CrashKind::ExceptionLoop, Ok(samples[0].1), start, Some(why)));
+                    if samples.len() >= SAMPLES {
+                        if let Some((kind, state, why)) = self.no_progress(&samples) {
+                            return Err(self.crash(c, kind, Ok(state), start, Some(why)));
                         }
-                    }
-                    // A NULL dereference in the kernel, and nothing since: it is stuck
-                    // where the fault left it (panic's loop, before any console).
-                    let last = samples.last().map(|(_, s)| *s);
-                    if let Some(s) = last.filter(|s| samples.len() >= SAMPLES && super::crash::null_abort(s)) {
-                        if samples.iter().all(|(_, x)| same_exception(x)) {
-                            let why = format!(
-                                "a NULL dereference in the kernel (an EL1 abort at FAR {:#x}), then no progress: the \
-                                 console silent for over {}s and no other exception taken in {SAMPLES} samples a second \
-                                 apart (stuck in a panic loop or the handler, printing nothing)",
-                                s.far,
-                                QUIET.as_secs()
-                            );
-                            return Err(self.crash(c, CrashKind::Oops, Ok(s), start, Some(why)));
-                        }
-                    }
-                    if samples.len() >= SAMPLES && samples.iter().all(|(_, s)| *s == samples[0].1) {
-                        let why = format!(
-                            "no progress: the console silent for over {}s and the CPU in the same state {SAMPLES} times a second apart",
-                            QUIET.as_secs()
-                        );
-                        return Err(self.crash(c, CrashKind::Hang, Ok(samples[0].1), start, Some(why)));
                     }
                     // The next sample in a second.
                     c.last_line = Instant::now().checked_sub(QUIET - Duration::from_secs(1)).unwrap_or(c.last_line);
                 }
             }
         }
+    }
+
+    /// Whether [`SAMPLES`] or more quiet `samples` (console line count, CPU state) show
+    /// a kernel making no progress, and how to name it: the same exception taken
+    /// again and again (an exception loop, confirmed by single-stepping), a NULL
+    /// dereference with no exception since (stuck in panic's loop), or the very same
+    /// state every time (a hang).
+    fn no_progress(&self, samples: &[(u64, CpuState)]) -> Option<(CrashKind, CpuState, String)> {
+        let (first, last) = (samples[0].1, samples[samples.len() - 1].1);
+        // The last exception stays the same (the PC may move).
+        let same_exception = samples
+            .iter()
+            .all(|(_, s)| (s.elr, s.esr, s.far, s.el) == (first.elr, first.esr, first.far, first.el) && s.esr != 0);
+        if same_exception {
+            if let Ok(Some(steps)) = super::crash::exception_loop(self.port, &first) {
+                let why = format!(
+                    "no progress: the console silent for over {}s and the same exception taken again and again (its \
+                     vector entered 3 times in {steps} single-stepped instructions, the same ELR, ESR and FAR each \
+                     time)",
+                    QUIET.as_secs()
+                );
+                return Some((CrashKind::ExceptionLoop, first, why));
+            }
+            if super::crash::null_abort(&last) {
+                let why = format!(
+                    "a NULL dereference in the kernel (an EL1 abort at FAR {:#x}), then no progress: the console \
+                     silent for over {}s and no other exception taken in {SAMPLES} samples a second apart (stuck in \
+                     a panic loop or the handler, printing nothing)",
+                    last.far,
+                    QUIET.as_secs()
+                );
+                return Some((CrashKind::Oops, last, why));
+            }
+        }
+        samples.iter().all(|(_, s)| *s == first).then(|| {
+            let why = format!(
+                "no progress: the console silent for over {}s and the CPU in the same state {SAMPLES} times a second \
+                 apart",
+                QUIET.as_secs()
+            );
+            (CrashKind::Hang, first, why)
+        })
     }
 
     /// The crash of this boot: the kind the console names, else `otherwise`; the CPU

@@ -263,16 +263,31 @@ fn linear_shape(i: &super::Inspection) -> BTreeMap<String, u64> {
     out
 }
 
+/// Where a run's layouts come from.
+#[derive(Clone, Copy)]
+enum Layouts<'a> {
+    /// The seeded stream (`layout::generate`).
+    Generated { seed: u64, needs: Needs },
+    /// `--ram`: the one bank, made and checked once, for every index.
+    OneBank(&'a Layout),
+}
+
+impl Layouts<'_> {
+    /// Layout `k`.
+    fn get(self, k: u64) -> Layout {
+        match self {
+            Layouts::Generated { seed, needs } => generate(seed, k, needs),
+            Layouts::OneBank(l) => l.clone(),
+        }
+    }
+}
+
 /// Boot layout `k` of `cmd`'s stream, judge it, write its reproducer if it failed;
 /// everything it says goes into the returned text (printed whole: jobs interleave).
-fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u64) -> (Booted, String) {
+fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, layouts: Layouts<'_>, k: u64) -> (Booted, String) {
     use std::fmt::Write as _;
     let mut log = String::new();
-    let mut layout = match cmd.ram {
-        // Checked before any boot (`run`): it fits.
-        Some(size) => super::layout::one_bank(size, needs).unwrap_or_else(|_| generate(cmd.seed, k, needs)),
-        None => generate(cmd.seed, k, needs),
-    };
+    let mut layout = layouts.get(k);
     if let Some(c) = cmd.cmdline {
         layout.cmdline = c;
     }
@@ -331,11 +346,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, needs: Needs, k: u
 /// MemAvailable is smaller than that and a GiB: one line, before any boot.
 fn fits_here(size: u64) -> anyhow::Result<()> {
     let need = size / 64 + size / 512 + (1 << 30);
-    let avail = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemAvailable:").map(str::to_string)))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib << 10);
+    let avail = crate::report::proc_kib("/proc/meminfo", "MemAvailable:").map(|kib| kib << 10);
     match avail {
         Some(a) if a < need => anyhow::bail!(
             "--ram {} GiB: a kernel touches about {} MiB of it (tables and memmap) and this machine has {} MiB \
@@ -355,10 +366,18 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     // that size (6.1 and 6.12, Debian's and small ones) boots the very same layouts
     // for a seed: a difference between them is the kernels', not the layouts'.
     let needs = Needs { image_size: image.image_size.next_multiple_of(64 << 20), initrd_size };
-    if let Some(size) = cmd.ram {
-        super::layout::one_bank(size, needs).map_err(anyhow::Error::msg)?;
-        fits_here(size)?;
-    }
+    let one_bank = match cmd.ram {
+        Some(size) => {
+            let l = super::layout::one_bank(size, needs).map_err(anyhow::Error::msg)?;
+            fits_here(size)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let layouts = match &one_bank {
+        Some(l) => Layouts::OneBank(l),
+        None => Layouts::Generated { seed: cmd.seed, needs },
+    };
     let (i, n) = cmd.shard;
     let indices: Vec<u64> = (0..cmd.count).filter(|k| k % n == i - 1).collect();
     println!(
@@ -372,7 +391,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     );
     let started = std::time::Instant::now();
     let jobs = cmd.jobs.clamp(1, indices.len().max(1));
-    let booted = boot_layouts(cmd, &image, needs, indices, jobs)?;
+    let booted = boot_layouts(cmd, &image, layouts, indices, jobs)?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "linux: {} layouts in {secs:.1}s = {:.2} layouts/s ({jobs} at a time)",
@@ -409,7 +428,7 @@ struct Boots {
 fn boot_layouts(
     cmd: &LinuxCommand,
     image: &super::KernelImage,
-    needs: Needs,
+    layouts: Layouts<'_>,
     indices: Vec<u64>,
     jobs: usize,
 ) -> anyhow::Result<Boots> {
@@ -427,7 +446,7 @@ fn boot_layouts(
                     break;
                 }
                 let Some(k) = queue.lock().map(|mut q| q.next()).unwrap_or(None) else { break };
-                let booted = layout_job(cmd, image, needs, k);
+                let booted = layout_job(cmd, image, layouts, k);
                 if tx.send(booted).is_err() {
                     break;
                 }
@@ -583,7 +602,7 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
     let b = boot_one(&run, &image, r.layout.clone(), r.index, &mut log);
     print!("{log}");
     // A crash is the same when it is the same kind (a hang's PC may differ).
-    let kind = |why: &[String]| why.first().map(|w| w.split([' ', ';']).next().unwrap_or("").to_string());
+    let kind = |why: &[String]| why.first().map(|w| super::crash::kind_word(w).to_string());
     let same = b.row.why == r.failed || (b.row.outcome == LayoutOutcome::Crash && kind(&b.row.why) == kind(&r.failed));
     println!(
         "outcome: {} ({})",

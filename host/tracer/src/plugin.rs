@@ -56,6 +56,10 @@ impl Drop for Guard {
 /// `spin_loop` on AArch64) and would call back tens of millions of times a second.
 static ISBS: OnceLock<usize> = OnceLock::new();
 
+/// The bracketed function's entry (`bracket=`), fixed at install: translation reads it
+/// without the state's lock.
+static BRACKET: OnceLock<Option<u64>> = OnceLock::new();
+
 /// QEMU's inline counter of instructions executed (as [`ISBS`]), added to every
 /// instruction only when a function is bracketed (`bracket=`).
 static INSNS: OnceLock<usize> = OnceLock::new();
@@ -140,6 +144,7 @@ impl Register for Tracer {
             unsafe { libc::_exit(70) }
         }));
         let parsed = crate::args::parse(&args.raw).map_err(refuse)?;
+        let _ = BRACKET.set(parsed.bracket);
         let st = State::new(parsed, info.version.mininum as u32, info.version.current as u32).map_err(refuse)?;
         let _ = STATE.set(Lock { busy: AtomicBool::new(false), state: UnsafeCell::new(st) });
         // SAFETY: a fresh scoreboard of u64s; QEMU owns and sizes it per vCPU, and it
@@ -204,10 +209,8 @@ impl HasCallbacks for Tracer {
     fn on_translation_block_translate(&mut self, _id: PluginId, tb: TranslationBlock) -> qemu_plugin::Result<()> {
         // A bracketed function: its entry, and (translated only once it is known, on
         // the return) the instruction it returns to; every instruction counted.
-        let (bracket, returns_to) = {
-            let st = state();
-            (st.bracket(), st.returns_to())
-        };
+        let bracket = BRACKET.get().copied().flatten();
+        let returns_to = bracket.and_then(|_| state().returns_to());
         for insn in tb.instructions() {
             let mut word = [0u8; 4];
             if insn.read_data(&mut word) != 4 {

@@ -210,11 +210,6 @@ impl State {
         }
     }
 
-    /// The bracketed function's entry VA, if any (`bracket=`).
-    pub fn bracket(&self) -> Option<u64> {
-        self.opts.bracket
-    }
-
     /// Where the current call of the bracketed function returns to.
     pub fn returns_to(&self) -> Option<u64> {
         self.call.map(|(lr, _)| lr)
