@@ -187,6 +187,76 @@ pub struct Counts {
     /// Instructions executed (counted only inside a function bracket, `bracket=`).
     #[cfg_attr(feature = "serde", serde(default))]
     pub insns: u64,
+    /// `TLBI`s by operation: index [`tlbi_op`], named by [`TLBI_OPS`] (EL1 stage-1
+    /// operations only; the rest are in `tlbi` alone).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub tlbi_ops: [u64; 32],
+    /// Stores into the fixmap's page-table entries (`fixmap=LO-HI`: where the
+    /// kernel's `bm_pte` is, physical): each fixmap map and unmap is one.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub fixmap_writes: u64,
+    /// 64-bit stores into pages a table descriptor pointed to before (linked, live
+    /// or not yet): descriptor writes below the root.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub table_writes: u64,
+    /// Table descriptors stored (confirmed as links or not): tables linked.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub table_links: u64,
+}
+
+/// The names of [`Counts::tlbi_ops`]' entries: CRm's class (inner shareable, outer
+/// shareable, this PE only, a range) times op2, `""` where no operation is encoded.
+pub const TLBI_OPS: [&str; 32] = [
+    "vmalle1is",
+    "vae1is",
+    "aside1is",
+    "vaae1is",
+    "",
+    "vale1is",
+    "",
+    "vaale1is",
+    "vmalle1os",
+    "vae1os",
+    "aside1os",
+    "vaae1os",
+    "",
+    "vale1os",
+    "",
+    "vaale1os",
+    "vmalle1",
+    "vae1",
+    "aside1",
+    "vaae1",
+    "",
+    "vale1",
+    "",
+    "vaale1",
+    "",
+    "rvae1*",
+    "",
+    "rvaae1*",
+    "",
+    "rvale1*",
+    "",
+    "rvaale1*",
+];
+
+/// The index in [`TLBI_OPS`] of the `TLBI` instruction `word` (`SYS #0, C8, Cm, #op2`),
+/// or `None` for an operation of another level (op1 not 0) or none.
+pub const fn tlbi_op(word: u32) -> Option<usize> {
+    let (op1, crm, op2) = ((word >> 16) & 7, (word >> 8) & 0xf, (word >> 5) & 7);
+    let class = match crm {
+        3 => 0,
+        1 => 1,
+        7 => 2,
+        2 | 5 | 6 => 3,
+        _ => return None,
+    };
+    let i = class * 8 + op2 as usize;
+    if op1 != 0 || TLBI_OPS[i].is_empty() {
+        return None;
+    }
+    Some(i)
 }
 
 impl Counts {
@@ -220,7 +290,7 @@ impl Counts {
 
     /// Every field `a` of these counts becomes `f(a, b)`, `b` the same field of `o`.
     fn combine(&mut self, o: &Counts, f: fn(u64, u64) -> u64) {
-        let pairs: [(&mut u64, u64); 24] = [
+        let pairs: [(&mut u64, u64); 27] = [
             (&mut self.ram_stores, o.ram_stores),
             (&mut self.dc_zva, o.dc_zva),
             (&mut self.dc_zva_ram, o.dc_zva_ram),
@@ -245,6 +315,9 @@ impl Counts {
             (&mut self.tlbi_findings, o.tlbi_findings),
             (&mut self.live_over_capacity, o.live_over_capacity),
             (&mut self.insns, o.insns),
+            (&mut self.fixmap_writes, o.fixmap_writes),
+            (&mut self.table_writes, o.table_writes),
+            (&mut self.table_links, o.table_links),
         ];
         for (a, b) in pairs {
             *a = f(*a, b);
@@ -252,6 +325,16 @@ impl Counts {
         for (a, b) in self.links.iter_mut().zip(o.links) {
             *a = f(*a, b);
         }
+        for (a, b) in self.tlbi_ops.iter_mut().zip(o.tlbi_ops) {
+            *a = f(*a, b);
+        }
+    }
+
+    /// The TLBIs by operation, most first: `(name, count)` of each one executed.
+    pub fn tlbis_by_op(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let mut order: [usize; 32] = core::array::from_fn(|i| i);
+        order.sort_unstable_by_key(|&i| (core::cmp::Reverse(self.tlbi_ops[i]), i));
+        order.into_iter().filter(|&i| self.tlbi_ops[i] > 0).map(|i| (TLBI_OPS[i], self.tlbi_ops[i]))
     }
 
     /// One line: links by what ordered them, and the primitives counted.
@@ -301,9 +384,15 @@ pub enum Message {
     Link(Link),
     /// A `bbm` or `tlbi` finding (the first 16384 of a bracket; all are counted).
     Finding(Finding),
-    /// The counts of one call of the bracketed function (`bracket=VA`: from its entry
-    /// to its return), sent at the return; the trace's own brackets are not split.
-    Function(Counts),
+    /// One call of a bracketed function (`bracket=VA`: from its entry to its return),
+    /// sent at the return; the trace's own brackets are not split.
+    Function(Call),
+    /// The tracer ended QEMU (`stop=VA`: the call of that bracketed function returned,
+    /// its [`Message::Function`] and the [`Message::Summary`] sent first).
+    Stopped {
+        /// The function's entry.
+        entry: u64,
+    },
     /// One of the last stores into a known table before QEMU exited (up to
     /// [`RECENT_WRITES`], oldest first, sent just before the exit's summary): what a
     /// crashed kernel last did to its tables.
@@ -311,6 +400,19 @@ pub enum Message {
     /// A build bracket ended, or the trace did (QEMU exiting): the counts since the
     /// last `Begin` (or since the start).
     Summary(Counts),
+}
+
+/// One call of a bracketed function.
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Call {
+    /// The function's entry VA (`bracket=`).
+    pub entry: u64,
+    /// What it executed, from its entry to its return.
+    pub counts: Counts,
+    /// Host nanoseconds from its entry to its return: emulated time (TCG with the
+    /// tracer), not what the code costs on hardware.
+    pub emulated_ns: u64,
 }
 
 /// How many of the last table writes the tracer keeps.
@@ -330,4 +432,36 @@ pub struct TableWrite {
     pub value: u64,
     /// Whether the table was live (reachable from TTBR0/1 with the MMU on).
     pub live: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tlbi_operations_are_named_by_their_encoding() {
+        let name = |w: u32| tlbi_op(w).map(|i| TLBI_OPS[i]);
+        // tlbi vaale1is, x0; vmalle1; vae1is, x0; vmalle1is; rvae1is, x1.
+        assert_eq!(name(0xd508_83e0), Some("vaale1is"));
+        assert_eq!(name(0xd508_871f), Some("vmalle1"));
+        assert_eq!(name(0xd508_8320), Some("vae1is"));
+        assert_eq!(name(0xd508_831f), Some("vmalle1is"));
+        assert_eq!(name(0xd508_8221), Some("rvae1*"));
+        // tlbi alle2 (op1 = 4) is not an EL1 operation; CRm 4 and op2 4 encode none.
+        assert_eq!(name(0xd50c_871f), None);
+        assert_eq!(name(0xd508_841f), None);
+        assert_eq!(name(0xd508_839f), None);
+    }
+
+    #[test]
+    fn tlbis_by_op_lists_the_executed_ones_most_first() {
+        let mut c = Counts::default();
+        c.tlbi_ops[7] = 5;
+        c.tlbi_ops[16] = 9;
+        let mut got = c.tlbis_by_op();
+        assert_eq!((got.next(), got.next(), got.next()), (Some(("vmalle1", 9)), Some(("vaale1is", 5)), None));
+        let mut d = c;
+        d.add(&c);
+        assert_eq!(d.since(&c).tlbi_ops, c.tlbi_ops);
+    }
 }

@@ -18,10 +18,19 @@ pub struct Options {
     pub tables: Vec<(u64, u64)>,
     /// Send every link, not only the doubtful ones.
     pub links_all: bool,
-    /// A function's entry VA (a real kernel's `map_mem`): count from each call to its
-    /// return, instructions included (`Message::Function`).
-    pub bracket: Option<u64>,
+    /// Functions' entry VAs (a real kernel's `map_mem`, `paging_init`): count from
+    /// each call to its return, instructions included (`Message::Function`).
+    pub brackets: Vec<u64>,
+    /// One of `brackets`: when its call returns, send everything and end QEMU
+    /// (`Message::Stopped`) — what comes after is not paid for.
+    pub stop: Option<u64>,
+    /// Where the fixmap's PTE tables are (`[lo, hi)`, physical: a kernel's `bm_pte`):
+    /// stores there are counted.
+    pub fixmap: Option<(u64, u64)>,
 }
+
+/// Functions one run may bracket.
+pub const MAX_BRACKETS: usize = 4;
 
 fn number(key: &str, v: &str) -> Result<u64, String> {
     let r = match v.strip_prefix("0x") {
@@ -44,7 +53,9 @@ pub fn parse(raw: &[String]) -> Result<Options, String> {
         page_shift: 12,
         tables: Vec::new(),
         links_all: false,
-        bracket: None,
+        brackets: Vec::new(),
+        stop: None,
+        fixmap: None,
     };
     for a in raw {
         let (k, v) = a.split_once('=').ok_or(format!("argument {a} is not key=value"))?;
@@ -68,12 +79,29 @@ pub fn parse(raw: &[String]) -> Result<Options, String> {
                 o.tables.push((lo, hi));
             }
             "links" => o.links_all = v == "all",
-            "bracket" => o.bracket = Some(number(k, v)?),
+            "bracket" => {
+                if o.brackets.len() == MAX_BRACKETS {
+                    return Err(format!("more than {MAX_BRACKETS} bracket= functions"));
+                }
+                o.brackets.push(number(k, v)?);
+            }
+            "stop" => o.stop = Some(number(k, v)?),
+            "fixmap" => {
+                let (lo, hi) = v.split_once('-').ok_or(format!("fixmap={v} is not LO-HI"))?;
+                let (lo, hi) = (number(k, lo)?, number(k, hi)?);
+                if lo >= hi {
+                    return Err(format!("fixmap={v} is empty"));
+                }
+                o.fixmap = Some((lo, hi));
+            }
             _ => return Err(format!("unknown argument {k}")),
         }
     }
     if o.out.as_os_str().is_empty() || o.ram.as_os_str().is_empty() || o.ram_size == 0 {
         return Err("out=, ram= and ram_size= are required".into());
+    }
+    if o.stop.is_some_and(|s| !o.brackets.contains(&s)) {
+        return Err("stop= must name one of the bracket= functions".into());
     }
     Ok(o)
 }

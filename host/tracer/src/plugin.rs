@@ -10,7 +10,8 @@ use qemu_plugin::plugin::{HasCallbacks, Register};
 use qemu_plugin::{CallbackFlags, MemRW, PluginId, TranslationBlock, VCPUIndex};
 
 use crate::decode::{Barrier, Insn, Tlbi};
-use crate::state::{Site, State};
+use crate::state::{AfterReturn, Site, State};
+use ptcheck_shared::trace::tlbi_op;
 
 /// Everything the callbacks share, behind [`Lock`].
 static STATE: OnceLock<Lock> = OnceLock::new();
@@ -56,9 +57,9 @@ impl Drop for Guard {
 /// `spin_loop` on AArch64) and would call back tens of millions of times a second.
 static ISBS: OnceLock<usize> = OnceLock::new();
 
-/// The bracketed function's entry (`bracket=`), fixed at install: translation reads it
-/// without the state's lock.
-static BRACKET: OnceLock<Option<u64>> = OnceLock::new();
+/// The bracketed functions' entries (`bracket=`), fixed at install: translation reads
+/// them without the state's lock.
+static BRACKETS: OnceLock<Vec<u64>> = OnceLock::new();
 
 /// QEMU's inline counter of instructions executed (as [`ISBS`]), added to every
 /// instruction only when a function is bracketed (`bracket=`).
@@ -144,7 +145,7 @@ impl Register for Tracer {
             unsafe { libc::_exit(70) }
         }));
         let parsed = crate::args::parse(&args.raw).map_err(refuse)?;
-        let _ = BRACKET.set(parsed.bracket);
+        let _ = BRACKETS.set(parsed.brackets.clone());
         let st = State::new(parsed, info.version.mininum as u32, info.version.current as u32).map_err(refuse)?;
         let _ = STATE.set(Lock { busy: AtomicBool::new(false), state: UnsafeCell::new(st) });
         // SAFETY: a fresh scoreboard of u64s; QEMU owns and sizes it per vCPU, and it
@@ -207,35 +208,42 @@ impl HasCallbacks for Tracer {
     }
 
     fn on_translation_block_translate(&mut self, _id: PluginId, tb: TranslationBlock) -> qemu_plugin::Result<()> {
-        // A bracketed function: its entry, and (translated only once it is known, on
-        // the return) the instruction it returns to; every instruction counted.
-        let bracket = BRACKET.get().copied().flatten();
-        let returns_to = bracket.and_then(|_| state().returns_to());
+        // Bracketed functions: their entries, and (translated only once it is known, on
+        // the return) the instruction each call returns to; every instruction counted.
+        let brackets: &[u64] = BRACKETS.get().map_or(&[], Vec::as_slice);
+        let returns_to: Vec<u64> = if brackets.is_empty() { Vec::new() } else { state().returns_to().collect() };
         for insn in tb.instructions() {
             let mut word = [0u8; 4];
             if insn.read_data(&mut word) != 4 {
                 continue;
             }
             let (pc, w) = (insn.vaddr(), u32::from_le_bytes(word));
-            if bracket.is_some() {
+            if !brackets.is_empty() {
                 qemu_plugin::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
                     insn.clone(),
                     qemu_plugin::PluginOp::QEMU_PLUGIN_INLINE_ADD_U64,
                     insn_counter(),
                     1,
                 );
-                if Some(pc) == bracket {
+                if brackets.contains(&pc) {
                     insn.register_execute_callback_flags(
                         move |_| {
                             let mut st = state();
                             let lr = xreg(&st, 30);
-                            st.enter(lr, insns(), isbs());
+                            st.enter(pc, lr, insns(), isbs());
                         },
                         CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                     );
                 }
-                if Some(pc) == returns_to {
-                    insn.register_execute_callback(move |_| state().returned(pc, insns(), isbs()));
+                if returns_to.contains(&pc) {
+                    insn.register_execute_callback(move |_| {
+                        if state().returned(pc, insns(), isbs()) == AfterReturn::Stop {
+                            // SAFETY: everything is written and flushed (`returned`);
+                            // _exit ends QEMU without its exit handlers, which would
+                            // wait for this very vCPU thread.
+                            unsafe { libc::_exit(0) }
+                        }
+                    });
                 }
             }
             match Insn::decode(w) {
@@ -273,11 +281,13 @@ impl HasCallbacks for Tracer {
                     move |_| {
                         let mut st = state();
                         let xt = xreg(&st, rt);
-                        st.tlbi(t, xt);
+                        st.tlbi(t, tlbi_op(w), xt);
                     },
                     CallbackFlags::QEMU_PLUGIN_CB_R_REGS,
                 ),
-                Insn::Barrier(Barrier::Tlbi(t)) => insn.register_execute_callback(move |_| state().tlbi(t, 0)),
+                Insn::Barrier(Barrier::Tlbi(t)) => {
+                    insn.register_execute_callback(move |_| state().tlbi(t, tlbi_op(w), 0))
+                }
                 Insn::Barrier(Barrier::Isb) => qemu_plugin::qemu_plugin_register_vcpu_insn_exec_inline_per_vcpu(
                     insn.clone(),
                     qemu_plugin::PluginOp::QEMU_PLUGIN_INLINE_ADD_U64,

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 
-use ptcheck_shared::trace::{Counts, Finding, Link, Message, OrderedBy, TableWrite, Violation, RECENT_WRITES};
+use ptcheck_shared::trace::{Call, Counts, Finding, Link, Message, OrderedBy, TableWrite, Violation, RECENT_WRITES};
 
 use crate::args::Options;
 use crate::decode::{table_target, tlbi_va, Barrier, Hint, SysReg, Tlbi};
@@ -56,6 +56,9 @@ struct Frames {
     table: Vec<u64>,
     /// Frames of the tables reachable from TTBR0/1 now.
     live: Vec<u64>,
+    /// Frames a table descriptor has pointed to (confirmed or not): their stores are
+    /// descriptor writes (`Counts::table_writes`), nothing else changes.
+    linked: Vec<u64>,
 }
 
 /// The instruction behind a memory callback, fixed at translation.
@@ -103,9 +106,25 @@ pub struct State {
     /// The last table writes, a ring (`recent_n` written so far): sent as QEMU exits.
     recent: [TableWrite; RECENT_WRITES],
     recent_n: usize,
-    /// Inside a call of the bracketed function: where it returns to, and the counts
-    /// (instructions included) at its entry.
-    call: Option<(u64, Counts)>,
+    /// The bracketed functions (`bracket=`), each with its open call if inside one.
+    calls: Vec<Bracketed>,
+}
+
+/// One bracketed function, and the call of it the vCPU is inside.
+struct Bracketed {
+    entry: u64,
+    /// Where the call returns to, the counts (instructions included) and the host
+    /// time at its entry.
+    open: Option<(u64, Counts, std::time::Instant)>,
+}
+
+/// What the plugin does after an instruction that may have ended a bracketed call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterReturn {
+    /// Go on.
+    Continue,
+    /// The `stop=` function returned: everything is sent; end QEMU now.
+    Stop,
 }
 
 impl State {
@@ -116,10 +135,15 @@ impl State {
     pub fn new(opts: Options, qemu_min: u32, qemu_cur: u32) -> Result<State, String> {
         let ram = Ram::open(&opts.ram, opts.ram_base, opts.ram_size)?;
         let n = (opts.ram_size >> FRAME_SHIFT) as usize;
-        let frames =
-            Frames { rec: bytemuck::zeroed_vec(n), table: vec![0; n.div_ceil(64)], live: vec![0; n.div_ceil(64)] };
+        let frames = Frames {
+            rec: bytemuck::zeroed_vec(n),
+            table: vec![0; n.div_ceil(64)],
+            live: vec![0; n.div_ceil(64)],
+            linked: vec![0; n.div_ceil(64)],
+        };
         let f = File::create(&opts.out).map_err(|e| format!("cannot create {}: {e}", opts.out.display()))?;
         let regs = Regs { page_shift: opts.page_shift, ..Regs::default() };
+        let calls = opts.brackets.iter().map(|&entry| Bracketed { entry, open: None }).collect();
         let mut s = State {
             opts,
             ram,
@@ -141,7 +165,7 @@ impl State {
             zva_page: None,
             recent: [TableWrite::default(); RECENT_WRITES],
             recent_n: 0,
-            call: None,
+            calls,
         };
         let built_for = qemu_plugin::sys::QEMU_PLUGIN_VERSION;
         s.send(&Message::Hello { built_for, qemu_min, qemu_cur }, true);
@@ -210,35 +234,52 @@ impl State {
         }
     }
 
-    /// Where the current call of the bracketed function returns to.
-    pub fn returns_to(&self) -> Option<u64> {
-        self.call.map(|(lr, _)| lr)
+    /// Where the open calls of bracketed functions return to.
+    pub fn returns_to(&self) -> impl Iterator<Item = u64> + '_ {
+        self.calls.iter().filter_map(|c| c.open.map(|(lr, _, _)| lr))
     }
 
-    /// The bracketed function was entered (`lr`: x30, its return address), with
-    /// `insns` instructions and `isbs` ISBs executed so far. A call inside a call
+    /// The bracketed function at `entry` was entered (`lr`: x30, its return address),
+    /// with `insns` instructions and `isbs` ISBs executed so far. A call inside a call
     /// (recursion) is part of the outer one.
-    pub fn enter(&mut self, lr: u64, insns: u64, isbs: u64) {
-        if self.call.is_none() {
-            self.isbs(isbs);
-            let mut at = self.counts;
-            at.insns = insns;
-            self.call = Some((lr, at));
+    pub fn enter(&mut self, entry: u64, lr: u64, insns: u64, isbs: u64) {
+        self.isbs(isbs);
+        let mut at = self.counts;
+        at.insns = insns;
+        for c in self.calls.iter_mut().filter(|c| c.entry == entry && c.open.is_none()) {
+            c.open = Some((lr, at, std::time::Instant::now()));
         }
     }
 
     /// The instruction at `pc` ran, with `insns` instructions and `isbs` ISBs executed
-    /// so far: if it is where the call returns to, send the call's counts.
-    pub fn returned(&mut self, pc: u64, insns: u64, isbs: u64) {
-        let Some((lr, at)) = self.call else { return };
-        if pc != lr {
-            return;
-        }
+    /// so far: every open call that returns there is sent; if one is the `stop=`
+    /// function, the trace is finished and the plugin must end QEMU.
+    pub fn returned(&mut self, pc: u64, insns: u64, isbs: u64) -> AfterReturn {
         self.isbs(isbs);
         let mut now = self.counts;
         now.insns = insns;
-        self.call = None;
-        self.send(&Message::Function(now.since(&at)), true);
+        let mut ended = Vec::new();
+        for c in &mut self.calls {
+            if let Some((lr, at, t)) = c.open.filter(|&(lr, _, _)| lr == pc) {
+                let _ = lr;
+                c.open = None;
+                let emulated_ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                ended.push(Call { entry: c.entry, counts: now.since(&at), emulated_ns });
+            }
+        }
+        let mut after = AfterReturn::Continue;
+        for call in ended {
+            self.send(&Message::Function(call), true);
+            if self.opts.stop == Some(call.entry) {
+                after = AfterReturn::Stop;
+            }
+        }
+        if after == AfterReturn::Stop {
+            self.finish();
+            let entry = self.opts.stop.unwrap_or(0);
+            self.send(&Message::Stopped { entry }, true);
+        }
+        after
     }
 
     /// A barrier or TLBI.
@@ -267,13 +308,16 @@ impl State {
             }
             // Counted inline by QEMU, not called back (`isbs`).
             Barrier::Isb => {}
-            Barrier::Tlbi(t) => self.tlbi(t, 0),
+            Barrier::Tlbi(t) => self.tlbi(t, None, 0),
         }
     }
 
     /// A TLBI, with Xt for the by-VA forms.
-    pub fn tlbi(&mut self, t: Tlbi, xt: u64) {
+    pub fn tlbi(&mut self, t: Tlbi, op: Option<usize>, xt: u64) {
         self.counts.tlbi += 1;
+        if let Some(i) = op {
+            self.counts.tlbi_ops[i] += 1;
+        }
         self.zva_page = None;
         match t {
             Tlbi::All { leaf_only } => self.live.tlbi(None, leaf_only),
@@ -399,6 +443,9 @@ impl State {
         }
         self.access(va, pc, insn);
         self.counts.ram_stores += 1;
+        if self.opts.fixmap.is_some_and(|(lo, hi)| pa >= lo && pa < hi) {
+            self.counts.fixmap_writes += 1;
+        }
         if self.zva_page.is_some() && self.may_translate(pa) {
             self.zva_page = None;
         }
@@ -420,6 +467,10 @@ impl State {
         let release = release && size == 8;
         for w in (pa..pa + size).step_by(8) {
             let v = self.ram.read_u64(w).unwrap_or(0);
+            let f = self.frame(w);
+            if bit(&self.frames.table, f) || bit(&self.frames.linked, f) {
+                self.counts.table_writes += 1;
+            }
             if self.is_table(w) {
                 let live = self.may_translate(w);
                 self.recent[self.recent_n % RECENT_WRITES] = TableWrite { pc, insn, entry_pa: w, value: v, live };
@@ -533,6 +584,10 @@ impl State {
             first_stale_pa: first_stale.0,
             first_stale_value: first_stale.1,
         };
+        self.counts.table_links += 1;
+        for f in self.frame(table)..=self.frame(table + bytes - 1) {
+            self.frames.linked[f / 64] |= 1 << (f % 64);
+        }
         let known = if self.opts.tables.is_empty() { self.is_table(entry_pa) } else { self.in_window(entry_pa, 8) };
         if known {
             self.accept(link);
@@ -654,6 +709,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use ptcheck_shared::trace::tlbi_op;
 
     const BASE: u64 = 0x4000_0000;
     const SIZE: u64 = 0x10000;
@@ -684,7 +740,9 @@ mod tests {
                 page_shift: 12,
                 tables: vec![(BASE, BASE + SIZE)],
                 links_all: true,
-                bracket: None,
+                brackets: vec![0x6000, 0x6800],
+                stop: Some(0x6800),
+                fixmap: Some((CHILD + 8, CHILD + 16)),
             };
             let mut st = State::new(opts, 4, 4).unwrap();
             st.hint(Hint::Begin, 12, 0);
@@ -821,20 +879,45 @@ mod tests {
     fn a_bracketed_call_counts_from_its_entry_to_its_return() {
         let mut r = Rig::new("bracket");
         r.st.barrier(DSB_ISHST, 0x8100, 0xd503_3a9f);
-        r.st.enter(0x7000, 1000, 3);
+        r.st.enter(0x6000, 0x7000, 1000, 3);
         r.st.barrier(DSB_ISHST, 0x8104, 0xd503_3a9f);
-        r.st.tlbi(Tlbi::All { leaf_only: false }, 0);
+        // tlbi vaale1is, x0; tlbi vmalle1.
+        r.st.tlbi(Tlbi::All { leaf_only: false }, tlbi_op(0xd508_83e0), 0);
+        r.st.tlbi(Tlbi::All { leaf_only: false }, tlbi_op(0xd508_871f), 0);
         r.store(CHILD, 1, STR);
+        // A store into the fixmap's PTEs.
+        r.store(CHILD + 8, 2, STR);
         // Another call's return address, then the real one.
-        r.st.returned(0x7004, 1500, 4);
-        r.st.returned(0x7000, 1900, 5);
+        assert_eq!(r.st.returned(0x7004, 1500, 4), AfterReturn::Continue);
+        assert_eq!(r.st.returned(0x7000, 1900, 5), AfterReturn::Continue);
         r.st.finish();
         let (text, calls) = r.sent(|m| match m {
             Message::Function(c) => Some(c),
             _ => None,
         });
         assert_eq!(calls.len(), 1, "{text}");
-        let c = calls[0];
-        assert_eq!((c.insns, c.isb, c.dsb, c.tlbi, c.ram_stores), (900, 2, 1, 1, 1), "{text}");
+        let c = calls[0].counts;
+        assert_eq!(calls[0].entry, 0x6000);
+        assert_eq!((c.insns, c.isb, c.dsb, c.tlbi, c.ram_stores, c.fixmap_writes), (900, 2, 1, 2, 2, 1), "{text}");
+        let ops: Vec<(&str, u64)> = c.tlbis_by_op().collect();
+        assert_eq!(ops, [("vaale1is", 1), ("vmalle1", 1)], "{text}");
+    }
+
+    #[test]
+    fn the_stop_function_returning_ends_the_trace_with_its_call_inside_the_other() {
+        let mut r = Rig::new("stop");
+        r.st.enter(0x6800, 0x7100, 10, 0);
+        r.st.enter(0x6000, 0x7000, 20, 0);
+        r.store(CHILD, 1, STR);
+        assert_eq!(r.st.returned(0x7000, 50, 0), AfterReturn::Continue);
+        r.store(CHILD + 8, 1, STR);
+        assert_eq!(r.st.returned(0x7100, 80, 0), AfterReturn::Stop);
+        let (text, calls) = r.sent(|m| match m {
+            Message::Function(c) => Some((c.entry, c.counts.insns, c.counts.ram_stores)),
+            _ => None,
+        });
+        assert_eq!(calls, [(0x6000, 30, 1), (0x6800, 70, 2)], "{text}");
+        let last: Vec<&str> = text.lines().rev().take(2).collect();
+        assert!(last[0].contains("stopped") && last[1].contains("summary"), "{text}");
     }
 }
