@@ -33,6 +33,10 @@ pub(crate) enum Cmd {
     Configs,
     /// Boot a real arm64 kernel, stop it once its init is up, and check its tables.
     Linux(LinuxArgs),
+    /// Count what a real kernel's map_mem() and paging_init() execute (TLBIs by op,
+    /// DSBs, ISBs, fixmap PTE writes, tables, instructions), traced, with rodata=full
+    /// on one bank of each --ram size, each boot ended as paging_init() returns.
+    KernelCosts(KernelCostsArgs),
     /// Run the bug catalogue: is every variant caught? (`mutants` builds only.)
     Mutants(MutantsArgs),
     /// What a command line needs prepared (guest image, QEMU, tracer, catalogue), as
@@ -310,6 +314,34 @@ pub(crate) struct LinuxArgs {
     pub(crate) ram: Option<u64>,
 }
 
+#[derive(clap::Args)]
+pub(crate) struct KernelCostsArgs {
+    /// The kernel (arm64 Image, or gzip'd as Debian ships it).
+    #[arg(long)]
+    pub(crate) kernel: PathBuf,
+    /// The initramfs (`cargo xtask linux` builds it): its /init prints the symbols.
+    #[arg(long)]
+    pub(crate) initrd: PathBuf,
+    /// QEMU -cpu.
+    #[arg(long, default_value = "max,pauth-impdef=on")]
+    pub(crate) cpu: String,
+    /// RAM sizes, one bank each (repeat: --ram 16G --ram 64G --ram 256G).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, required = true)]
+    pub(crate) ram: Vec<u64>,
+    /// The kernel's name in the table (default: its release).
+    #[arg(long)]
+    pub(crate) label: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+    /// Add this kernel to the kernels already in --report.
+    #[arg(long, requires = "report")]
+    pub(crate) report_append: bool,
+    /// Seconds each boot may take to reach paging_init's return (1 to 900).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=900))]
+    pub(crate) timeout: u64,
+}
+
 /// `16G`, `512M`, `1T` or bytes, as a byte count.
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_uppercase();
@@ -369,6 +401,7 @@ pub(crate) fn needs(command: &[String]) -> Needs {
         Cmd::Bench(a) if a.costs => Needs::default(),
         Cmd::Bench(a) => vm(BackendChoice::Qemu, &a.vm, a.trace_cost, a.vm.mutant.is_some()),
         Cmd::Linux(a) => Needs { qemu: true, tracing: !a.no_trace, ..Needs::default() },
+        Cmd::KernelCosts(_) => Needs { qemu: true, tracing: true, ..Needs::default() },
         Cmd::Configs | Cmd::Needs(_) => Needs::default(),
     }
 }

@@ -93,7 +93,7 @@ fn vm_checks() -> Vec<(String, bool, String)> {
 #[cfg(target_os = "linux")]
 fn print_kernel_facts() {
     use ptcheck_host::linux::symbols::{
-        EARLY_MAP_RANGE, IOMEM_PREFIX, RELEASE_PREFIX, SYMBOL_PREFIX, VMEMMAP_POPULATE, WANTED,
+        COSTS, EARLY_MAP_RANGE, IOMEM_PREFIX, RELEASE_PREFIX, SYMBOL_PREFIX, VMEMMAP_POPULATE, WANTED,
     };
     use std::io::BufRead as _;
     if let Ok(r) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
@@ -125,7 +125,10 @@ fn print_kernel_facts() {
             found.entry(format!("{n}.end")).or_insert_with(|| addr.to_string());
         }
         if it.next().is_none()
-            && (WANTED.contains(&name) || VMEMMAP_POPULATE.contains(&name) || name == EARLY_MAP_RANGE)
+            && (WANTED.contains(&name)
+                || VMEMMAP_POPULATE.contains(&name)
+                || COSTS.contains(&name)
+                || name == EARLY_MAP_RANGE)
         {
             found.entry(name.to_string()).or_insert_with(|| addr.to_string());
             open = Some((name.to_string(), a));

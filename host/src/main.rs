@@ -85,7 +85,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
     if let (Some(t), Some(name)) = (&mut trace, &args.count_calls) {
         let (used, entry, why) = ptcheck_host::linux::symbols::bracket(&args.kernel, name)?;
         println!("counting calls of {used} at {entry:#x}{why}");
-        t.bracket = Some((used, entry));
+        t.brackets = vec![(used, entry)];
     }
     match &trace {
         Some(t) => println!("tracing with {} ({}), plugin {}", t.qemu.display(), t.version, t.plugin.display()),
@@ -115,6 +115,30 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
             .map(|path| ptcheck_host::linux::command::ReportFile { path, append: args.report_append }),
         repro_dir: ptcheck_host::repro::dir(),
         jobs: args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize),
+    })
+}
+
+fn kernel_costs(args: &args::KernelCostsArgs) -> anyhow::Result<Class> {
+    use ptcheck_host::linux::costs::{run, CostsCommand};
+    let trace = ptcheck_host::trace::setup()?;
+    println!("tracing with {} ({}), plugin {}", trace.qemu.display(), trace.version, trace.plugin.display());
+    run(&CostsCommand {
+        run: ptcheck_host::linux::KernelRun {
+            accel: ptcheck_host::linux::accel::Accel::Tcg,
+            kernel: args.kernel.clone(),
+            initrd: args.initrd.clone(),
+            cpu: args.cpu.clone(),
+            timeout: Duration::from_secs(args.timeout),
+            plant: None,
+            trace: Some(trace),
+            qemu: None,
+        },
+        sizes: args.ram.clone(),
+        label: args.label.clone(),
+        report: args
+            .report
+            .clone()
+            .map(|path| ptcheck_host::linux::command::ReportFile { path, append: args.report_append }),
     })
 }
 
@@ -160,6 +184,7 @@ fn main() -> ExitCode {
             Class::Passed
         }),
         Cmd::Linux(args) => linux(args),
+        Cmd::KernelCosts(args) => kernel_costs(args),
         Cmd::Configs => {
             for c in TranslationConfig::all() {
                 println!("{c:<10} {} levels, root {}, {}-bit PA", c.levels(), c.root_level(), c.pa_bits());

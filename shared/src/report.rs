@@ -248,6 +248,85 @@ pub struct RegimeRow {
     pub secs_per_boot: f64,
 }
 
+/// `ptcheck kernel-costs`' JSON report: one entry per kernel (`--report-append` adds).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CostsReports {
+    /// The kernels.
+    pub runs: Vec<KernelCosts>,
+}
+
+/// What one kernel's early page-table code executed, per RAM size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KernelCosts {
+    /// What was tested.
+    pub tested: Option<Tested>,
+    /// The kernel file, and what it said it is (`uname -r`).
+    pub kernel: String,
+    /// See `kernel`.
+    pub release: String,
+    /// A label the caller gave it (`6.1 small 4k-48`), or the release.
+    pub label: String,
+    /// The regime it ran in (from TCR_EL1 at its init, 1 GiB boot).
+    pub regime: String,
+    /// Whether `map_mem` could be bracketed (it is in the kernel's symbols), and if
+    /// not, why and what was counted instead.
+    pub map_mem: Option<u64>,
+    /// See `map_mem`.
+    pub map_mem_note: Option<String>,
+    /// Where the fixmap's PTE tables are (physical), or why fixmap writes are not
+    /// counted.
+    pub fixmap: Result<(u64, u64), String>,
+    /// One row per RAM size.
+    pub rows: Vec<CostsRow>,
+}
+
+/// One boot, stopped when `paging_init()` returned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CostsRow {
+    /// Bytes of RAM, one bank.
+    pub ram: u64,
+    /// `passed`: counted; `crash` / `not-checked`: never reached the stop, `why` says.
+    pub outcome: LayoutOutcome,
+    /// Why it was not counted.
+    pub why: Vec<String>,
+    /// `map_mem()`'s call (absent where it is inlined).
+    pub map_mem: Option<crate::trace::Call>,
+    /// `paging_init()`'s call.
+    pub paging_init: Option<crate::trace::Call>,
+    /// Seconds from QEMU's start to the stop (emulated, traced).
+    pub secs: f64,
+    /// The largest resident set of QEMU (KiB) and of ptcheck itself: what such a
+    /// layout costs this machine.
+    pub qemu_peak_kib: Option<u64>,
+    /// See `qemu_peak_kib`.
+    pub ptcheck_peak_kib: Option<u64>,
+    /// ptcheck's own builders (`linux-6.9`, `linux`) mapping the same RAM page by
+    /// page in the same regime, as they count themselves.
+    #[serde(default)]
+    pub builders: Vec<BuilderCosts>,
+}
+
+/// What one of ptcheck's builders counted building one map.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BuilderCosts {
+    /// `linux-6.9` or `linux`.
+    pub builder: String,
+    /// Tables it built.
+    pub tables: u64,
+    /// Fixmap slots set and cleared.
+    pub fixmap_sets: u64,
+    /// See `fixmap_sets`.
+    pub fixmap_clears: u64,
+    /// TLB invalidations, `dsb`s, table clears and descriptors written.
+    pub tlbis: u64,
+    /// See `tlbis`.
+    pub dsbs: u64,
+    /// See `tlbis`.
+    pub table_clears: u64,
+    /// See `tlbis`.
+    pub descriptor_writes: u64,
+}
+
 /// What a `ptcheck` command line needs prepared before it runs. `ptcheck needs
 /// <command line>` answers from ptcheck's own parser, so `cargo xtask` never parses
 /// ptcheck's flags itself (one parser: a new flag cannot be missed by the other).

@@ -80,6 +80,22 @@ pub struct Bench {
     /// second copy of the tree built cold vs from the cache.
     #[arg(long, conflicts_with_all = ["scale", "costs", "trace"])]
     pub patch_loop: bool,
+    /// The seed series' cost table on the real kernel code: Debian's 6.1 and 6.12 and
+    /// small kernels from their sources (4k-48; the ten regimes for 6.12 at 16 GiB),
+    /// each counted by `ptcheck kernel-costs` on 16, 64 and 256 GiB with rodata=full,
+    /// side by side with the cover letter's published figures and ptcheck's builders.
+    #[arg(long, conflicts_with_all = ["scale", "costs", "trace", "patch_loop"])]
+    pub linux_costs: bool,
+    /// With --linux-costs: two trees to compare instead (before, after), 4k-48.
+    #[arg(long, requires = "linux_costs", num_args = 1)]
+    pub source: Vec<PathBuf>,
+    /// With --linux-costs: the JSON report (default target/linux/costs.json).
+    #[arg(long, requires = "linux_costs")]
+    pub report: Option<PathBuf>,
+    /// With --linux-costs: only the 16 GiB slice of Debian's 6.1 and 6.12 (what
+    /// `cargo xtask test` runs).
+    #[arg(long, requires = "linux_costs")]
+    pub slice: bool,
     /// With --patch-loop: the regimes (default all).
     #[arg(long, requires = "patch_loop")]
     pub regimes: Option<String>,

@@ -46,6 +46,18 @@ const DEBIAN: &[Debian] = &[
     },
 ];
 
+/// Debian's `version` kernel of `flavour` ("6.1" or "6.12"; "4k" or "16k"), fetched.
+///
+/// # Errors
+/// Not one Debian ships, or the fetch failed.
+pub(crate) fn fetch_debian(version: &str, flavour: &str) -> std::result::Result<PathBuf, String> {
+    let d = DEBIAN
+        .iter()
+        .find(|d| d.version == version && d.flavour == flavour)
+        .ok_or(format!("Debian ships no {version} {flavour} kernel ptcheck knows"))?;
+    fetch(d)
+}
+
 fn fetch(d: &Debian) -> std::result::Result<PathBuf, String> {
     let source = format!(
         "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian {} main",

@@ -10,6 +10,7 @@ mod debian;
 mod flags;
 mod kbuild;
 mod linux;
+mod linux_costs;
 mod mirror;
 mod nested_kvm;
 mod patch_loop;

@@ -73,6 +73,10 @@ pub fn bench(b: &Bench) -> Result {
     if b.costs {
         return ptcheck_build(&["bench", "--costs"], false);
     }
+    if b.linux_costs {
+        let c = crate::linux_costs::CostsBench { sources: b.source.clone(), report: b.report.clone(), slice: b.slice };
+        return crate::linux_costs::bench(&c).map(|_| ());
+    }
     if b.patch_loop {
         return crate::patch_loop::bench_patch_loop(b.regimes.as_deref().unwrap_or("all"));
     }
@@ -150,10 +154,17 @@ pub fn test() -> Result {
     // Real kernels' tables (Debian 6.1 and 6.12, a small 6.12 kernel, a traced kernel
     // plant; `linux::stage` fetches and builds them), and planted faults.
     crate::linux::stage()?;
+    // The seed's cost table's slice: Debian 6.1 vs 6.12 on 16 GiB, counted by the tracer.
+    match crate::linux::tracing_skipped() {
+        None => crate::linux_costs::slice()?,
+        Some(why) => println!("linux-costs slice SKIPPED ({why}): it counts through the tracer; NOT run, not counted"),
+    }
     println!(
         "xtask test: unit and QEMU tests passed; every built-in plan passed on every config on native, QEMU and {kvm}{}",
         match crate::linux::tracing_skipped() {
-            None => "; traced on QEMU 10: every builder, the catalogue, Debian's kernels and a kernel plant".to_string(),
+            None => "; traced on QEMU 10: every builder, the catalogue, Debian's kernels, a kernel plant and the \
+                     16 GiB cost slice"
+                .to_string(),
             Some(why) => format!("; WARNING: TRACING SKIPPED ({why}): the observed checks were NOT run"),
         }
     );

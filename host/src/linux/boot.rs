@@ -31,9 +31,68 @@ pub fn boot_and_inspect(
     image: &KernelImage,
     layout: &Layout,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
+    let layout = bootable(run, image, layout)?;
+    let dir = tempdir()?;
+    let result = boot_in(run, image, &layout, &dir.0);
+    drop(dir);
+    result
+}
+
+/// Boot `run` on `layout` until the tracer ends QEMU because its `stop=` function
+/// returned (`TraceSetup::stop`): what it observed then (the bracket it stopped in),
+/// and the seconds from QEMU's start. Nothing after that function is paid for.
+///
+/// # Errors
+/// As [`boot_and_inspect`]: a kernel that crashes or hangs before the stop is named
+/// as a [`Crash`]; one that reaches its init without the stop, or a trace without
+/// it, is said in one line.
+pub fn boot_until_stopped(
+    run: &KernelRun,
+    image: &KernelImage,
+    layout: &Layout,
+) -> anyhow::Result<(crate::trace::Observed, f64)> {
+    let Some(stop) = run.trace.as_ref().and_then(|t| t.stop) else {
+        bail!("boot_until_stopped needs a traced run with a stop function")
+    };
+    let layout = bootable(run, image, layout)?;
+    let dir = tempdir()?;
+    let span = layout.ram_span();
+    let ram = GuestRam::with_size(span)?;
+    let boot = Boot {
+        run,
+        image,
+        layout: &layout,
+        dir: &dir.0,
+        ram: &ram,
+        port: free_port()?,
+        trace_file: dir.0.join("trace.jsonl"),
+    };
+    let (mut qemu, mut console, start) = boot.launch()?;
+    let waited = boot.wait_for_init(&mut console, start, &mut qemu);
+    let secs = start.elapsed().as_secs_f64();
+    if qemu.0.try_wait().ok().flatten().is_none() {
+        if let Ok(mut g) = gdb::Gdb::connect(boot.port, Duration::from_secs(2)) {
+            let _ = g.interrupt();
+            qemu.end_through(&mut g);
+        }
+    }
+    drop(qemu);
+    let stopped =
+        crate::trace::read(&boot.trace_file).ok().and_then(|v| v.into_iter().find(|o| o.stopped == Some(stop)));
+    match (stopped, waited) {
+        (Some(o), _) => Ok((o, secs)),
+        (None, Ok(_)) => bail!(
+            "the kernel reached its init but the tracer never saw the function at {stop:#x} return (its return \
+             was translated before it was called, or it is not what the symbols say): not counted"
+        ),
+        (None, Err(e)) => Err(e),
+    }
+}
+
+/// `layout` as this run boots it: the initramfs as big as it is now (a reproducer
+/// outlives a rebuilt one), where the layout put it, and the whole checked.
+fn bootable(run: &KernelRun, image: &KernelImage, layout: &Layout) -> anyhow::Result<Layout> {
     let initrd = run.initrd_size()?;
-    // The initramfs may have been rebuilt since the layout was made (a reproducer
-    // outlives it): it goes where the layout put it and must fit before the DTB.
     let mut layout = layout.clone();
     layout.initrd.end = layout.initrd.start + initrd;
     if layout.initrd.end > layout.dtb {
@@ -45,10 +104,7 @@ pub fn boot_and_inspect(
         );
     }
     layout.validate(image.image_size).map_err(|e| anyhow::anyhow!("layout cannot be booted: {e}"))?;
-    let dir = tempdir()?;
-    let result = boot_in(run, image, &layout, &dir.0);
-    drop(dir);
-    result
+    Ok(layout)
 }
 
 /// What QEMU's loader reads for one file: a file in place, or bytes written first.
@@ -121,13 +177,7 @@ fn boot_in(
         ram.fill(r.start, r.len(), layout::BANK_POISON)?;
     }
     let boot = Boot { run, image, layout, dir, ram: &ram, port: free_port()?, trace_file: dir.join("trace.jsonl") };
-    let mut cmd = boot.qemu_command()?;
-    let start = Instant::now();
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {} (install qemu-system-arm)", run.qemu_binary().display()))?;
-    let mut qemu = Qemu(child);
-    let mut console = Console::follow(&mut qemu.0);
+    let (mut qemu, mut console, start) = boot.launch()?;
     let result = boot
         .wait_for_init(&mut console, start, &mut qemu)
         .and_then(|facts| boot.stop_and_inspect(facts, start.elapsed().as_secs_f64(), &mut qemu));
@@ -180,6 +230,18 @@ struct Boot<'a> {
 }
 
 impl Boot<'_> {
+    /// Start QEMU and follow its console: the guard, the console, when it started.
+    fn launch(&self) -> anyhow::Result<(Qemu, Console, Instant)> {
+        let mut cmd = self.qemu_command()?;
+        let start = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {} (install qemu-system-arm)", self.run.qemu_binary().display()))?;
+        let mut qemu = Qemu(child);
+        let console = Console::follow(&mut qemu.0);
+        Ok((qemu, console, start))
+    }
+
     /// The QEMU command line: the machine over `ram`, the gdbstub on `port`, the tracer
     /// when asked for, and QEMU's loader for the kernel, initramfs, DTB and entry stub
     /// (in place when they are files, else written to `dir`).

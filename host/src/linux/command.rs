@@ -144,8 +144,13 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 i.ttbr1
             );
             log_findings(log, &findings);
-            let calls = i.observed.as_ref().and_then(|o| o.as_ref().ok()).map(|o| o.calls.clone()).unwrap_or_default();
-            if let Some((name, _)) = run.trace.as_ref().and_then(|t| t.bracket.as_ref()) {
+            let calls: Vec<_> = i
+                .observed
+                .as_ref()
+                .and_then(|o| o.as_ref().ok())
+                .map(|o| o.calls.iter().map(|c| c.counts).collect())
+                .unwrap_or_default();
+            if let Some((name, _)) = run.trace.as_ref().and_then(|t| t.brackets.first()) {
                 let _ = writeln!(log, "    [calls] {}", describe_calls(name, &calls));
             }
             let unchecked: Vec<String> =

@@ -13,6 +13,7 @@ pub mod accel;
 mod boot;
 pub mod check;
 pub mod command;
+pub mod costs;
 pub mod crash;
 pub mod dtb;
 pub mod gdb;
@@ -23,7 +24,7 @@ mod plant;
 mod regime;
 pub mod symbols;
 
-pub use boot::{boot_and_inspect, NotUp};
+pub use boot::{boot_and_inspect, boot_until_stopped, NotUp};
 pub use check::judge;
 pub use inspection::{Finding, Inspection, LinuxCheck, Severity};
 pub use kernel::{check_kernel_bytes, config_va_bits, load_kernel, KernelImage};

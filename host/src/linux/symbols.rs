@@ -68,6 +68,10 @@ pub const VMEMMAP_POPULATE: &[&str] = &[
     "set_swapper_pgd",
 ];
 
+/// The functions `ptcheck kernel-costs` brackets (the seed's cover letter timed
+/// `map_mem`; it is static and often inlined into `paging_init`).
+pub const COSTS: &[&str] = &["map_mem", "paging_init"];
+
 /// 6.9+'s early kernel mapping (arch/arm64/kernel/pi/map_kernel.c): with a relocated
 /// (KASLR) kernel it unmaps the text, issues `dsb ishst; isb; tlbi vmalle1; isb` and
 /// maps it again read-only, with no DSB completing the TLBI before the new entries:
@@ -222,6 +226,18 @@ impl SystemMap {
     /// The address of the text symbol `name`.
     pub fn address(&self, name: &str) -> Option<u64> {
         self.text.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
+    }
+
+    /// The address of the symbol `name` of any section (data and bss too).
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.all.iter().find(|(_, n)| n == name).map(|(a, _)| *a)
+    }
+
+    /// The address of the first symbol above `addr`: where an object at `addr` ends
+    /// at the latest.
+    pub fn next_after(&self, addr: u64) -> Option<u64> {
+        let i = self.all.partition_point(|(a, _)| *a <= addr);
+        self.all.get(i).map(|(a, _)| *a)
     }
 
     /// `name+0xoff` for `offset` bytes into the image, by every symbol (a table in the

@@ -23,9 +23,14 @@ pub struct TraceSetup {
     pub version: String,
     /// The plugin (`libptcheck_tracer.so`).
     pub plugin: PathBuf,
-    /// A function to count from entry to return (`--count-calls`): its name and
-    /// entry VA.
-    pub bracket: Option<(String, u64)>,
+    /// Functions to count from entry to return (`--count-calls`, `kernel-costs`):
+    /// each one's name and entry VA.
+    pub brackets: Vec<(String, u64)>,
+    /// One of `brackets`' entries: the tracer ends QEMU once its call returns.
+    pub stop: Option<u64>,
+    /// Where the fixmap's PTE tables are (`[lo, hi)`, physical): stores there are
+    /// counted.
+    pub fixmap: Option<(u64, u64)>,
 }
 
 /// The oldest QEMU whose plugin API (v4) the tracer is built for.
@@ -96,7 +101,7 @@ pub fn setup() -> anyhow::Result<TraceSetup> {
             qemu.display()
         ),
     }
-    Ok(TraceSetup { qemu, version, plugin, bracket: None })
+    Ok(TraceSetup { qemu, version, plugin, brackets: Vec::new(), stop: None, fixmap: None })
 }
 
 /// A bbm or tlbi finding in words (PCs as the plugin gives them; `name` may add a
@@ -169,8 +174,14 @@ impl TraceSetup {
         if a.links_all {
             s += ",links=all";
         }
-        if let Some((_, entry)) = &self.bracket {
+        for (_, entry) in &self.brackets {
             s += &format!(",bracket={entry:#x}");
+        }
+        if let Some(entry) = self.stop {
+            s += &format!(",stop={entry:#x}");
+        }
+        if let Some((lo, hi)) = self.fixmap {
+            s += &format!(",fixmap={lo:#x}-{hi:#x}");
         }
         Ok(s)
     }
@@ -183,9 +194,11 @@ pub struct Observed {
     pub links: Vec<Link>,
     /// Its bbm and tlbi findings (the first of each bracket; all are counted).
     pub findings: Vec<Finding>,
-    /// The bracketed function's calls (`bracket=`), each one's counts from its entry
-    /// to its return.
-    pub calls: Vec<ptcheck_shared::trace::Counts>,
+    /// The bracketed functions' calls (`bracket=`), each one's counts from its entry
+    /// to its return, in the order they returned.
+    pub calls: Vec<ptcheck_shared::trace::Call>,
+    /// The tracer ended QEMU when this function returned (`stop=`).
+    pub stopped: Option<u64>,
     /// The last table writes before QEMU exited, oldest first (empty when it was
     /// killed rather than ended).
     pub recent: Vec<ptcheck_shared::trace::TableWrite>,
@@ -230,6 +243,12 @@ pub fn parse(text: &str) -> anyhow::Result<(Vec<Observed>, bool)> {
             Message::Finding(f) => cur.findings.push(f),
             Message::TableWrite(w) => cur.recent.push(w),
             Message::Function(c) => cur.calls.push(c),
+            Message::Stopped { entry } => {
+                // After the summary: it belongs to the bracket that summary ended.
+                let n = out.len();
+                let ended = if n > 1 && out[n - 1].counts.is_none() { n - 2 } else { n - 1 };
+                out[ended].stopped = Some(entry);
+            }
             Message::Summary(c) => {
                 cur.counts = Some(c);
                 out.push(Observed::default());
@@ -289,6 +308,28 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stop_after_the_summary_marks_the_bracket_it_ended() {
+        use ptcheck_shared::trace::Call;
+        let line = |m: &Message| serde_json::to_string(m).unwrap();
+        let call = Call { entry: 0x10, counts: Counts { insns: 7, ..Counts::default() }, emulated_ns: 1 };
+        let text = [
+            line(&Message::Hello { built_for: 4, qemu_min: 4, qemu_cur: 4 }),
+            line(&Message::Function(call)),
+            line(&Message::Summary(Counts::default())),
+            line(&Message::Stopped { entry: 0x10 }),
+        ]
+        .join("\n");
+        let (brackets, hello) = parse(&text).unwrap();
+        assert!(hello);
+        assert_eq!(brackets.len(), 1);
+        assert_eq!(brackets[0].stopped, Some(0x10));
+        assert_eq!(brackets[0].calls, [call]);
+        // Without the stop, nothing says the tracer ended QEMU.
+        let (unstopped, _) = parse(&text.lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+        assert_eq!(unstopped[0].stopped, None);
+    }
 
     #[test]
     fn versions() {
