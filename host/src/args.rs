@@ -169,6 +169,9 @@ pub(crate) struct ReplayArgs {
     pub(crate) backend: BackendChoice,
     #[command(flatten)]
     pub(crate) vm: VmArgs,
+    /// Also write a self-contained HTML report (expected vs actual drawn) here.
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -312,6 +315,9 @@ pub(crate) struct LinuxArgs {
     /// KASLR, the default command line: the sizes the seed's cover letter measured.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) ram: Option<u64>,
+    /// Also write a self-contained HTML report (each layout drawn) here.
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -11,6 +11,7 @@ pub mod differential;
 pub mod esr;
 pub mod expect;
 pub mod fuzz;
+pub mod html;
 pub mod linux;
 pub mod matrix;
 #[cfg(feature = "mutants")]

@@ -109,6 +109,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
         shard: args.shard,
         cmdline: args.cmdline,
         ram: args.ram,
+        html: args.html.clone(),
         report: args
             .report
             .clone()
@@ -157,9 +158,12 @@ fn main() -> ExitCode {
     let outcome = match &cli.cmd {
         Cmd::Run(args) => run(args),
         Cmd::Fuzz(args) => fuzz(args),
-        Cmd::Replay(args) => {
-            ptcheck_host::replay::replay(&args.file, &args.vm.options(args.backend), args.vm.builder.as_deref())
-        }
+        Cmd::Replay(args) => ptcheck_host::replay::replay(
+            &args.file,
+            &args.vm.options(args.backend),
+            args.vm.builder.as_deref(),
+            args.html.as_deref(),
+        ),
         Cmd::Bench(args) if args.costs => ptcheck_host::bench::costs().map(pass_or_fail),
         Cmd::Bench(args) if args.trace_cost => {
             let b = ptcheck_host::bench::TraceBench {

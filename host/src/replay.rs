@@ -15,10 +15,16 @@ use crate::{ptdump, repro};
 ///
 /// # Errors
 /// The file cannot be read or parsed (line and field named), or no backend can run it.
-pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> anyhow::Result<Class> {
+pub fn replay(
+    file: &Path,
+    backend: &BackendOptions,
+    builder: Option<&str>,
+    html: Option<&Path>,
+) -> anyhow::Result<Class> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     if crate::linux::command::is_linux_repro(&text) {
-        return crate::linux::command::replay(file, &text, backend.policy.plan_timeout.max(Duration::from_secs(120)));
+        let timeout = backend.policy.plan_timeout.max(Duration::from_secs(120));
+        return crate::linux::command::replay(file, &text, timeout, html);
     }
     let r = repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     // The builder: as asked, else the one the reproducer ran on, else linux.
@@ -46,6 +52,7 @@ pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> a
         let same = *recorded == run.outcome.to_string();
         println!("recorded outcome: {recorded} ({})", if same { "the same" } else { "DIFFERENT" });
     }
+    let mut strips = None;
     if let (Some(exp), Some(walk)) = (&listing.expected, &listing.walk) {
         let want = ptdump::rows(&cfg, &exp.runs);
         let got = ptdump::rows(&cfg, &walk.runs);
@@ -53,8 +60,35 @@ pub fn replay(file: &Path, backend: &BackendOptions, builder: Option<&str>) -> a
         let s = if differing == 1 { "" } else { "s" };
         println!("mappings (- expected only, + in the tables only): {differing} differing line{s}");
         print!("{text}");
+        strips =
+            Some(crate::html::Strips { expected: Some(want), actual: got, regions: Vec::new(), flagged: Vec::new() });
     }
     let class = run.class();
+    if let Some(path) = html {
+        let tested = crate::tested::of_backend("replay", b.as_ref(), &[r.plan.plan_id]);
+        let page = crate::html::Page {
+            title: format!("ptcheck replay {}", file.display()),
+            tested: crate::html::tested_facts(&tested),
+            outcome: match class {
+                Class::BuilderFailed => format!("{}: failing checks {}", run.outcome, run.verdict.failed().join(", ")),
+                _ => format!("{} ({class:?})", run.outcome),
+            },
+            passed: class == Class::Passed,
+            sections: vec![crate::html::Section {
+                title: format!("{cfg}: {} operations, builder {}", r.plan.n_ops, backend.builder),
+                facts: vec![
+                    ("reproducer".into(), file.display().to_string()),
+                    ("recorded outcome".into(), r.outcome.clone().unwrap_or_default()),
+                    ("recorded failures".into(), r.fails.join(", ")),
+                ],
+                failing: run.verdict.describe_failures().lines().map(str::to_string).collect(),
+                strips,
+                ..crate::html::Section::default()
+            }],
+        };
+        page.write(path)?;
+        println!("html: {}", path.display());
+    }
     match class {
         Class::Passed => {
             let bug = matches!(run.outcome, Outcome::Bug { .. });

@@ -213,10 +213,11 @@ pub fn stage() -> Result {
         ("policy", "policy"),
     ] {
         let _ = std::fs::remove_file(&report);
+        let html = target_dir().join("linux").join(format!("plant-{plant}.html"));
         let args = ["--seed", "11", "--count", "1", "--cmdline", "rodata-on", "--plant", plant, "--report"]
             .map(String::from)
             .into_iter()
-            .chain([report.display().to_string()])
+            .chain([report.display().to_string(), "--html".into(), html.display().to_string()])
             .collect::<Vec<_>>();
         if ptcheck(&kernel, &initrd, CPU, &args)? != Some(1) {
             return Err(format!("a planted {plant} fault was not caught"));

@@ -5,6 +5,7 @@
 //! `cargo` or tool invocation printed before it runs, so a failure names the exact
 //! command to re-run. `main` parses and dispatches; the steps are in their modules.
 
+mod browser;
 mod builds;
 mod debian;
 mod flags;

@@ -154,6 +154,8 @@ pub fn test() -> Result {
     // Real kernels' tables (Debian 6.1 and 6.12, a small 6.12 kernel, a traced kernel
     // plant; `linux::stage` fetches and builds them), and planted faults.
     crate::linux::stage()?;
+    // The HTML reports as a browser shows them: a failing replay, a failing layout.
+    crate::browser::stage(&crate::tools::target_dir().join("linux").join("plant-policy.html"))?;
     // The seed's cost table's slice: Debian 6.1 vs 6.12 on 16 GiB, counted by the tracer.
     match crate::linux::tracing_skipped() {
         None => crate::linux_costs::slice()?,

@@ -36,6 +36,8 @@ pub struct LinuxCommand {
     /// Every layout one bank of this many bytes (`layout::one_bank`) instead of the
     /// generated ones.
     pub ram: Option<u64>,
+    /// Write the HTML report (`crate::html`) here.
+    pub html: Option<PathBuf>,
 }
 
 /// Where the JSON report goes.
@@ -96,6 +98,67 @@ struct Booted {
     row: LayoutRow,
     release: Option<String>,
     backend: String,
+    /// The layout drawn for `--html`.
+    html: crate::html::Section,
+}
+
+/// A booted layout drawn for `--html`: the RAM layout against the linear map, the
+/// walked TTBR1 space by region, the failing checks and findings.
+fn html_section(
+    index: u64,
+    layout: &Layout,
+    i: &super::Inspection,
+    findings: &[super::Finding],
+) -> crate::html::Section {
+    use crate::html::{Physical, Section, Strips};
+    let rows = crate::ptdump::rows(&i.cfg, &i.walk.runs);
+    let (lo, hi) = (super::check::page_offset(&i.cfg), super::check::linear_end(&i.cfg));
+    let mut regions = vec![("linear map".to_string(), lo, u128::from(hi))];
+    if let (Some(a), Some(b)) = (i.facts.sym("_text"), i.facts.sym("_end")) {
+        regions.push(("kernel image".into(), a, u128::from(b)));
+    }
+    let mut ranges: Vec<(String, String, u64, u64)> = Vec::new();
+    for b in &layout.banks {
+        ranges.push(("bank".into(), "bank".into(), b.start, b.end));
+    }
+    for n in &layout.no_map {
+        ranges.push(("no-map".into(), "no-map".into(), n.start, n.end));
+    }
+    let image_end = i.facts.iomem.get("Kernel_data").map_or(layout.kernel + (2 << 20), |d| d.1);
+    ranges.push(("kernel".into(), "kernel loaded".into(), layout.kernel, image_end));
+    for r in rows.iter().filter(|r| r.va >= lo && r.end <= u128::from(hi)) {
+        let len = (r.end - u128::from(r.va)) as u64;
+        match ranges.last_mut() {
+            Some(last) if last.0 == "linear" && last.3 == r.pa => last.3 = r.pa + len,
+            _ => ranges.push(("linear".into(), "linear map".into(), r.pa, r.pa + len)),
+        }
+    }
+    let failing: Vec<String> = findings
+        .iter()
+        .filter(|f| f.failed() || f.not_checked())
+        .map(|f| format!("{}{}: {}", if f.failed() { "" } else { "NOT CHECKED " }, f.check, f.what))
+        .collect();
+    let mut log = String::new();
+    log_findings(&mut log, findings);
+    Section {
+        title: format!("layout {index}: {}", i.cfg),
+        facts: vec![
+            ("layout".into(), layout.describe()),
+            ("kernel".into(), i.facts.release.clone().unwrap_or_default()),
+            ("TCR_EL1 / TTBR1_EL1".into(), format!("{:#x} / {:#x}", i.tcr, i.ttbr1)),
+            ("tables walked".into(), i.walk.tables.len().to_string()),
+            ("boot".into(), format!("{:.1} s to init", i.boot_secs)),
+        ],
+        failing,
+        strips: Some(Strips {
+            expected: None,
+            actual: rows,
+            regions,
+            flagged: findings.iter().filter(|f| f.failed()).flat_map(|f| crate::html::ranges_named(&f.what)).collect(),
+        }),
+        physical: Some(Physical { ranges }),
+        text: vec![("findings".into(), log)],
+    }
 }
 
 /// `--count-calls`' line: each call of `name`, what it executed.
@@ -124,6 +187,7 @@ fn describe_calls(name: &str, calls: &[ptcheck_shared::trace::Counts]) -> String
 
 fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: u64, log: &mut String) -> Booted {
     use std::fmt::Write as _;
+    let row_layout = layout.clone();
     match boot_and_inspect(run, image, &layout) {
         Ok((i, ram)) => {
             let findings = judge(&i, &layout, &ram);
@@ -176,6 +240,7 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                 },
                 release: i.facts.release.clone(),
                 backend: i.facts.backend_id(),
+                html: html_section(index, &row_layout, &i, &findings),
             }
         }
         Err(e) => {
@@ -200,7 +265,15 @@ fn boot_one(run: &KernelRun, image: &super::KernelImage, layout: Layout, index: 
                     format!("{e:#}").lines().next().unwrap_or("")
                 );
             }
-            not_up(index, layout, failed, &e, crash.as_ref())
+            let mut b = not_up(index, layout, failed, &e, crash.as_ref());
+            b.html.text.push(("the kernel did not reach its init".into(), format!("{e:#}")));
+            if let Some(c) = &crash {
+                b.html.text.push((
+                    "crash".into(),
+                    std::iter::once(c.summary.clone()).chain(c.details.clone()).collect::<Vec<_>>().join("\n"),
+                ));
+            }
+            b
         }
     }
 }
@@ -239,7 +312,14 @@ fn not_up(
         Some(c) => (LayoutOutcome::Crash, vec![c.summary.clone()]),
         None => (LayoutOutcome::NotChecked, vec![format!("{e:#}")]),
     };
+    let html = crate::html::Section {
+        title: format!("layout {index}: {outcome}"),
+        facts: vec![("layout".into(), layout.describe())],
+        failing: why.clone(),
+        ..crate::html::Section::default()
+    };
     Booted {
+        html,
         row: LayoutRow {
             index,
             outcome,
@@ -416,7 +496,29 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     };
     let all = add_to_report(cmd.report.as_ref(), report.clone())?;
     print_table(&all.runs);
-    Ok(verdict(&report))
+    let class = verdict(&report);
+    if let Some(path) = &cmd.html {
+        let page = crate::html::Page {
+            title: format!("ptcheck linux: {}", cmd.run.kernel.display()),
+            tested: report.tested.as_ref().map(crate::html::tested_facts).unwrap_or_default(),
+            outcome: {
+                let count = |o| report.layouts.iter().filter(|l| l.outcome == o).count();
+                format!(
+                    "{} layouts: {} passed, {} failed a check, {} crashed, {} not checked",
+                    report.layouts.len(),
+                    count(LayoutOutcome::Passed),
+                    count(LayoutOutcome::Failed),
+                    count(LayoutOutcome::Crash),
+                    count(LayoutOutcome::NotChecked)
+                )
+            },
+            passed: class == Class::Passed,
+            sections: booted.sections.into_iter().map(|(_, s)| s).collect(),
+        };
+        page.write(path)?;
+        println!("html: {}", path.display());
+    }
+    Ok(class)
 }
 
 /// What the boots of one run gave: a row per layout (in index order), the kernel's
@@ -425,6 +527,8 @@ struct Boots {
     rows: Vec<LayoutRow>,
     release: Option<String>,
     backend: String,
+    /// Each layout drawn (`--html`), by index.
+    sections: Vec<(u64, crate::html::Section)>,
 }
 
 /// Boots `indices`' layouts `jobs` at a time, printing each layout's log as it ends;
@@ -437,7 +541,7 @@ fn boot_layouts(
     indices: Vec<u64>,
     jobs: usize,
 ) -> anyhow::Result<Boots> {
-    let mut out = Boots { rows: Vec::new(), release: None, backend: "linux-?".to_string() };
+    let mut out = Boots { rows: Vec::new(), release: None, backend: "linux-?".to_string(), sections: Vec::new() };
     let mut consecutive_infra = 0;
     let queue = std::sync::Mutex::new(indices.into_iter());
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -469,6 +573,9 @@ fn boot_layouts(
             // Only a boot that failed for the setup counts: a crash is the kernel's verdict.
             let infra = b.row.tables == 0 && b.row.outcome == LayoutOutcome::NotChecked;
             consecutive_infra = if infra { consecutive_infra + 1 } else { 0 };
+            if cmd.html.is_some() {
+                out.sections.push((b.row.index, b.html));
+            }
             out.rows.push(b.row);
             if consecutive_infra >= 3 && !stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 println!(
@@ -479,6 +586,7 @@ fn boot_layouts(
         Ok(())
     })?;
     out.rows.sort_by_key(|r| r.index);
+    out.sections.sort_by_key(|(k, _)| *k);
     Ok(out)
 }
 
@@ -566,7 +674,7 @@ pub fn print_table(reports: &[LinuxReport]) {
 ///
 /// # Errors
 /// The file does not parse, or names files that are gone.
-pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Class> {
+pub fn replay(file: &Path, text: &str, timeout: Duration, html: Option<&Path>) -> anyhow::Result<Class> {
     let r: LinuxRepro =
         serde_json::from_str(text).with_context(|| format!("{}: not a {REPRO_FORMAT} reproducer", file.display()))?;
     println!(
@@ -606,6 +714,17 @@ pub fn replay(file: &Path, text: &str, timeout: Duration) -> anyhow::Result<Clas
     let mut log = String::new();
     let b = boot_one(&run, &image, r.layout.clone(), r.index, &mut log);
     print!("{log}");
+    if let Some(path) = html {
+        let page = crate::html::Page {
+            title: format!("ptcheck replay {}", file.display()),
+            tested: crate::html::tested_facts(&run.tested("replay", r.seed)),
+            outcome: format!("{}: {}", b.row.outcome, b.row.why.join("; ")),
+            passed: b.row.outcome == LayoutOutcome::Passed,
+            sections: vec![b.html.clone()],
+        };
+        page.write(path)?;
+        println!("html: {}", path.display());
+    }
     // A crash is the same when it is the same kind (a hang's PC may differ).
     let kind = |why: &[String]| why.first().map(|w| super::crash::kind_word(w).to_string());
     let same = b.row.why == r.failed || (b.row.outcome == LayoutOutcome::Crash && kind(&b.row.why) == kind(&r.failed));
