@@ -8,13 +8,17 @@ use std::process::Command;
 
 use crate::tools::{ensure, target_dir, Need, Result};
 
-/// The browser, installed if missing.
-fn chromium() -> Result {
-    ensure(&[Need {
-        what: "chromium (the headless browser the HTML test uses)",
-        present: "bin:chromium",
-        package: "chromium",
-    }])
+/// The browser: Chromium or Chrome on PATH (GitHub's Ubuntu runners have Chrome, and
+/// Ubuntu's `chromium` package is only a snap stub), else Debian's `chromium`,
+/// installed as QEMU is.
+fn chromium() -> std::result::Result<&'static str, String> {
+    const NAMES: [&str; 4] = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"];
+    if let Some(n) = NAMES.iter().find(|n| crate::tools::on_path(n)) {
+        return Ok(n);
+    }
+    let what = "chromium (the headless browser the HTML test uses)";
+    ensure(&[Need { what, present: "bin:chromium", package: "chromium" }])?;
+    Ok("chromium")
 }
 
 /// `html` as headless Chromium renders it: the DOM after load, and a PNG screenshot.
@@ -22,26 +26,27 @@ fn chromium() -> Result {
 /// # Errors
 /// Chromium cannot run, or wrote no screenshot.
 pub fn render(html: &Path) -> std::result::Result<(String, PathBuf), String> {
+    let browser = chromium()?;
     let html = std::fs::canonicalize(html).map_err(|e| format!("{}: {e}", html.display()))?;
     let url = format!("file://{}", html.display());
     let base = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1600"];
-    let dom = Command::new("chromium")
+    let dom = Command::new(browser)
         .args(base)
         .arg("--dump-dom")
         .arg(&url)
         .output()
-        .map_err(|e| format!("cannot run chromium: {e}"))?;
+        .map_err(|e| format!("cannot run {browser}: {e}"))?;
     if !dom.status.success() {
         return Err(format!("chromium --dump-dom {url} failed: {}", String::from_utf8_lossy(&dom.stderr)));
     }
     let png = html.with_extension("png");
     let _ = std::fs::remove_file(&png);
-    let shot = Command::new("chromium")
+    let shot = Command::new(browser)
         .args(base)
         .arg(format!("--screenshot={}", png.display()))
         .arg(&url)
         .output()
-        .map_err(|e| format!("cannot run chromium: {e}"))?;
+        .map_err(|e| format!("cannot run {browser}: {e}"))?;
     if !shot.status.success() || !png.is_file() {
         return Err(format!("chromium wrote no screenshot of {url}: {}", String::from_utf8_lossy(&shot.stderr)));
     }
@@ -99,7 +104,7 @@ fn check(html: &Path, want: &[&str]) -> Result {
 /// # Errors
 /// A step could not run, or the browser did not show what the report says.
 pub fn stage(linux_html: &Path) -> Result {
-    chromium()?;
+    println!("browser: {}", chromium()?);
     let dir = target_dir().join("html");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mutant = ["--backend", "native", "--mutant", "off-by-one-end"];
