@@ -343,6 +343,10 @@ pub(crate) struct KernelCostsArgs {
     /// Add this kernel to the kernels already in --report.
     #[arg(long, requires = "report")]
     pub(crate) report_append: bool,
+    /// Draw the report's kernels (all of them, with --report-append) as bar charts in
+    /// one self-contained HTML page here.
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
     /// Seconds each boot may take to reach paging_init's return (1 to 900).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub(crate) timeout: u64,

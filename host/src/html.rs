@@ -48,6 +48,39 @@ pub struct Section {
     pub physical: Option<Physical>,
     /// Blocks of text (a crash's details, the console tail).
     pub text: Vec<(String, String)>,
+    /// Bar charts (`bars`), drawn after the facts.
+    pub charts: Vec<String>,
+}
+
+/// A horizontal bar chart on a log scale: one bar per `(label, value)`, grouped under
+/// each group's heading; the value printed at the bar's end.
+pub fn bars(title: &str, groups: &[(String, Vec<(String, f64)>)]) -> String {
+    let max = groups.iter().flat_map(|(_, b)| b.iter().map(|(_, v)| *v)).fold(1.0f64, f64::max);
+    let scale = |v: f64| if v <= 0.0 { 0.0 } else { 640.0 * (1.0 + v.log10()) / (1.0 + max.log10()) };
+    let mut out = String::new();
+    let mut y = 4.0;
+    for (g, bs) in groups {
+        let _ = writeln!(out, r#"<text x="0" y="{}" class="label" font-weight="bold">{}</text>"#, y + 12.0, esc(g));
+        y += 18.0;
+        for (k, (label, v)) in bs.iter().enumerate() {
+            let fill = ["#c0392b", "#2a9d8f", "#5b8def", "#f4a261"][k % 4];
+            let w = scale(*v).max(1.0);
+            let _ = writeln!(
+                out,
+                r#"<text x="0" y="{}" class="label">{}</text><rect x="300" y="{y}" width="{w:.1}" height="12" fill="{fill}" class="bar" data-value="{v}"/><text x="{:.1}" y="{}" class="label">{v:.2}</text>"#,
+                y + 10.0,
+                esc(label),
+                304.0 + w,
+                y + 10.0
+            );
+            y += 15.0;
+        }
+        y += 6.0;
+    }
+    format!(
+        r#"<p>{} (log scale)</p><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1004 {y}" class="strip">{out}</svg>"#,
+        esc(title)
+    )
 }
 
 /// Two listings of one VA space.
@@ -341,6 +374,9 @@ fn section(out: &mut String, s: &Section, id: usize) {
         }
         out.push_str("</ul>\n");
     }
+    for c in &s.charts {
+        out.push_str(c);
+    }
     if let Some(p) = &s.physical {
         out.push_str(&physical_svg(p));
     }
@@ -444,7 +480,9 @@ impl Page {
             esc(&self.outcome)
         );
         facts(&mut out, &self.tested);
-        out.push_str(&legend());
+        if self.sections.iter().any(|s| s.strips.is_some()) {
+            out.push_str(&legend());
+        }
         for (i, s) in self.sections.iter().enumerate() {
             section(&mut out, s, i);
         }
@@ -520,6 +558,12 @@ mod tests {
                 && !html.contains(r#"failing" data-va="0x10000000""#)
         );
         assert!(html.contains(r#"id="s0-l-1" class="flagged""#));
+    }
+
+    #[test]
+    fn bars_carry_their_values() {
+        let svg = bars("per table", &[("16 GiB".into(), vec![("6.1 TLBI".into(), 33.0), ("6.12 TLBI".into(), 1.0)])]);
+        assert!(svg.contains(r#"data-value="33""#) && svg.contains(r#"data-value="1""#));
     }
 
     #[test]

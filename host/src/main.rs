@@ -136,6 +136,7 @@ fn kernel_costs(args: &args::KernelCostsArgs) -> anyhow::Result<Class> {
         },
         sizes: args.ram.clone(),
         label: args.label.clone(),
+        html: args.html.clone(),
         report: args
             .report
             .clone()

@@ -75,7 +75,10 @@ pub fn inked(png: &Path) -> std::result::Result<f64, String> {
 }
 
 /// Load `html`, check the DOM holds every one of `want`, and the screenshot is inked.
-fn check(html: &Path, want: &[&str]) -> Result {
+///
+/// # Errors
+/// The browser cannot run, a `want` is missing from its DOM, or the screenshot is blank.
+pub fn check(html: &Path, want: &[&str]) -> Result {
     let (dom, png) = render(html)?;
     for w in want {
         if !dom.contains(w) {

@@ -92,6 +92,9 @@ pub struct Bench {
     /// With --linux-costs: the JSON report (default target/linux/costs.json).
     #[arg(long, requires = "linux_costs")]
     pub report: Option<PathBuf>,
+    /// With --linux-costs: the bar charts, one HTML page (default target/linux/costs.html).
+    #[arg(long, requires = "linux_costs")]
+    pub html: Option<PathBuf>,
     /// With --linux-costs: only the 16 GiB slice of Debian's 6.1 and 6.12 (what
     /// `cargo xtask test` runs).
     #[arg(long, requires = "linux_costs")]

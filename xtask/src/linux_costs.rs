@@ -22,6 +22,8 @@ pub struct CostsBench {
     pub report: Option<PathBuf>,
     /// Only the 16 GiB slice on Debian's 6.1 and 6.12 (`cargo xtask test`).
     pub slice: bool,
+    /// The HTML page of bar charts (default target/linux/costs.html).
+    pub html: Option<PathBuf>,
 }
 
 /// One kernel to count: its name in the table, the file, its `-cpu`, the sizes.
@@ -97,6 +99,7 @@ pub fn bench(b: &CostsBench) -> Result<CostsReports, String> {
     let initrd = crate::linux::initramfs()?;
     let report = b.report.clone().unwrap_or_else(|| crate::tools::target_dir().join("linux").join("costs.json"));
     let _ = std::fs::remove_file(&report);
+    let html = b.html.clone().unwrap_or_else(|| report.with_extension("html"));
     let started = std::time::Instant::now();
     let mut failed = Vec::new();
     for k in kernels(b)? {
@@ -105,7 +108,7 @@ pub fn bench(b: &CostsBench) -> Result<CostsReports, String> {
         for s in k.sizes {
             cmd.args(["--ram", s]);
         }
-        cmd.args(["--label", &k.label]).arg("--report").arg(&report).arg("--report-append");
+        cmd.args(["--label", &k.label]).arg("--report").arg(&report).arg("--report-append").arg("--html").arg(&html);
         println!(
             "\n$ ptcheck kernel-costs --kernel {} --ram {} --label '{}'",
             k.image.display(),
@@ -278,7 +281,7 @@ fn pairs(all: &CostsReports) -> Vec<(&KernelCosts, &KernelCosts)> {
 /// # Errors
 /// Any of those not so, named with the figures.
 pub fn slice() -> Result<(), String> {
-    let all = bench(&CostsBench { sources: Vec::new(), report: None, slice: true })?;
+    let all = bench(&CostsBench { sources: Vec::new(), report: None, slice: true, html: None })?;
     let row = |label: &str| -> Result<(Counts, CostsRow), String> {
         let k = all.runs.iter().find(|k| k.label == label).ok_or(format!("{label} was not counted"))?;
         let r = k.rows.first().ok_or(format!("{label}: no row"))?;

@@ -74,7 +74,12 @@ pub fn bench(b: &Bench) -> Result {
         return ptcheck_build(&["bench", "--costs"], false);
     }
     if b.linux_costs {
-        let c = crate::linux_costs::CostsBench { sources: b.source.clone(), report: b.report.clone(), slice: b.slice };
+        let c = crate::linux_costs::CostsBench {
+            sources: b.source.clone(),
+            report: b.report.clone(),
+            slice: b.slice,
+            html: b.html.clone(),
+        };
         return crate::linux_costs::bench(&c).map(|_| ());
     }
     if b.patch_loop {
@@ -158,7 +163,12 @@ pub fn test() -> Result {
     crate::browser::stage(&crate::tools::target_dir().join("linux").join("plant-policy.html"))?;
     // The seed's cost table's slice: Debian 6.1 vs 6.12 on 16 GiB, counted by the tracer.
     match crate::linux::tracing_skipped() {
-        None => crate::linux_costs::slice()?,
+        None => {
+            crate::linux_costs::slice()?;
+            // Its bar charts, as the browser draws them.
+            let html = crate::tools::target_dir().join("linux").join("costs.html");
+            crate::browser::check(&html, &["TLBI per table", r#"class="bar" data-value="1""#])?;
+        }
         Some(why) => println!("linux-costs slice SKIPPED ({why}): it counts through the tracer; NOT run, not counted"),
     }
     println!(

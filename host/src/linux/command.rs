@@ -158,6 +158,7 @@ fn html_section(
         }),
         physical: Some(Physical { ranges }),
         text: vec![("findings".into(), log)],
+        charts: Vec::new(),
     }
 }
 

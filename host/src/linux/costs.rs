@@ -31,6 +31,8 @@ pub struct CostsCommand {
     pub label: Option<String>,
     /// The JSON report, and whether to add to the kernels already in it.
     pub report: Option<super::command::ReportFile>,
+    /// Draw every kernel of the report (or this one alone) as bar charts here.
+    pub html: Option<PathBuf>,
 }
 
 /// The RAM of the boot that finds the symbols.
@@ -259,9 +261,17 @@ pub fn run(cmd: &CostsCommand) -> anyhow::Result<Class> {
         rows,
     };
     let class = verdict(&report);
-    if let Some(f) = &cmd.report {
-        write_report(&f.path, f.append, report)?;
-        println!("report: {}", f.path.display());
+    let all = match &cmd.report {
+        Some(f) => {
+            let all = write_report(&f.path, f.append, report)?;
+            println!("report: {}", f.path.display());
+            all
+        }
+        None => CostsReports { runs: vec![report] },
+    };
+    if let Some(path) = &cmd.html {
+        costs_page(&all, class).write(path)?;
+        println!("html: {}", path.display());
     }
     Ok(class)
 }
@@ -368,7 +378,80 @@ fn verdict(k: &KernelCosts) -> Class {
     class
 }
 
-fn write_report(path: &PathBuf, append: bool, k: KernelCosts) -> anyhow::Result<()> {
+/// One count of a function's [`Counts`].
+type Metric = fn(&Counts) -> u64;
+
+/// Every kernel of `all` as bar charts: per size, each kernel's TLBIs, DSBs, ISBs and
+/// fixmap writes per table (and ptcheck's builders' TLBIs and DSBs), then a table.
+fn costs_page(all: &CostsReports, class: Class) -> crate::html::Page {
+    use crate::html::{bars, Page, Section};
+    let mut sizes: Vec<u64> = all.runs.iter().flat_map(|k| k.rows.iter().map(|r| r.ram)).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let counted = |r: &CostsRow| r.map_mem.or(r.paging_init).filter(|_| r.outcome == LayoutOutcome::Passed);
+    let mut sections = Vec::new();
+    for size in sizes {
+        let mut charts = Vec::new();
+        let metrics: [(&str, Metric); 4] =
+            [("TLBI", |c| c.tlbi), ("DSB", |c| c.dsb), ("ISB", |c| c.isb), ("fixmap PTE writes", |c| c.fixmap_writes)];
+        for (name, f) in metrics {
+            let mut group = Vec::new();
+            for k in &all.runs {
+                for r in k.rows.iter().filter(|r| r.ram == size) {
+                    if let Some(c) = counted(r) {
+                        group.push((format!("{} ({})", k.label, k.regime), per(f(&c.counts), c.counts.table_links)));
+                    }
+                }
+            }
+            if let Some(b) = all.runs.iter().flat_map(|k| &k.rows).find(|r| r.ram == size).map(|r| &r.builders) {
+                for x in b.iter().filter(|_| name == "TLBI" || name == "DSB") {
+                    let v = if name == "TLBI" { x.tlbis } else { x.dsbs };
+                    group.push((format!("ptcheck's {} builder", x.builder), per(v, x.tables)));
+                }
+            }
+            charts.push((format!("{name} per table"), group));
+        }
+        let failing: Vec<String> = all
+            .runs
+            .iter()
+            .flat_map(|k| {
+                k.rows.iter().filter(|r| r.ram == size && r.outcome != LayoutOutcome::Passed).map(move |r| (k, r))
+            })
+            .map(|(k, r)| format!("{}: {}: {}", k.label, r.outcome, r.why.join("; ")))
+            .collect();
+        let rows: Vec<String> = all
+            .runs
+            .iter()
+            .flat_map(|k| k.rows.iter().filter(|r| r.ram == size).map(move |r| (k, r)))
+            .filter_map(|(k, r)| counted(r).map(|c| (k, c)))
+            .map(|(k, c)| {
+                format!(
+                    "{} ({}): {}; emulated {:.0} ms",
+                    k.label,
+                    k.regime,
+                    describe(&c.counts),
+                    c.emulated_ns as f64 / 1e6
+                )
+            })
+            .collect();
+        sections.push(Section {
+            title: format!("{} GiB, rodata=full, counted to paging_init's return", size >> 30),
+            failing,
+            charts: vec![bars(&format!("{} GiB", size >> 30), &charts)],
+            text: vec![("counts".into(), rows.join("\n"))],
+            ..Section::default()
+        });
+    }
+    Page {
+        title: format!("ptcheck kernel-costs: {} kernels", all.runs.len()),
+        tested: all.runs.first().and_then(|k| k.tested.as_ref()).map(crate::html::tested_facts).unwrap_or_default(),
+        outcome: format!("{class:?} (the last kernel run); emulated times are TCG with the tracer, not hardware time"),
+        passed: class == Class::Passed,
+        sections,
+    }
+}
+
+fn write_report(path: &PathBuf, append: bool, k: KernelCosts) -> anyhow::Result<CostsReports> {
     let mut all: CostsReports = if append {
         match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text)
@@ -380,5 +463,6 @@ fn write_report(path: &PathBuf, append: bool, k: KernelCosts) -> anyhow::Result<
     };
     all.runs.push(k);
     std::fs::write(path, serde_json::to_string_pretty(&all)?)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(all)
 }
