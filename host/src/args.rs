@@ -114,6 +114,9 @@ pub(crate) struct RunArgs {
     /// Write a JUnit XML report here (one test case per plan and regime).
     #[arg(long)]
     pub(crate) junit: Option<PathBuf>,
+    /// Write a self-contained HTML report here (per regime; each failing plan drawn).
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
     /// Self-test: verify the first plan of every config against an expectation one
     /// page off. Those plans must fail; proves the backend's failures are real.
     #[arg(long)]

@@ -34,7 +34,7 @@ pub struct Page {
 }
 
 /// One plan, layout or kernel.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Section {
     /// Its heading.
     pub title: String,
@@ -84,7 +84,7 @@ pub fn bars(title: &str, groups: &[(String, Vec<(String, f64)>)]) -> String {
 }
 
 /// Two listings of one VA space.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Strips {
     /// The model's rows (`None`: a real kernel, which has no model of its whole map).
     pub expected: Option<Vec<Row>>,
@@ -109,7 +109,7 @@ pub fn ranges_named(text: &str) -> Vec<(u64, u128)> {
 
 /// Physical ranges, each with a name and a class (`bank`, `no-map`, `kernel`,
 /// `linear`).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Physical {
     /// `(class, label, start, end)`.
     pub ranges: Vec<(String, String, u64, u64)>,
@@ -497,6 +497,33 @@ impl Page {
     pub fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
         std::fs::write(path, self.render()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
     }
+}
+
+/// Run `plan` on `backend` once more for its listing and draw it: the model's rows
+/// above the walked tables', the failing checks, `facts`; and the run's class.
+pub fn plan_section(
+    backend: &mut dyn crate::backend::Backend,
+    plan: &ptcheck_shared::abi::Plan,
+    title: String,
+    facts: Vec<(String, String)>,
+) -> (Section, crate::outcome::Class) {
+    let listing = crate::run::run_for_listing(backend, plan, 1);
+    let strips = match (plan.config(), &listing.expected, &listing.walk) {
+        (Some(cfg), Some(exp), Some(walk)) => Some(Strips {
+            expected: Some(ptdump::rows(&cfg, &exp.runs)),
+            actual: ptdump::rows(&cfg, &walk.runs),
+            regions: Vec::new(),
+            flagged: Vec::new(),
+        }),
+        _ => None,
+    };
+    let run = &listing.run;
+    let mut failing: Vec<String> = run.verdict.describe_failures().lines().map(str::to_string).collect();
+    if failing.is_empty() && run.class() != crate::outcome::Class::Passed {
+        failing.push(run.outcome.to_string());
+    }
+    let section = Section { title, facts, failing, strips, ..Section::default() };
+    (section, run.class())
 }
 
 /// What was tested, as a page's facts.

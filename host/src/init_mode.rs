@@ -185,7 +185,10 @@ pub fn main() -> ! {
     let report = open(&backend).map(|(mut b, why)| {
         println!("backend: {} ({why})", b.name());
         let label = backend.label(b.name());
-        run_matrix(b.as_mut(), &MatrixOptions { configs: configs.clone(), inject_wrong_expectation: self_test, label })
+        run_matrix(
+            b.as_mut(),
+            &MatrixOptions { configs: configs.clone(), inject_wrong_expectation: self_test, label, pictures: false },
+        )
     });
     match report {
         Ok(mut report) => {

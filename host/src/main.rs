@@ -32,8 +32,44 @@ fn run(args: &RunArgs) -> anyhow::Result<Class> {
     let label = backend.label(b.name());
     let report = run_matrix(
         b.as_mut(),
-        &MatrixOptions { configs, inject_wrong_expectation: args.inject_wrong_expectation, label },
+        &MatrixOptions {
+            configs,
+            inject_wrong_expectation: args.inject_wrong_expectation,
+            label,
+            pictures: args.html.is_some(),
+        },
     );
+    if let Some(path) = &args.html {
+        let summary = ptcheck_host::html::Section {
+            title: format!("{} regimes on {}", report.configs.len(), report.backend),
+            facts: report
+                .configs
+                .iter()
+                .map(|c| {
+                    let line = format!(
+                        "{} plans: {} passed, {} failed, {} not checked, {} n/a",
+                        c.plans, c.passed, c.failed, c.not_checked, c.not_applicable
+                    );
+                    (c.name.clone(), line)
+                })
+                .collect(),
+            failing: report
+                .configs
+                .iter()
+                .flat_map(|c| c.failures.iter().map(move |f| format!("{}: {f}", c.name)))
+                .collect(),
+            ..Default::default()
+        };
+        let page = ptcheck_host::html::Page {
+            title: format!("ptcheck run on {}", report.backend),
+            tested: ptcheck_host::html::tested_facts(&report.tested),
+            outcome: verdict_line(report.class()).to_string(),
+            passed: report.class() == Class::Passed,
+            sections: std::iter::once(summary).chain(report.pictures.iter().cloned()).collect(),
+        };
+        page.write(path)?;
+        println!("html: {}", path.display());
+    }
     if let Some(path) = &args.report {
         report.write_json(path)?;
         println!("report: {}", path.display());

@@ -22,6 +22,8 @@ pub struct MatrixOptions {
     pub inject_wrong_expectation: bool,
     /// Names the backend and builder in reproducer names.
     pub label: String,
+    /// Draw every failing plan (`--html`: run once more for its listing).
+    pub pictures: bool,
 }
 
 /// Run the matrix on `backend`, printing the table; the report says what passed.
@@ -60,6 +62,11 @@ pub fn run_matrix(backend: &mut dyn Backend, opts: &MatrixOptions) -> Report {
                     let written = repro::write(&stem, &np.plan, &run, &*backend, &notes);
                     let path = written.map_or_else(|e| format!("NOT WRITTEN: {e:#}"), |p| p.display().to_string());
                     eprintln!("FAIL {cfg} {}: reproducer {path}\n{}", np.name, run.describe().trim_end());
+                    if opts.pictures {
+                        let facts = vec![("reproducer".to_string(), path.clone())];
+                        let title = format!("{cfg} plan {}: {}", np.name, verdict.failed().join(", "));
+                        report.pictures.push(crate::html::plan_section(backend, &np.plan, title, facts).0);
+                    }
                 }
             }
         }

@@ -52,7 +52,6 @@ pub fn replay(
         let same = *recorded == run.outcome.to_string();
         println!("recorded outcome: {recorded} ({})", if same { "the same" } else { "DIFFERENT" });
     }
-    let mut strips = None;
     if let (Some(exp), Some(walk)) = (&listing.expected, &listing.walk) {
         let want = ptdump::rows(&cfg, &exp.runs);
         let got = ptdump::rows(&cfg, &walk.runs);
@@ -60,12 +59,17 @@ pub fn replay(
         let s = if differing == 1 { "" } else { "s" };
         println!("mappings (- expected only, + in the tables only): {differing} differing line{s}");
         print!("{text}");
-        strips =
-            Some(crate::html::Strips { expected: Some(want), actual: got, regions: Vec::new(), flagged: Vec::new() });
     }
     let class = run.class();
     if let Some(path) = html {
         let tested = crate::tested::of_backend("replay", b.as_ref(), &[r.plan.plan_id]);
+        let facts = vec![
+            ("reproducer".into(), file.display().to_string()),
+            ("recorded outcome".into(), r.outcome.clone().unwrap_or_default()),
+            ("recorded failures".into(), r.fails.join(", ")),
+        ];
+        let title = format!("{cfg}: {} operations, builder {}", r.plan.n_ops, backend.builder);
+        let (section, _) = crate::html::plan_section(b.as_mut(), &r.plan, title, facts);
         let page = crate::html::Page {
             title: format!("ptcheck replay {}", file.display()),
             tested: crate::html::tested_facts(&tested),
@@ -74,17 +78,7 @@ pub fn replay(
                 _ => format!("{} ({class:?})", run.outcome),
             },
             passed: class == Class::Passed,
-            sections: vec![crate::html::Section {
-                title: format!("{cfg}: {} operations, builder {}", r.plan.n_ops, backend.builder),
-                facts: vec![
-                    ("reproducer".into(), file.display().to_string()),
-                    ("recorded outcome".into(), r.outcome.clone().unwrap_or_default()),
-                    ("recorded failures".into(), r.fails.join(", ")),
-                ],
-                failing: run.verdict.describe_failures().lines().map(str::to_string).collect(),
-                strips,
-                ..crate::html::Section::default()
-            }],
+            sections: vec![section],
         };
         page.write(path)?;
         println!("html: {}", path.display());

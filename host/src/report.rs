@@ -117,6 +117,8 @@ pub struct Report {
     pub json: RunReport,
     /// Every plan, for `--junit`.
     pub cases: Vec<Case>,
+    /// The failing plans drawn (`run --html`).
+    pub pictures: Vec<crate::html::Section>,
 }
 
 impl std::ops::Deref for Report {
@@ -136,7 +138,11 @@ impl Report {
     /// An empty report of what `tested` says.
     pub fn new(tested: ptcheck_shared::report::Tested) -> Report {
         let backend = tested.backend.clone();
-        Report { json: RunReport { tested, backend, configs: vec![], fuzz: None, vm_checks: vec![] }, cases: vec![] }
+        Report {
+            json: RunReport { tested, backend, configs: vec![], fuzz: None, vm_checks: vec![] },
+            cases: vec![],
+            pictures: vec![],
+        }
     }
 
     /// The report as JSON, to `path`.
