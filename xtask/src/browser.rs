@@ -111,11 +111,20 @@ pub fn stage(linux_html: &Path) -> Result {
     let dir = target_dir().join("html");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mutant = ["--backend", "native", "--mutant", "off-by-one-end"];
+    // This variant's reproducers from earlier runs go, so the run writes the plain names.
+    let repros = crate::tools::root().join("target/ptcheck/repro");
+    for e in std::fs::read_dir(&repros).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("run-native-linux-off-by-one-end-4k-48-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let run_html = dir.join("run.html");
     let mut run = crate::tools::ptcheck_command(true);
-    run.args(["run", "--config", "4k-48"]).args(mutant);
+    run.args(["run", "--config", "4k-48"]).args(mutant).arg("--html").arg(&run_html);
     if run.current_dir(crate::tools::root()).output().map_err(|e| e.to_string())?.status.code() != Some(1) {
         return Err("the off-by-one-end variant did not fail its run (exit 1)".into());
     }
+    check(&run_html, &[r#"diff failing" data-va="0xffff100000400000""#, "4k-48 plan pmd-blocks"])?;
     let repro =
         crate::tools::root().join("target/ptcheck/repro/run-native-linux-off-by-one-end-4k-48-pmd-blocks.repro");
     let html = dir.join("replay.html");
