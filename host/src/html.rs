@@ -518,7 +518,8 @@ pub fn plan_section(
         _ => None,
     };
     let run = &listing.run;
-    let mut failing: Vec<String> = run.verdict.describe_failures().lines().map(str::to_string).collect();
+    let mut failing: Vec<String> =
+        run.verdict.describe_failures().lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
     if failing.is_empty() && run.class() != crate::outcome::Class::Passed {
         failing.push(run.outcome.to_string());
     }
