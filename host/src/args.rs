@@ -159,6 +159,9 @@ pub(crate) struct FuzzArgs {
     /// run's counts) here.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+    /// Write a self-contained HTML report here (each failure's reproducer drawn).
+    #[arg(long)]
+    pub(crate) html: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) vm: VmArgs,
 }
@@ -263,17 +266,25 @@ pub(crate) fn configs(sel: &str) -> anyhow::Result<Vec<TranslationConfig>> {
     Ok(vec![cfg])
 }
 
+/// The kernel a real-kernel command boots (`linux`, `kernel-costs`).
 #[derive(clap::Args)]
-pub(crate) struct LinuxArgs {
+pub(crate) struct KernelArgs {
     /// The kernel (arm64 Image, or gzip'd as Debian ships it).
     #[arg(long)]
     pub(crate) kernel: PathBuf,
-    /// The initramfs whose /init prints the up marker (`cargo xtask linux` builds it).
+    /// The initramfs (`cargo xtask linux` builds it): its /init prints the kernel's
+    /// symbols and the up marker.
     #[arg(long)]
     pub(crate) initrd: PathBuf,
     /// QEMU -cpu.
     #[arg(long, default_value = "max,pauth-impdef=on")]
     pub(crate) cpu: String,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct LinuxArgs {
+    #[command(flatten)]
+    pub(crate) k: KernelArgs,
     /// Layout stream seed (layouts are RAM banks with holes and odd edges, no-map
     /// regions, the kernel's place, the command line, KASLR; the same seed and index
     /// give the same layout anywhere).
@@ -325,15 +336,8 @@ pub(crate) struct LinuxArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct KernelCostsArgs {
-    /// The kernel (arm64 Image, or gzip'd as Debian ships it).
-    #[arg(long)]
-    pub(crate) kernel: PathBuf,
-    /// The initramfs (`cargo xtask linux` builds it): its /init prints the symbols.
-    #[arg(long)]
-    pub(crate) initrd: PathBuf,
-    /// QEMU -cpu.
-    #[arg(long, default_value = "max,pauth-impdef=on")]
-    pub(crate) cpu: String,
+    #[command(flatten)]
+    pub(crate) k: KernelArgs,
     /// RAM sizes, one bank each (repeat: --ram 16G --ram 64G --ram 256G).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, required = true)]
     pub(crate) ram: Vec<u64>,

@@ -98,7 +98,55 @@ fn fuzz(args: &FuzzArgs) -> anyhow::Result<Class> {
         differential: args.differential.clone(),
         report: args.report.clone(),
     };
-    Ok(ptcheck_host::fuzz::command::fuzz(&cmd, &args.vm.options(args.backend))?.class())
+    let backend = args.vm.options(args.backend);
+    let summary = ptcheck_host::fuzz::command::fuzz(&cmd, &backend)?;
+    if let Some(path) = &args.html {
+        fuzz_page(&summary, &backend, args.seed)?.write(path)?;
+        println!("html: {}", path.display());
+    }
+    Ok(summary.class())
+}
+
+/// `fuzz --html`: the run's counts, then each failure's shrunk reproducer drawn (the
+/// first 16), run again on a backend of the same options.
+fn fuzz_page(
+    s: &ptcheck_host::fuzz::Summary,
+    backend: &ptcheck_host::backend::open::BackendOptions,
+    seed: u64,
+) -> anyhow::Result<ptcheck_host::html::Page> {
+    use ptcheck_host::html::{plan_section, tested_facts, Page, Section};
+    let (mut b, _) = open(backend)?;
+    let tested = ptcheck_host::tested::of_backend("fuzz", b.as_ref(), &[seed]);
+    let mut sections = vec![Section {
+        title: format!("{} plans, seed {seed}", s.plans),
+        facts: vec![
+            ("failed".into(), s.failures.len().to_string()),
+            ("not checked".into(), s.unchecked.len().to_string()),
+            ("n/a".into(), s.not_applicable.to_string()),
+            ("plans/s".into(), format!("{:.0}", s.rate())),
+        ],
+        failing: s
+            .failures
+            .iter()
+            .map(|f| format!("{} plan {}: [{}] {}", f.config, f.index, f.check, f.repro_text()))
+            .collect(),
+        ..Section::default()
+    }];
+    for f in s.failures.iter().take(16) {
+        let Ok(path) = &f.repro else { continue };
+        let text = std::fs::read_to_string(path)?;
+        let r = ptcheck_host::repro::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let title = format!("{} plan {} (shrunk {} -> {} ops): {}", f.config, f.index, f.ops.0, f.ops.1, f.check);
+        sections
+            .push(plan_section(b.as_mut(), &r.plan, title, vec![("reproducer".into(), path.display().to_string())]).0);
+    }
+    Ok(Page {
+        title: format!("ptcheck fuzz on {}", b.name()),
+        tested: tested_facts(&tested),
+        outcome: verdict_line(s.class()).to_string(),
+        passed: s.class() == Class::Passed,
+        sections,
+    })
 }
 
 #[cfg(feature = "mutants")]
@@ -119,7 +167,7 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
     use ptcheck_host::linux::KernelRun;
     let mut trace = if args.no_trace { None } else { Some(ptcheck_host::trace::setup()?) };
     if let (Some(t), Some(name)) = (&mut trace, &args.count_calls) {
-        let (used, entry, why) = ptcheck_host::linux::symbols::bracket(&args.kernel, name)?;
+        let (used, entry, why) = ptcheck_host::linux::symbols::bracket(&args.k.kernel, name)?;
         println!("counting calls of {used} at {entry:#x}{why}");
         t.brackets = vec![(used, entry)];
     }
@@ -132,9 +180,9 @@ fn linux(args: &args::LinuxArgs) -> anyhow::Result<Class> {
     run(&LinuxCommand {
         run: KernelRun {
             accel: accel.accel,
-            kernel: args.kernel.clone(),
-            initrd: args.initrd.clone(),
-            cpu: args.cpu.clone(),
+            kernel: args.k.kernel.clone(),
+            initrd: args.k.initrd.clone(),
+            cpu: args.k.cpu.clone(),
             timeout: Duration::from_secs(args.timeout),
             plant: args.plant,
             trace,
@@ -162,9 +210,9 @@ fn kernel_costs(args: &args::KernelCostsArgs) -> anyhow::Result<Class> {
     run(&CostsCommand {
         run: ptcheck_host::linux::KernelRun {
             accel: ptcheck_host::linux::accel::Accel::Tcg,
-            kernel: args.kernel.clone(),
-            initrd: args.initrd.clone(),
-            cpu: args.cpu.clone(),
+            kernel: args.k.kernel.clone(),
+            initrd: args.k.initrd.clone(),
+            cpu: args.k.cpu.clone(),
             timeout: Duration::from_secs(args.timeout),
             plant: None,
             trace: Some(trace),

@@ -204,6 +204,32 @@ pub struct Counts {
     pub table_links: u64,
 }
 
+/// [`Counts::per_table`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PerTable {
+    /// TLBIs per table.
+    pub tlbi: f64,
+    /// DSBs per table.
+    pub dsb: f64,
+    /// ISBs per table.
+    pub isb: f64,
+    /// Fixmap PTE writes per table.
+    pub fixmap_writes: f64,
+    /// Instructions per table.
+    pub insns: f64,
+}
+
+impl core::fmt::Display for PerTable {
+    /// `TLBI / DSB / ISB / fixmap / insns`, as the cost tables print them.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{:.2} / {:.2} / {:.2} / {:.2} / {:.0}",
+            self.tlbi, self.dsb, self.isb, self.fixmap_writes, self.insns
+        )
+    }
+}
+
 /// The names of [`Counts::tlbi_ops`]' entries: CRm's class (inner shareable, outer
 /// shareable, this PE only, a range) times op2, `""` where no operation is encoded.
 pub const TLBI_OPS: [&str; 32] = [
@@ -327,6 +353,20 @@ impl Counts {
         }
         for (a, b) in self.tlbi_ops.iter_mut().zip(o.tlbi_ops) {
             *a = f(*a, b);
+        }
+    }
+
+    /// Per table linked (`table_links`; 0 tables: all 0): TLBIs, DSBs, ISBs, fixmap
+    /// PTE writes, instructions — the seed's cost table's columns.
+    pub fn per_table(&self) -> PerTable {
+        let t = self.table_links;
+        let per = |n: u64| if t == 0 { 0.0 } else { n as f64 / t as f64 };
+        PerTable {
+            tlbi: per(self.tlbi),
+            dsb: per(self.dsb),
+            isb: per(self.isb),
+            fixmap_writes: per(self.fixmap_writes),
+            insns: per(self.insns),
         }
     }
 

@@ -185,13 +185,13 @@ pub fn table(all: &CostsReports) -> String {
                 continue;
             };
             let ops: Vec<String> = c.tlbis_by_op().map(|(n, k)| format!("{n} {k}")).collect();
-            let t = c.table_links;
             let _ = writeln!(
                 s,
-                "| {} | {} | {}G | {f} | {t} | {} | {} ({}) | {} | {} | {} | {} | {:.2} / {:.2} / {:.2} / {:.2} / {:.0} | {:.0} |",
+                "| {} | {} | {}G | {f} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {:.0} |",
                 k.label,
                 k.regime,
                 r.ram >> 30,
+                c.table_links,
                 c.insns,
                 c.tlbi,
                 ops.join(", "),
@@ -199,11 +199,7 @@ pub fn table(all: &CostsReports) -> String {
                 c.dmb,
                 c.isb,
                 c.fixmap_writes,
-                per(c.tlbi, t),
-                per(c.dsb, t),
-                per(c.isb, t),
-                per(c.fixmap_writes, t),
-                per(c.insns, t),
+                c.per_table(),
                 ns as f64 / 1e6
             );
         }
@@ -295,7 +291,7 @@ pub fn slice() -> Result<(), String> {
             return Err(format!("Debian {l} at 16 GiB counted zeros: {c:?}"));
         }
     }
-    let tlbi = |c: &Counts| per(c.tlbi, c.table_links);
+    let tlbi = |c: &Counts| c.per_table().tlbi;
     if tlbi(&new) >= tlbi(&old) {
         return Err(format!(
             "6.12 issued {:.2} TLBIs per table, 6.1 {:.2}: the series' cut is not seen",

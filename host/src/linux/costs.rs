@@ -169,10 +169,9 @@ fn per(n: u64, tables: u64) -> f64 {
 /// One function's counts in one line.
 pub fn describe(c: &Counts) -> String {
     let ops: Vec<String> = c.tlbis_by_op().map(|(n, k)| format!("{n} {k}")).collect();
-    let t = c.table_links;
     format!(
         "{} insns, {} TLBI ({}), {} DSB, {} DMB, {} ISB, {} fixmap PTE writes, {} tables linked, {} descriptor \
-         writes; per table {:.2} TLBI, {:.2} DSB, {:.2} ISB, {:.2} fixmap writes, {:.0} insns",
+         writes; per table (TLBI / DSB / ISB / fixmap / insns) {}",
         c.insns,
         c.tlbi,
         if ops.is_empty() { "none".to_string() } else { ops.join(", ") },
@@ -180,13 +179,9 @@ pub fn describe(c: &Counts) -> String {
         c.dmb,
         c.isb,
         c.fixmap_writes,
-        t,
+        c.table_links,
         c.table_writes,
-        per(c.tlbi, t),
-        per(c.dsb, t),
-        per(c.isb, t),
-        per(c.fixmap_writes, t),
-        per(c.insns, t)
+        c.per_table()
     )
 }
 
