@@ -382,8 +382,7 @@ fn section(out: &mut String, s: &Section, id: usize) {
     }
     if let Some(st) = &s.strips {
         let m = marks(st);
-        out.push_str(&strips_svg(st, None, &m).replace("href=\"#l-", &format!("href=\"#s{id}-l-")));
-        // Zoom: each differing stretch on its own, ±1/8 of it around.
+        // Zoom: each differing stretch on its own, ±1/8 of it around, linked from here.
         let mut zooms: Vec<(u128, u128)> = Vec::new();
         for (mark, r) in &m.lines {
             if *mark != "  " {
@@ -394,6 +393,14 @@ fn section(out: &mut String, s: &Section, id: usize) {
                 }
             }
         }
+        if !zooms.is_empty() {
+            out.push_str("<p>zoom into:");
+            for (k, (a, b)) in zooms.iter().enumerate().take(16) {
+                let _ = write!(out, r##" <a href="#s{id}-z{k}" class="zoom">{:#x}..{:#x}</a>"##, *a as u64, *b as u64);
+            }
+            out.push_str("</p>\n");
+        }
+        out.push_str(&strips_svg(st, None, &m).replace("href=\"#l-", &format!("href=\"#s{id}-l-")));
         for (k, (a, b)) in zooms.iter().enumerate().take(16) {
             let pad = (b - a) / 8;
             let _ = writeln!(out, r#"<h3 id="s{id}-z{k}">zoom {}: {:#x}..{:#x}</h3>"#, k + 1, *a as u64, *b as u64);
@@ -568,6 +575,7 @@ mod tests {
         assert_eq!(html.matches(r#"diff failing" data-va="0x10000000""#).count(), 4, "main strip and zoom, both rows");
         assert!(html.contains(r##"href="#s0-l-0""##) && html.contains(r#"id="s0-l-0" class="minus""#));
         assert!(html.contains(r#"id="s0-z0""#), "a zoom of the differing stretch");
+        assert!(html.contains(r##"<a href="#s0-z0" class="zoom">"##), "linked from above the strips");
         assert!(!html.contains("<script"), "no script");
     }
 
