@@ -514,7 +514,23 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
                 )
             },
             passed: class == Class::Passed,
-            sections: booted.sections.into_iter().map(|(_, s)| s).collect(),
+            sections: std::iter::once(crate::html::Section {
+                title: format!("{} per regime", report.release),
+                facts: report
+                    .regimes
+                    .iter()
+                    .map(|(name, r)| {
+                        let line = format!(
+                            "{} layouts: {} passed, {} failed, {} crashed, {} not checked; {:.1} s per boot",
+                            r.layouts, r.passed, r.failed, r.crashed, r.not_checked, r.secs_per_boot
+                        );
+                        (name.clone(), line)
+                    })
+                    .collect(),
+                ..crate::html::Section::default()
+            })
+            .chain(booted.sections.into_iter().map(|(_, s)| s))
+            .collect(),
         };
         page.write(path)?;
         println!("html: {}", path.display());
