@@ -534,11 +534,6 @@ pub fn plan_section(
     (section, run.class())
 }
 
-/// What was tested, as a page's facts.
-pub fn tested_facts(t: &crate::tested::Tested) -> Vec<(String, String)> {
-    t.pairs()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

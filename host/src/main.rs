@@ -62,7 +62,7 @@ fn run(args: &RunArgs) -> anyhow::Result<Class> {
         };
         let page = ptcheck_host::html::Page {
             title: format!("ptcheck run on {}", report.backend),
-            tested: ptcheck_host::html::tested_facts(&report.tested),
+            tested: report.tested.pairs(),
             outcome: verdict_line(report.class()).to_string(),
             passed: report.class() == Class::Passed,
             sections: std::iter::once(summary).chain(report.pictures.iter().cloned()).collect(),
@@ -114,7 +114,7 @@ fn fuzz_page(
     backend: &ptcheck_host::backend::open::BackendOptions,
     seed: u64,
 ) -> anyhow::Result<ptcheck_host::html::Page> {
-    use ptcheck_host::html::{plan_section, tested_facts, Page, Section};
+    use ptcheck_host::html::{plan_section, Page, Section};
     let (mut b, _) = open(backend)?;
     let tested = ptcheck_host::tested::of_backend("fuzz", b.as_ref(), &[seed]);
     let mut sections = vec![Section {
@@ -142,7 +142,7 @@ fn fuzz_page(
     }
     Ok(Page {
         title: format!("ptcheck fuzz on {}", b.name()),
-        tested: tested_facts(&tested),
+        tested: tested.pairs(),
         outcome: verdict_line(s.class()).to_string(),
         passed: s.class() == Class::Passed,
         sections,

@@ -72,7 +72,7 @@ pub fn replay(
         let (section, _) = crate::html::plan_section(b.as_mut(), &r.plan, title, facts);
         let page = crate::html::Page {
             title: format!("ptcheck replay {}", file.display()),
-            tested: crate::html::tested_facts(&tested),
+            tested: tested.pairs(),
             outcome: match class {
                 Class::BuilderFailed => format!("{}: failing checks {}", run.outcome, run.verdict.failed().join(", ")),
                 _ => format!("{} ({class:?})", run.outcome),

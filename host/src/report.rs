@@ -76,6 +76,29 @@ pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
     proc_kib(&format!("/proc/{pid}/status"), field)
 }
 
+/// Add to a JSON report of several runs (`--report-append`): the runs already in
+/// `path` when `append` and it exists (else none), `push` adds this one, and the
+/// whole is written back; what it now holds is returned.
+///
+/// # Errors
+/// The file cannot be read or written, or is not a `what` report.
+pub fn append_json<R>(path: &std::path::Path, append: bool, what: &str, push: impl FnOnce(&mut R)) -> anyhow::Result<R>
+where
+    R: Default + serde::Serialize + serde::de::DeserializeOwned,
+{
+    use anyhow::Context as _;
+    let mut all = R::default();
+    if append && path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        all = serde_json::from_str(&text)
+            .with_context(|| format!("--report-append: {} is not a {what} report", path.display()))?;
+    }
+    push(&mut all);
+    std::fs::write(path, serde_json::to_string_pretty(&all)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(all)
+}
+
 /// A `field:  N kB` line of a /proc file (`/proc/meminfo`, `/proc/PID/status`), in KiB.
 pub fn proc_kib(file: &str, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(file).ok()?;

@@ -306,6 +306,22 @@ pub struct CostsRow {
     pub builders: Vec<BuilderCosts>,
 }
 
+impl CostsRow {
+    /// What the cost tables show for this row, when it was counted: `map_mem`'s call
+    /// where the kernel has it out of line, else `paging_init`'s (which then holds
+    /// `map_mem` inlined), with the function's name.
+    pub fn counted(&self) -> Option<(&'static str, crate::trace::Call)> {
+        if self.outcome != LayoutOutcome::Passed {
+            return None;
+        }
+        match (self.map_mem, self.paging_init) {
+            (Some(c), _) => Some(("map_mem", c)),
+            (None, Some(c)) => Some(("paging_init", c)),
+            _ => None,
+        }
+    }
+}
+
 /// What one of ptcheck's builders counted building one map.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BuilderCosts {

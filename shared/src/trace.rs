@@ -204,6 +204,15 @@ pub struct Counts {
     pub table_links: u64,
 }
 
+/// `n` per table of `tables` (none: 0), as every cost table divides.
+pub fn per_table(n: u64, tables: u64) -> f64 {
+    if tables == 0 {
+        0.0
+    } else {
+        n as f64 / tables as f64
+    }
+}
+
 /// [`Counts::per_table`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PerTable {
@@ -359,8 +368,7 @@ impl Counts {
     /// Per table linked (`table_links`; 0 tables: all 0): TLBIs, DSBs, ISBs, fixmap
     /// PTE writes, instructions — the seed's cost table's columns.
     pub fn per_table(&self) -> PerTable {
-        let t = self.table_links;
-        let per = |n: u64| if t == 0 { 0.0 } else { n as f64 / t as f64 };
+        let per = |n: u64| per_table(n, self.table_links);
         PerTable {
             tlbi: per(self.tlbi),
             dsb: per(self.dsb),

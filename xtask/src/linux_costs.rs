@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ptcheck_shared::report::{CostsReports, CostsRow, KernelCosts, LayoutOutcome};
-use ptcheck_shared::trace::Counts;
+use ptcheck_shared::report::{CostsReports, CostsRow, KernelCosts};
+use ptcheck_shared::trace::{per_table as per, Counts};
 
 use crate::kbuild::{build, Built, Cache};
 use crate::linux::{CPU, CPU_NO_LPA2};
@@ -135,24 +135,6 @@ pub fn bench(b: &CostsBench) -> Result<CostsReports, String> {
     Ok(all)
 }
 
-fn per(n: u64, tables: u64) -> f64 {
-    if tables == 0 {
-        0.0
-    } else {
-        n as f64 / tables as f64
-    }
-}
-
-/// The counts the table shows for a row: `map_mem`'s where it is out of line, else
-/// `paging_init`'s (which then holds map_mem inlined).
-fn counted(r: &CostsRow) -> Option<(&'static str, Counts, u64)> {
-    match (r.map_mem, r.paging_init) {
-        (Some(c), _) => Some(("map_mem", c.counts, c.emulated_ns)),
-        (None, Some(c)) => Some(("paging_init", c.counts, c.emulated_ns)),
-        _ => None,
-    }
-}
-
 fn ratio(before: f64, after: f64) -> String {
     if after == 0.0 {
         format!("{before:.2} → 0")
@@ -172,7 +154,7 @@ pub fn table(all: &CostsReports) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for k in &all.runs {
         for r in &k.rows {
-            let Some((f, c, ns)) = counted(r).filter(|_| r.outcome == LayoutOutcome::Passed) else {
+            let Some((f, call)) = r.counted() else {
                 let _ = writeln!(
                     s,
                     "| {} | {} | {}G | {}: {} |",
@@ -184,6 +166,7 @@ pub fn table(all: &CostsReports) -> String {
                 );
                 continue;
             };
+            let (c, ns) = (call.counts, call.emulated_ns);
             let ops: Vec<String> = c.tlbis_by_op().map(|(n, k)| format!("{n} {k}")).collect();
             let _ = writeln!(
                 s,
@@ -213,7 +196,8 @@ pub fn table(all: &CostsReports) -> String {
     for (a, b) in pairs(all) {
         for ra in &a.rows {
             let Some(rb) = b.rows.iter().find(|r| r.ram == ra.ram) else { continue };
-            let (Some((_, ca, _)), Some((_, cb, _))) = (counted(ra), counted(rb)) else { continue };
+            let (Some((_, ca)), Some((_, cb))) = (ra.counted(), rb.counted()) else { continue };
+            let (ca, cb) = (ca.counts, cb.counts);
             let gib = ra.ram >> 30;
             let published = PUBLISHED
                 .iter()
@@ -281,7 +265,7 @@ pub fn slice() -> Result<(), String> {
     let row = |label: &str| -> Result<(Counts, CostsRow), String> {
         let k = all.runs.iter().find(|k| k.label == label).ok_or(format!("{label} was not counted"))?;
         let r = k.rows.first().ok_or(format!("{label}: no row"))?;
-        let (_, c, _) = counted(r).ok_or(format!("{label}: {}: {}", r.outcome, r.why.join("; ")))?;
+        let c = r.counted().ok_or(format!("{label}: {}: {}", r.outcome, r.why.join("; ")))?.1.counts;
         Ok((c, r.clone()))
     };
     let (old, old_row) = row("Debian 6.1")?;

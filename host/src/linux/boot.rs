@@ -56,8 +56,7 @@ pub fn boot_until_stopped(
     };
     let layout = bootable(run, image, layout)?;
     let dir = tempdir()?;
-    let span = layout.ram_span();
-    let ram = GuestRam::with_size(span)?;
+    let ram = guest_ram(&layout)?;
     let boot = Boot {
         run,
         image,
@@ -70,12 +69,7 @@ pub fn boot_until_stopped(
     let (mut qemu, mut console, start) = boot.launch()?;
     let waited = boot.wait_for_init(&mut console, start, &mut qemu);
     let secs = start.elapsed().as_secs_f64();
-    if qemu.0.try_wait().ok().flatten().is_none() {
-        if let Ok(mut g) = gdb::Gdb::connect(boot.port, Duration::from_secs(2)) {
-            let _ = g.interrupt();
-            qemu.end_through(&mut g);
-        }
-    }
+    qemu.end_if_running(boot.port);
     drop(qemu);
     let stopped =
         crate::trace::read(&boot.trace_file).ok().and_then(|v| v.into_iter().find(|o| o.stopped == Some(stop)));
@@ -156,6 +150,30 @@ impl Qemu {
     }
 }
 
+impl Qemu {
+    /// If QEMU still runs, stop it through the gdbstub on `port` and end it there
+    /// (`end_through`), so the tracer writes what it holds; else nothing.
+    fn end_if_running(&mut self, port: u16) {
+        if self.0.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        if let Ok(mut g) = gdb::Gdb::connect(port, Duration::from_secs(2)) {
+            let _ = g.interrupt();
+            self.end_through(&mut g);
+        }
+    }
+}
+
+/// The guest's RAM for `layout`: a memfd of its span, the tops of its banks poisoned
+/// (`Layout::poisoned`) as every boot has them.
+fn guest_ram(layout: &Layout) -> anyhow::Result<GuestRam> {
+    let ram = GuestRam::with_size(layout.ram_span())?;
+    for r in layout.poisoned() {
+        ram.fill(r.start, r.len(), layout::BANK_POISON)?;
+    }
+    Ok(ram)
+}
+
 impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -171,11 +189,7 @@ fn boot_in(
     layout: &Layout,
     dir: &std::path::Path,
 ) -> anyhow::Result<(Inspection, GuestRam)> {
-    let span = layout.ram_span();
-    let ram = GuestRam::with_size(span)?;
-    for r in layout.poisoned() {
-        ram.fill(r.start, r.len(), layout::BANK_POISON)?;
-    }
+    let ram = guest_ram(layout)?;
     let boot = Boot { run, image, layout, dir, ram: &ram, port: free_port()?, trace_file: dir.join("trace.jsonl") };
     let (mut qemu, mut console, start) = boot.launch()?;
     let result = boot
@@ -183,11 +197,8 @@ fn boot_in(
         .and_then(|facts| boot.stop_and_inspect(facts, start.elapsed().as_secs_f64(), &mut qemu));
     // A traced boot that stopped short (a hang still runs): end QEMU through the
     // gdbstub rather than by a signal, so the tracer writes what it saw last.
-    if result.is_err() && run.trace.is_some() && qemu.0.try_wait().ok().flatten().is_none() {
-        if let Ok(mut g) = gdb::Gdb::connect(boot.port, Duration::from_secs(2)) {
-            let _ = g.interrupt();
-            qemu.end_through(&mut g);
-        }
+    if result.is_err() && run.trace.is_some() {
+        qemu.end_if_running(boot.port);
     }
     drop(qemu);
     let trace_file = boot.trace_file;

@@ -501,7 +501,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
     if let Some(path) = &cmd.html {
         let page = crate::html::Page {
             title: format!("ptcheck linux: {}", cmd.run.kernel.display()),
-            tested: report.tested.as_ref().map(crate::html::tested_facts).unwrap_or_default(),
+            tested: report.tested.as_ref().map(|t| t.pairs()).unwrap_or_default(),
             outcome: {
                 let count = |o| report.layouts.iter().filter(|l| l.outcome == o).count();
                 format!(
@@ -632,19 +632,12 @@ fn regime_rows(rows: &[LayoutRow]) -> BTreeMap<String, RegimeRow> {
 /// `report` with the runs already in `file` when appending, written to `file` when
 /// one was asked for.
 fn add_to_report(file: Option<&ReportFile>, report: LinuxReport) -> anyhow::Result<LinuxReports> {
-    let mut all = LinuxReports::default();
-    if let Some(file) = file.filter(|f| f.append && f.path.exists()) {
-        let text =
-            std::fs::read_to_string(&file.path).with_context(|| format!("cannot read {}", file.path.display()))?;
-        all = serde_json::from_str(&text)
-            .with_context(|| format!("--report-append: {} is not a ptcheck linux report", file.path.display()))?;
+    match file {
+        Some(f) => crate::report::append_json(&f.path, f.append, "ptcheck linux", |all: &mut LinuxReports| {
+            all.runs.push(report)
+        }),
+        None => Ok(LinuxReports { runs: vec![report] }),
     }
-    all.runs.push(report);
-    if let Some(file) = file {
-        std::fs::write(&file.path, serde_json::to_string_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", file.path.display()))?;
-    }
-    Ok(all)
 }
 
 /// The run's outcome from its regimes' counts, printed in one line: any failure
@@ -734,7 +727,7 @@ pub fn replay(file: &Path, text: &str, timeout: Duration, html: Option<&Path>) -
     if let Some(path) = html {
         let page = crate::html::Page {
             title: format!("ptcheck replay {}", file.display()),
-            tested: crate::html::tested_facts(&run.tested("replay", r.seed)),
+            tested: run.tested("replay", r.seed).pairs(),
             outcome: format!("{}: {}", b.row.outcome, b.row.why.join("; ")),
             passed: b.row.outcome == LayoutOutcome::Passed,
             sections: vec![b.html.clone()],

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use ptcheck_shared::report::{CostsReports, CostsRow, KernelCosts, LayoutOutcome};
-use ptcheck_shared::trace::{Call, Counts};
+use ptcheck_shared::trace::{per_table as per, Call, Counts};
 
 use super::layout::{one_bank, Cmdline, Layout, Needs};
 use super::{boot_and_inspect, boot_until_stopped, load_kernel, KernelImage, KernelRun};
@@ -157,15 +157,6 @@ fn children_peak_kib() -> Option<u64> {
     (r == 0).then_some(ru.ru_maxrss as u64)
 }
 
-/// Per table, `n` over `tables` (0 tables: 0).
-fn per(n: u64, tables: u64) -> f64 {
-    if tables == 0 {
-        0.0
-    } else {
-        n as f64 / tables as f64
-    }
-}
-
 /// One function's counts in one line.
 pub fn describe(c: &Counts) -> String {
     let ops: Vec<String> = c.tlbis_by_op().map(|(n, k)| format!("{n} {k}")).collect();
@@ -258,7 +249,9 @@ pub fn run(cmd: &CostsCommand) -> anyhow::Result<Class> {
     let class = verdict(&report);
     let all = match &cmd.report {
         Some(f) => {
-            let all = write_report(&f.path, f.append, report)?;
+            let all = crate::report::append_json(&f.path, f.append, "kernel-costs", |all: &mut CostsReports| {
+                all.runs.push(report)
+            })?;
             println!("report: {}", f.path.display());
             all
         }
@@ -383,7 +376,7 @@ fn costs_page(all: &CostsReports, class: Class) -> crate::html::Page {
     let mut sizes: Vec<u64> = all.runs.iter().flat_map(|k| k.rows.iter().map(|r| r.ram)).collect();
     sizes.sort_unstable();
     sizes.dedup();
-    let counted = |r: &CostsRow| r.map_mem.or(r.paging_init).filter(|_| r.outcome == LayoutOutcome::Passed);
+    let counted = |r: &CostsRow| r.counted().map(|(_, c)| c);
     let mut sections = Vec::new();
     for size in sizes {
         let mut charts = Vec::new();
@@ -439,25 +432,9 @@ fn costs_page(all: &CostsReports, class: Class) -> crate::html::Page {
     }
     Page {
         title: format!("ptcheck kernel-costs: {} kernels", all.runs.len()),
-        tested: all.runs.first().and_then(|k| k.tested.as_ref()).map(crate::html::tested_facts).unwrap_or_default(),
+        tested: all.runs.first().and_then(|k| k.tested.as_ref()).map(|t| t.pairs()).unwrap_or_default(),
         outcome: format!("{class:?} (the last kernel run); emulated times are TCG with the tracer, not hardware time"),
         passed: class == Class::Passed,
         sections,
     }
-}
-
-fn write_report(path: &PathBuf, append: bool, k: KernelCosts) -> anyhow::Result<CostsReports> {
-    let mut all: CostsReports = if append {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{} is not a kernel-costs report ({e}): remove it", path.display()))?,
-            Err(_) => CostsReports::default(),
-        }
-    } else {
-        CostsReports::default()
-    };
-    all.runs.push(k);
-    std::fs::write(path, serde_json::to_string_pretty(&all)?)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(all)
 }
