@@ -102,7 +102,7 @@ pub fn check(html: &Path, want: &[&str]) -> Result {
 /// `cargo xtask test`'s browser stage: the replay of a failing reproducer (a
 /// catalogue variant's off-by-one end: the model's 6 MiB of blocks, the tables' 4 MiB
 /// and pages) drawn with its failing range, and a linux layout (`linux_html`, the
-/// planted policy fault) drawn with its failing check.
+/// planted policy fault) drawn with its failing check and its VA regions labelled.
 ///
 /// # Errors
 /// A step could not run, or the browser did not show what the report says.
@@ -143,5 +143,17 @@ pub fn stage(linux_html: &Path) -> Result {
         );
         return Ok(());
     }
-    check(linux_html, &[r#"class="failing-check">policy"#, r#"diff failing""#, r#"class="linear""#, r#"class="page"#])
+    // The failing policy check drawn, and the VA regions labelled, every mapping in one.
+    check(
+        linux_html,
+        &[
+            r#"class="failing-check">policy"#,
+            r#"diff failing""#,
+            r#"class="linear""#,
+            r#"class="page"#,
+            ">vmemmap</text>",
+            ">fixmap</text>",
+            "every mapping lies in one",
+        ],
+    )
 }

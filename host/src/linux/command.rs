@@ -113,10 +113,8 @@ fn html_section(
     use crate::html::{Physical, Section, Strips};
     let rows = crate::ptdump::rows(&i.cfg, &i.walk.runs);
     let (lo, hi) = (super::check::page_offset(&i.cfg), super::check::linear_end(&i.cfg));
-    let mut regions = vec![("linear map".to_string(), lo, u128::from(hi))];
-    if let (Some(a), Some(b)) = (i.facts.sym("_text"), i.facts.sym("_end")) {
-        regions.push(("kernel image".into(), a, u128::from(b)));
-    }
+    let regions = super::va_space::of_kernel(&i.cfg, &i.facts, &i.walk);
+    let unlabelled = super::va_space::outside(&regions, &i.cfg, &i.walk);
     let mut ranges: Vec<(String, String, u64, u64)> = Vec::new();
     for b in &layout.banks {
         ranges.push(("bank".into(), "bank".into(), b.start, b.end));
@@ -147,6 +145,21 @@ fn html_section(
             ("kernel".into(), i.facts.release.clone().unwrap_or_default()),
             ("TCR_EL1 / TTBR1_EL1".into(), format!("{:#x} / {:#x}", i.tcr, i.ttbr1)),
             ("tables walked".into(), i.walk.tables.len().to_string()),
+            (
+                "regions drawn".into(),
+                match unlabelled.first() {
+                    None => format!(
+                        "every mapping lies in one ({})",
+                        i.facts.release.as_deref().unwrap_or("release unknown: the 6.9+ layout")
+                    ),
+                    Some((a, b)) => format!(
+                        "{} leaf runs lie outside every region drawn (the first {a:#x}..{:#x}): the layout assumed \
+                         for this release is wrong here",
+                        unlabelled.len(),
+                        *b as u64
+                    ),
+                },
+            ),
             ("boot".into(), format!("{:.1} s to init", i.boot_secs)),
         ],
         failing,

@@ -23,6 +23,7 @@ pub mod layout;
 mod plant;
 mod regime;
 pub mod symbols;
+pub mod va_space;
 
 pub use boot::{boot_and_inspect, boot_until_stopped, NotUp};
 pub use check::judge;

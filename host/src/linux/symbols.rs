@@ -118,6 +118,12 @@ impl KernelFacts {
         Some((self.sym(name)?, self.sym(&format!("{name}.end"))?))
     }
 
+    /// The release's `(major, minor)`, when `uname -r` was printed and parses.
+    pub fn version(&self) -> Option<(u32, u32)> {
+        let mut it = self.release.as_deref()?.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
+        Some((it.next()??, it.next()??))
+    }
+
     /// A symbol's address.
     pub fn sym(&self, name: &str) -> Option<u64> {
         self.symbols.get(name).copied()

@@ -130,8 +130,7 @@ impl<'a> Ctx<'a> {
         let ram = expected_linear_ram(layout, cfg.page_size());
         let (lo, hi) = (page_offset(&cfg), linear_end(&cfg));
         let offset = i.walk.runs.iter().find(|r| r.va >= lo && r.va < hi).map(|r| r.va.wrapping_sub(r.pa(&cfg)));
-        let voffset = facts.sym("_stext").and_then(|s| Some(s.wrapping_sub(i.walk.at(&cfg, s)?.pa)));
-        let sections = find_sections(facts, voffset);
+        let sections = find_sections(facts, image_voffset(&cfg, facts, &i.walk));
         let mut c = Ctx { i, layout, facts, mem, cfg, offset, ram, kfence: None, sections };
         c.kfence = c
             .read_kernel_u64("__kfence_pool")
@@ -189,6 +188,11 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The image's VA − PA, from where the walked tables map `_stext`.
+pub fn image_voffset(cfg: &TranslationConfig, facts: &KernelFacts, walk: &crate::walker::Walk) -> Option<u64> {
+    facts.sym("_stext").and_then(|s| Some(s.wrapping_sub(walk.at(cfg, s)?.pa)))
+}
+
 /// The image's section boundaries (VAs): from /proc/kallsyms, else (a kernel
 /// without CONFIG_KALLSYMS_ALL lists text symbols only) from `_stext`, `_etext`,
 /// `__init_begin` and /proc/iomem's "Kernel data", using the linker script's
@@ -231,12 +235,7 @@ pub fn find_sections(f: &KernelFacts, voffset: Option<u64>) -> Result<Sections, 
 /// 6.2–6.11 kernel that disagrees shows as a policy difference at the alias's first
 /// block. An unknown release is taken as recent.
 pub fn alias_from_text(facts: &KernelFacts) -> bool {
-    let Some(r) = facts.release.as_deref() else { return true };
-    let mut it = r.split(['.', '-', '+']).map(|p| p.parse::<u32>().ok());
-    match (it.next().flatten(), it.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= (6, 9),
-        _ => true,
-    }
+    facts.version().is_none_or(|v| v >= (6, 9))
 }
 
 impl Ctx<'_> {

@@ -29,8 +29,8 @@ mod translation;
 mod zeroing;
 
 pub use ctx::{
-    alias_from_text, expected_linear_ram, find_sections, linear_end, memstart_align, page_offset, subtract, Ctx,
-    Sections, KFENCE_OBJECTS,
+    alias_from_text, expected_linear_ram, find_sections, image_voffset, linear_end, memstart_align, page_offset,
+    subtract, Ctx, Sections, KFENCE_OBJECTS,
 };
 
 use crate::linux::inspection::{Finding, Inspection, LinuxCheck, Severity};
