@@ -250,9 +250,11 @@ fn strips_svg(s: &Strips, window: Option<(u128, u128)>, marks: &Marks) -> String
             continue;
         }
         let (x0, x1) = (axis.x(a), axis.x(b));
+        // A label near the right edge ends at its region's end, inside the picture.
+        let (tx, anchor) = if x0 > WIDTH - 200.0 { (x1.min(WIDTH), "end") } else { (x0, "start") };
         let _ = writeln!(
             out,
-            r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="6" class="region"/><text x="{x0:.2}" y="{}" class="label">{}</text>"#,
+            r#"<rect x="{x0:.2}" y="{y}" width="{:.2}" height="6" class="region"/><text x="{tx:.2}" y="{}" class="label" text-anchor="{anchor}">{}</text>"#,
             (x1 - x0).max(1.0),
             y + 17.0,
             esc(name)

@@ -34,14 +34,24 @@ fn top_minus(bits: u32) -> u64 {
 
 /// [`regions`] of a booted kernel, its bss found from its symbols and the walk.
 pub fn of_kernel(cfg: &TranslationConfig, facts: &KernelFacts, walk: &Walk) -> Vec<Region> {
-    let sections = super::check::find_sections(facts, super::check::image_voffset(cfg, facts, walk));
-    let bss = sections.ok().map(|s| Range { start: s.bss.wrapping_sub(s.voffset), end: s.end.wrapping_sub(s.voffset) });
-    regions(cfg, facts, walk, bss)
+    let sections = super::check::find_sections(facts, super::check::image_voffset(cfg, facts, walk)).ok();
+    let image = sections.as_ref().map(|s| Range { start: s.text.unwrap_or(s.stext), end: s.end });
+    let bss = sections.map(|s| Range { start: s.bss.wrapping_sub(s.voffset), end: s.end.wrapping_sub(s.voffset) });
+    regions(cfg, facts, walk, Image { image, bss })
 }
 
-/// The regions of `cfg`'s TTBR1 space for a kernel of `version` (unknown: the newer
-/// layout), in address order; the fixmap from `walk`'s tables inside `bss` (physical).
-pub fn regions(cfg: &TranslationConfig, facts: &KernelFacts, walk: &Walk, bss: Option<Range>) -> Vec<Region> {
+/// Where a kernel's image is, as far as its symbols tell.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Image {
+    /// The image's VAs (`_text` or `_stext` to `_end`).
+    pub image: Option<Range>,
+    /// Its bss, physical.
+    pub bss: Option<Range>,
+}
+
+/// The regions of `cfg`'s TTBR1 space for a kernel of `facts`' release (unknown: the
+/// newer layout), in address order; the fixmap from `walk`'s tables inside the bss.
+pub fn regions(cfg: &TranslationConfig, facts: &KernelFacts, walk: &Walk, img: Image) -> Vec<Region> {
     let version = facts.version().unwrap_or((u32::MAX, 0));
     let shift = cfg.granule().page_shift();
     let (va, actual) = (cfg.kernel.va_bits(), cfg.va_bits);
@@ -71,10 +81,10 @@ pub fn regions(cfg: &TranslationConfig, facts: &KernelFacts, walk: &Walk, bss: O
         ("modules".into(), page_end, u128::from(modules_end)),
         ("vmalloc (the image is inside)".into(), modules_end, u128::from(vmalloc_end)),
     ];
-    if let (Some(a), Some(b)) = (facts.sym("_text"), facts.sym("_end")) {
-        out.push(("kernel image".into(), a, u128::from(b)));
+    if let Some(i) = img.image {
+        out.push(("kernel image".into(), i.start, u128::from(i.end)));
     }
-    let seen = fixmap_tables(cfg, walk, bss, vmalloc_end);
+    let seen = fixmap_tables(cfg, walk, img.bss, vmalloc_end);
     let lo = seen.iter().map(|s| s.0).fold(fixaddr_top - FIX_WINDOW, u64::min);
     let hi = seen.iter().map(|s| s.1).fold(u128::from(fixaddr_top), u128::max);
     out.push(("fixmap".into(), lo, hi));
@@ -133,7 +143,7 @@ mod tests {
         let walk = Walk::default();
         for cfg in TranslationConfig::all() {
             for release in ["6.1.0-50-arm64", "6.12.117+deb13-arm64"] {
-                let r = regions(&cfg, &facts(release), &walk, None);
+                let r = regions(&cfg, &facts(release), &walk, Image::default());
                 let names: Vec<&str> = r.iter().map(|r| r.0.as_str()).collect();
                 assert_eq!(names.len(), 6, "{cfg} {release}: {names:?}");
                 for w in r.windows(2) {
@@ -150,12 +160,12 @@ mod tests {
     #[test]
     fn the_two_layouts_on_4k_48() {
         let cfg = TranslationConfig::parse("4k-48").unwrap();
-        let r = regions(&cfg, &facts("6.12.117+deb13-arm64"), &Walk::default(), None);
+        let r = regions(&cfg, &facts("6.12.117+deb13-arm64"), &Walk::default(), Image::default());
         let get = |r: &[Region], n: &str| r.iter().find(|x| x.0 == n).map(|x| (x.1, x.2 as u64)).unwrap();
         assert_eq!(get(&r, "linear map"), (0xffff_0000_0000_0000, 0xffff_8000_0000_0000));
         assert_eq!(get(&r, "modules"), (0xffff_8000_0000_0000, 0xffff_8000_8000_0000));
         assert_eq!(get(&r, "vmemmap"), (0xffff_fdff_c000_0000, 0xffff_ffff_c000_0000));
-        let r = regions(&cfg, &facts("6.1.0-50-arm64"), &Walk::default(), None);
+        let r = regions(&cfg, &facts("6.1.0-50-arm64"), &Walk::default(), Image::default());
         assert_eq!(get(&r, "modules"), (0xffff_8000_0000_0000, 0xffff_8000_0800_0000));
         assert_eq!(get(&r, "vmemmap"), (0xffff_fc00_0000_0000, 0xffff_fe00_0000_0000));
     }
