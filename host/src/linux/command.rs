@@ -405,7 +405,7 @@ fn layout_job(cmd: &LinuxCommand, image: &super::KernelImage, layouts: Layouts<'
             plant: cmd.run.plant,
             failed: b.row.why.clone(),
             layout: b.row.layout.clone(),
-            tested: Some(cmd.run.tested("linux", cmd.seed)),
+            tested: Some(cmd.run.tested("linux", &[cmd.seed])),
         };
         let stem = format!("linux-{}-{}-seed{}-{k}", b.backend, b.row.regime, cmd.seed).replace('?', "unknown");
         let text = serde_json::to_string_pretty(&r).unwrap_or_default();
@@ -498,7 +498,7 @@ pub fn run(cmd: &LinuxCommand) -> anyhow::Result<Class> {
         booted.rows.len() as f64 / secs.max(1e-9)
     );
     let report = LinuxReport {
-        tested: Some(cmd.run.tested("linux", cmd.seed)),
+        tested: Some(cmd.run.tested("linux", &[cmd.seed])),
         backend: booted.backend,
         release: booted.release.unwrap_or_default(),
         kernel: cmd.run.kernel.display().to_string(),
@@ -740,7 +740,7 @@ pub fn replay(file: &Path, text: &str, timeout: Duration, html: Option<&Path>) -
     if let Some(path) = html {
         let page = crate::html::Page {
             title: format!("ptcheck replay {}", file.display()),
-            tested: run.tested("replay", r.seed).pairs(),
+            tested: run.tested("replay", &[r.seed]).pairs(),
             outcome: format!("{}: {}", b.row.outcome, b.row.why.join("; ")),
             passed: b.row.outcome == LayoutOutcome::Passed,
             sections: vec![b.html.clone()],

@@ -236,7 +236,7 @@ pub fn run(cmd: &CostsCommand) -> anyhow::Result<Class> {
         rows.push(count_one(&run, &image, &p, size, &layout));
     }
     let report = KernelCosts {
-        tested: Some(cmd.run.tested("kernel-costs", 0)),
+        tested: Some(cmd.run.tested("kernel-costs", &[])),
         kernel: cmd.run.kernel.display().to_string(),
         release: p.release.clone(),
         label,

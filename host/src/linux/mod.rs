@@ -87,10 +87,11 @@ impl KernelRun {
         Ok(n)
     }
 
-    /// What a report of these boots tested (`seed` of the layout stream).
-    pub fn tested(&self, command: &str, seed: u64) -> crate::tested::Tested {
+    /// What a report of these boots tested (`seeds` of the layout stream; none where
+    /// the layout is not generated).
+    pub fn tested(&self, command: &str, seeds: &[u64]) -> crate::tested::Tested {
         let mut t =
-            crate::tested::of_kernel(command, &self.qemu_binary(), &self.qemu_cpu(), self.trace.is_some(), &[seed]);
+            crate::tested::of_kernel(command, &self.qemu_binary(), &self.qemu_cpu(), self.trace.is_some(), seeds);
         if self.accel == accel::Accel::Kvm {
             t.backend = "qemu (kvm)".into();
         }
