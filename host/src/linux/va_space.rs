@@ -123,7 +123,7 @@ fn fixmap_tables(cfg: &TranslationConfig, walk: &Walk, bss: Option<Range>, above
 pub fn outside(regions: &[Region], cfg: &TranslationConfig, walk: &Walk) -> Vec<(u64, u128)> {
     walk.runs
         .iter()
-        .map(|r| (r.va, u128::from(r.va) + u128::from(r.count) * u128::from(cfg.entry_span(r.level))))
+        .map(|r| (r.va, r.end(cfg)))
         .filter(|&(a, b)| !regions.iter().any(|&(_, s, e)| a >= s && b <= e))
         .collect()
 }
